@@ -1,0 +1,18 @@
+// Bundles the in-page recorder and the viewer from npm packages into dist/.
+import { build } from "esbuild";
+import { copyFile, mkdir } from "node:fs/promises";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const root = dirname(fileURLToPath(import.meta.url));
+const dist = join(root, "dist");
+await mkdir(dist, { recursive: true });
+
+const common = { bundle: true, minify: true, sourcemap: false, target: ["chrome110", "firefox110", "safari16"], logLevel: "warning" };
+
+// Injected into every frame by the session actor: must be a self-contained IIFE.
+await build({ ...common, entryPoints: [join(root, "src/recorder.js")], outfile: join(dist, "recorder.js"), format: "iife" });
+
+await build({ ...common, entryPoints: [join(root, "src/viewer/main.js")], outfile: join(dist, "viewer.js"), format: "esm" });
+await build({ ...common, entryPoints: [join(root, "src/viewer/viewer.css")], outfile: join(dist, "viewer.css") });
+await copyFile(join(root, "src/viewer/index.html"), join(dist, "index.html"));

@@ -1,0 +1,73 @@
+"""The one place environment variables are read: `RRSTREAM_*` settings."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """rrstream configuration. Every field can be set as `RRSTREAM_<NAME>`."""
+
+    model_config = SettingsConfigDict(env_prefix="RRSTREAM_", extra="forbid", frozen=True)
+
+    # Gateway
+    host: str = Field(default="127.0.0.1", description="Address the HTTP/WebSocket gateway binds.")
+    port: int = Field(default=8000, ge=0, le=65_535, description="Gateway port (0 picks a free one).")
+    public_url: str | None = Field(
+        default=None, description="Base URL viewers use, when it differs from the request's."
+    )
+    gateway_replicas: int = Field(default=1, ge=1, le=64)
+    gateway_max_ongoing_requests: int = Field(
+        default=10_000, ge=1, description="Each open WebSocket holds one slot for its whole life."
+    )
+    viewer_queue_frames: int = Field(
+        default=256, ge=8, description="Frames queued per viewer before it is moved forward."
+    )
+    assets_dir: str | None = Field(
+        default=None, description="Built frontend (default: frontend/dist beside the packages)."
+    )
+
+    # Ray
+    ray_address: str | None = Field(
+        default=None, description="Join this Ray cluster instead of starting an embedded one."
+    )
+    namespace: str = "rrstream"
+    node_ip: str = Field(default="127.0.0.1", description="Node IP of the embedded local Ray.")
+    dashboard_port: int = Field(default=8265, ge=0, le=65_535)
+    browser_slots: int | None = Field(
+        default=None, ge=1, description="Browser slots of the local node (default: from memory/CPU)."
+    )
+
+    # Browser
+    chromium: str | None = Field(
+        default=None, description="Path to a Chromium binary; default: Playwright's, else `chromium`."
+    )
+    headless: bool = True
+    browser_args: list[str] = Field(default_factory=list, description="Extra Chromium flags.")
+
+    # Recording (the seed's rrweb options are the defaults)
+    checkout_every_ms: int = Field(default=5_000, ge=500)
+    sampling_scroll_ms: int = Field(default=100, ge=0)
+    sampling_media_ms: int = Field(default=400, ge=0)
+    sampling_input: Literal["last", "all"] = "last"
+    slim_dom: bool = True
+    mask_passwords: bool = True
+    flush_ms: int = Field(default=25, ge=1, le=1_000, description="In-page batching window.")
+    max_batch_chars: int = Field(default=262_144, ge=1_024)
+
+    # Streaming
+    codec: Literal["lz4-frame"] = "lz4-frame"
+    buffer_max_bytes: int = Field(
+        default=64 * 1024 * 1024, ge=1024, description="Compressed bytes a streamer keeps."
+    )
+    buffer_max_segments: int = Field(default=8, ge=1)
+    ended_retention_s: float = Field(
+        default=600.0, ge=0, description="How long an ended session's stream stays readable."
+    )
+    step_delay_ms: int = Field(default=0, ge=0, description="Pause between workflow steps.")
+
+
+__all__ = ["Settings"]

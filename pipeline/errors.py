@@ -1,0 +1,59 @@
+"""rrstream's exceptions. Foreign errors (Playwright, OSError) are translated at the boundary.
+
+RRStreamError
+ ├── SessionNotFound
+ ├── InvalidTransition
+ ├── BrowserNotFound
+ ├── BrowserLaunchError
+ └── StepFailed
+"""
+
+from __future__ import annotations
+
+
+class RRStreamError(Exception):
+    """Root of every error rrstream raises on purpose."""
+
+
+class SessionNotFound(RRStreamError):
+    def __init__(self, session_id: str) -> None:
+        self.session_id = session_id
+        super().__init__(f"no session with id {session_id!r}")
+
+
+class InvalidTransition(RRStreamError):
+    def __init__(self, component: str, current: str, requested: str) -> None:
+        self.component, self.current, self.requested = component, current, requested
+        super().__init__(f"{component}: cannot go from {current!r} to {requested!r}")
+
+
+class BrowserNotFound(RRStreamError):
+    def __init__(self, searched: list[str]) -> None:
+        self.searched = searched
+        super().__init__(
+            "no Chromium found (looked for: " + ", ".join(searched) + "). Run scripts/setup.sh, "
+            "install Debian's `chromium`, or set RRSTREAM_CHROMIUM to a Chromium binary."
+        )
+
+
+class BrowserLaunchError(RRStreamError):
+    def __init__(self, executable: str | None, reason: str) -> None:
+        self.executable, self.reason = executable, reason
+        where = executable or "Playwright's bundled Chromium"
+        super().__init__(f"could not launch {where}: {reason}")
+
+
+class StepFailed(RRStreamError):
+    def __init__(self, session_id: str, index: int, action: str, reason: str) -> None:
+        self.session_id, self.index, self.action, self.reason = session_id, index, action, reason
+        super().__init__(f"session {session_id}: step {index} ({action}) failed: {reason}")
+
+
+__all__ = [
+    "BrowserLaunchError",
+    "BrowserNotFound",
+    "InvalidTransition",
+    "RRStreamError",
+    "SessionNotFound",
+    "StepFailed",
+]

@@ -1,0 +1,176 @@
+"""Shapes that cross module and process boundaries: session specs, states, status."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+
+from pipeline.steps import Step
+
+
+class SessionState(enum.StrEnum):
+    PENDING = "pending"  # accepted, waiting for a browser slot
+    STARTING = "starting"  # launching Chromium, opening the first page
+    RUNNING = "running"  # running its workflow
+    IDLE = "idle"  # workflow done; the page stays live until stopped
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
+
+    @property
+    def ended(self) -> bool:
+        return self in (SessionState.STOPPED, SessionState.FAILED)
+
+
+# Legal moves of a session's state machine; anything else is a bug.
+SESSION_TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
+    SessionState.PENDING: frozenset({SessionState.STARTING, SessionState.STOPPING,
+                                     SessionState.FAILED}),
+    SessionState.STARTING: frozenset({SessionState.RUNNING, SessionState.STOPPING,
+                                      SessionState.FAILED}),
+    SessionState.RUNNING: frozenset({SessionState.IDLE, SessionState.STOPPING,
+                                     SessionState.FAILED}),
+    SessionState.IDLE: frozenset({SessionState.STOPPING, SessionState.FAILED}),
+    SessionState.STOPPING: frozenset({SessionState.STOPPED, SessionState.FAILED}),
+    SessionState.STOPPED: frozenset(),
+    SessionState.FAILED: frozenset(),
+}
+
+
+class Viewport(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    width: int = Field(default=1280, ge=200, le=3840)
+    height: int = Field(default=800, ge=200, le=2160)
+
+
+class SessionSpec(BaseModel):
+    """What `POST /sessions` takes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    url: AnyHttpUrl | None = Field(
+        default=None, description="http(s) URL the session opens first (not with `demo`)."
+    )
+    steps: list[Step] = Field(default_factory=list, max_length=1_000,
+                              description="Workflow steps, run in order after the first load.")
+    name: str | None = Field(default=None, max_length=200)
+    viewport: Viewport = Field(default_factory=Viewport)
+    close_when_done: bool = Field(
+        default=False,
+        description="Stop the session when its workflow ends instead of keeping the page live.",
+    )
+    max_duration_s: int = Field(default=3_600, ge=1, le=86_400,
+                                description="The session stops itself after this long.")
+    demo: bool = Field(
+        default=False,
+        description="Run the built-in demo workflow on the bundled demo site; `url` and `steps` "
+        "must then be left out.",
+    )
+
+    @model_validator(mode="after")
+    def _url_or_demo(self) -> SessionSpec:
+        if self.demo and (self.url is not None or self.steps):
+            raise ValueError("a demo session takes no url or steps")
+        if not self.demo and self.url is None:
+            raise ValueError("url is required")
+        return self
+
+
+class StepState(enum.StrEnum):
+    PENDING = "pending"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    SKIPPED = "skipped"
+
+
+class StepStatus(BaseModel):
+    index: int
+    action: str
+    state: StepState = StepState.PENDING
+    started_at: float | None = None
+    ended_at: float | None = None
+    error: str | None = None
+
+
+class SessionStatus(BaseModel):
+    """What the browser actor knows about itself."""
+
+    state: SessionState
+    url: str | None = None
+    title: str | None = None
+    started_at: float | None = None
+    ended_at: float | None = None
+    steps: list[StepStatus] = Field(default_factory=list)
+    error: str | None = None
+    browser_restarts: int = 0
+    start_url: str | None = None
+
+
+class StreamStats(BaseModel):
+    """What the streamer actor knows about the stream."""
+
+    batches: int = 0
+    events: int = 0
+    bytes_raw: int = 0
+    bytes_compressed: int = 0
+    last_seq: int = 0
+    segments_buffered: int = 0
+    bytes_buffered: int = 0
+    viewers: int = 0
+    events_per_s: float = 0.0
+    ended: bool = False
+
+
+class SessionInfo(BaseModel):
+    """What `GET /sessions/{id}` answers."""
+
+    id: str
+    name: str | None
+    state: SessionState
+    start_url: str | None
+    url: str | None
+    created_at: float
+    started_at: float | None
+    ended_at: float | None
+    node_id: str | None
+    events: int
+    batches: int
+    bytes_raw: int
+    bytes_compressed: int
+    viewers: int
+    steps: list[StepStatus]
+    error: str | None
+    viewer_url: str
+    stream_url: str
+
+
+@dataclass(slots=True)
+class SessionRecord:
+    """The registry's entry for one session."""
+
+    id: str
+    spec: SessionSpec
+    state: SessionState
+    created_at: float
+    node_id: str | None = None
+    ended_at: float | None = None
+    error: str | None = None
+    labels: dict[str, str] = field(default_factory=dict)
+
+
+__all__ = [
+    "SESSION_TRANSITIONS",
+    "SessionInfo",
+    "SessionRecord",
+    "SessionSpec",
+    "SessionState",
+    "SessionStatus",
+    "StepState",
+    "StepStatus",
+    "StreamStats",
+    "Viewport",
+]

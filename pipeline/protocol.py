@@ -1,0 +1,194 @@
+"""Wire protocol v1 between the gateway and viewers (docs/protocol.md).
+
+Binary frames: a fixed little-endian header, the session id, then compressed
+batches. Text frames: JSON control messages, typed here.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+PROTOCOL_VERSION = 1
+HELLO_TIMEOUT_S = 10.0
+
+_HEADER = struct.Struct("<BBHIQQdddB")
+FLAG_SEGMENT_START = 0x01
+FLAG_RESET = 0x02
+
+
+class CloseCode(enum.IntEnum):
+    SESSION_ENDED = 1000
+    GOING_AWAY = 1001
+    INTERNAL_ERROR = 1011
+    BAD_HELLO = 4400
+    UNAUTHORIZED = 4401
+    UNKNOWN_SESSION = 4404
+    HELLO_TIMEOUT = 4408
+
+
+@dataclass(slots=True, frozen=True)
+class Chunk:
+    """One page batch after the streamer numbered and compressed it."""
+
+    seq: int
+    segment_start: bool
+    event_count: int
+    first_ts: float
+    last_ts: float
+    ingest_ts: float
+    payload: bytes
+
+
+@dataclass(slots=True, frozen=True)
+class FrameHeader:
+    flags: int
+    event_count: int
+    first_seq: int
+    last_seq: int
+    first_ts: float
+    last_ts: float
+    ingest_ts: float
+    session_id: str
+    header_length: int
+
+    @property
+    def segment_start(self) -> bool:
+        return bool(self.flags & FLAG_SEGMENT_START)
+
+    @property
+    def reset(self) -> bool:
+        return bool(self.flags & FLAG_RESET)
+
+
+def encode_frame(session_id: str, chunks: list[Chunk], *, reset: bool = False) -> bytes:
+    """Joins consecutive chunks of one segment into one binary frame."""
+    if not chunks:
+        raise ValueError("a frame needs at least one chunk")
+    if any(c.segment_start for c in chunks[1:]):
+        raise ValueError("a frame must not span two segments")
+    first, last = chunks[0], chunks[-1]
+    if last.seq - first.seq != len(chunks) - 1:
+        raise ValueError("chunks in a frame must be consecutive")
+    flags = FLAG_SEGMENT_START if first.segment_start else 0
+    if reset:
+        if not first.segment_start:
+            raise ValueError("a reset frame must start a segment")
+        flags |= FLAG_RESET
+    sid = session_id.encode("ascii")
+    header = _HEADER.pack(
+        PROTOCOL_VERSION, flags, _HEADER.size + len(sid), sum(c.event_count for c in chunks),
+        first.seq, last.seq, first.first_ts, last.last_ts, last.ingest_ts, len(sid),
+    )
+    return b"".join([header, sid, *(c.payload for c in chunks)])
+
+
+def decode_frame(frame: bytes) -> tuple[FrameHeader, bytes]:
+    """Splits a binary frame into its header and compressed payload."""
+    if len(frame) < _HEADER.size:
+        raise ValueError(f"frame too short: {len(frame)} bytes")
+    (version, flags, header_length, count, first_seq, last_seq, first_ts, last_ts, ingest_ts,
+     sid_len) = _HEADER.unpack_from(frame)
+    if version != PROTOCOL_VERSION:
+        raise ValueError(f"unsupported frame version {version}")
+    sid = frame[_HEADER.size:_HEADER.size + sid_len].decode("ascii")
+    header = FrameHeader(flags, count, first_seq, last_seq, first_ts, last_ts, ingest_ts, sid,
+                         header_length)
+    return header, frame[header_length:]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Hello(_Message):
+    type: Literal["hello"] = "hello"
+    protocol: int = Field(ge=1)
+    resume_after: int | None = Field(default=None, ge=0)
+    token: str | None = None
+
+
+class Welcome(_Message):
+    type: Literal["welcome"] = "welcome"
+    protocol: int = PROTOCOL_VERSION
+    session_id: str
+    codec: str
+    resume: Literal["continue", "reset"]
+    state: str
+
+
+class Status(_Message):
+    type: Literal["status"] = "status"
+    state: str
+    url: str | None = None
+    events: int = 0
+    batches: int = 0
+    bytes_raw: int = 0
+    bytes_compressed: int = 0
+    viewers: int = 0
+    step: int | None = None
+    steps_total: int = 0
+    error: str | None = None
+
+
+class Reset(_Message):
+    type: Literal["reset"] = "reset"
+    reason: Literal["join", "gap", "slow_viewer"]
+    seq: int
+
+
+class End(_Message):
+    type: Literal["end"] = "end"
+    reason: Literal["stopped", "failed"]
+    state: str
+
+
+class Error(_Message):
+    type: Literal["error"] = "error"
+    code: int
+    message: str
+
+
+ClientMessage = Annotated[Hello, Field(discriminator="type")]
+CLIENT_MESSAGE: TypeAdapter[Hello] = TypeAdapter(ClientMessage)
+
+__all__ = [
+    "CLIENT_MESSAGE",
+    "FLAG_RESET",
+    "FLAG_SEGMENT_START",
+    "HELLO_TIMEOUT_S",
+    "PROTOCOL_VERSION",
+    "Chunk",
+    "CloseCode",
+    "End",
+    "Error",
+    "FrameHeader",
+    "Hello",
+    "PageBatch",
+    "Reset",
+    "Status",
+    "Welcome",
+    "decode_frame",
+    "encode_frame",
+]
+
+
+@dataclass(slots=True, frozen=True)
+class PageBatch:
+    """What the page flushed at once: a JSON array of rrweb events, unparsed."""
+
+    checkout: bool
+    event_count: int
+    first_ts: float
+    last_ts: float
+    text: str
+
+    @classmethod
+    def parse(cls, message: str) -> PageBatch:
+        """Reads `checkout|count|first_ts|last_ts|[events]` as the in-page batcher writes it."""
+        checkout, count, first_ts, last_ts, text = message.split("|", 4)
+        return cls(checkout == "1", int(count), float(first_ts), float(last_ts), text)

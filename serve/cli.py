@@ -1,0 +1,118 @@
+"""`rrstream` command line: run the stack locally, and drive sessions through the HTTP API."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from pipeline.config import Settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="rrstream", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    up = commands.add_parser("up", help="embedded Ray + Serve gateway + a demo session")
+    up.add_argument("--host", help="gateway bind address (default 127.0.0.1)")
+    up.add_argument("--port", type=int, help="gateway port (default 8000)")
+    up.add_argument("--dashboard-port", type=int, help="Ray dashboard port (default 8265)")
+    up.add_argument("--address", help="join this Ray cluster instead of starting one")
+    up.add_argument("--no-demo", action="store_true", help="do not start the demo session")
+    up.set_defaults(run=_up)
+
+    session = commands.add_parser("session", help="start, list, show, stop sessions")
+    session.add_argument("--gateway", default="http://127.0.0.1:8000", help="gateway base URL")
+    actions = session.add_subparsers(dest="action", required=True)
+    start = actions.add_parser("start", help="start a session on URL")
+    start.add_argument("url")
+    start.add_argument("--steps", type=Path, help="JSON file with a list of workflow steps")
+    start.add_argument("--name")
+    start.set_defaults(run=_session_start)
+    actions.add_parser("list", help="list sessions").set_defaults(run=_session_list)
+    for name, run in (("show", _session_show), ("stop", _session_stop)):
+        sub = actions.add_parser(name, help=f"{name} one session")
+        sub.add_argument("session_id")
+        sub.set_defaults(run=run)
+
+    args = parser.parse_args(argv)
+    return int(args.run(args) or 0)
+
+
+def _up(args: argparse.Namespace) -> int:
+    overrides = {k: v for k, v in {
+        "host": args.host, "port": args.port, "dashboard_port": args.dashboard_port,
+        "ray_address": args.address,
+    }.items() if v is not None}
+    settings = Settings(**overrides)
+
+    from serve.app import deploy_gateway, shutdown, start_ray
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    print("[rrstream] starting Ray (embedded, loopback)…", flush=True)
+    start_ray(settings)
+    try:
+        print("[rrstream] deploying the Serve gateway…", flush=True)
+        deploy_gateway(settings)
+        base = f"http://{settings.host}:{settings.port}"
+        dashboard_url = f"http://127.0.0.1:{settings.dashboard_port}"
+        print(f"[rrstream] gateway:        {base}  (API docs: {base}/docs)", flush=True)
+        if not args.no_demo:
+            info = httpx.post(f"{base}/demo/start", timeout=60).raise_for_status().json()
+            print(f"[rrstream] demo session:   {info['id']}", flush=True)
+            print(f"[rrstream] viewer:         {info['viewer_url']}", flush=True)
+        else:
+            print(f"[rrstream] viewer:         {base}/", flush=True)
+        print(f"[rrstream] Ray dashboard:  {dashboard_url}", flush=True)
+        print("[rrstream] Ctrl-C stops everything.", flush=True)
+        stop.wait()
+    finally:
+        print("\n[rrstream] stopping sessions, Serve and Ray…", flush=True)
+        shutdown(settings)
+        print("[rrstream] stopped.", flush=True)
+    return 0
+
+
+def _call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> int:
+    try:
+        response = httpx.request(method, args.gateway.rstrip("/") + path, timeout=60, **kwargs)
+    except httpx.HTTPError as exc:
+        print(f"rrstream: cannot reach the gateway at {args.gateway}: {exc}", file=sys.stderr)
+        return 2
+    body = response.json() if response.content else None
+    if response.is_error:
+        detail = body.get("message") or body.get("detail") if isinstance(body, dict) else body
+        print(f"rrstream: HTTP {response.status_code}: {detail}", file=sys.stderr)
+        return 1
+    print(json.dumps(body, indent=2))
+    return 0
+
+
+def _session_start(args: argparse.Namespace) -> int:
+    steps = json.loads(args.steps.read_text()) if args.steps else []
+    return _call(args, "POST", "/sessions", json={"url": args.url, "steps": steps,
+                                                  "name": args.name})
+
+
+def _session_list(args: argparse.Namespace) -> int:
+    return _call(args, "GET", "/sessions")
+
+
+def _session_show(args: argparse.Namespace) -> int:
+    return _call(args, "GET", f"/sessions/{args.session_id}")
+
+
+def _session_stop(args: argparse.Namespace) -> int:
+    return _call(args, "DELETE", f"/sessions/{args.session_id}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

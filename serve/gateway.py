@@ -1,0 +1,264 @@
+"""The Ray Serve ingress: REST API, WebSocket streams, and the static viewer.
+
+(No `from __future__ import annotations` here: FastAPI reads these signatures at run
+time through Serve's wrappers, which cannot resolve string annotations.)
+
+It holds no session state: the registry actor knows the sessions, the streamer
+actors hold the streams, so any replica can serve any viewer of any session.
+"""
+
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
+from ray import serve
+
+from pipeline.config import Settings
+from pipeline.errors import SessionNotFound
+from pipeline.models import SessionInfo, SessionSpec
+from pipeline.protocol import (
+    CLIENT_MESSAGE,
+    HELLO_TIMEOUT_S,
+    PROTOCOL_VERSION,
+    CloseCode,
+    Error,
+    Reset,
+    Welcome,
+    encode_frame,
+)
+from pipeline.recorder import assets_dir
+from pipeline.registry import get_or_create_registry
+from serve.info import session_info
+from serve.viewers import SessionHub, Viewer
+
+_log = logging.getLogger(__name__)
+_STATUS_EVERY_S = 1.0
+
+app = FastAPI(
+    title="rrstream",
+    description="Live streaming of real browser sessions to web viewers, built on Ray.",
+    version="0.1.0",
+)
+
+
+@app.exception_handler(SessionNotFound)
+async def _session_not_found(_: Request, exc: SessionNotFound) -> JSONResponse:
+    return JSONResponse(status_code=404, content={"detail": str(exc)})
+
+
+@app.exception_handler(RequestValidationError)
+async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
+    errors = exc.errors()
+    message = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+        for e in errors
+    )
+    return JSONResponse(
+        status_code=422,
+        content={"detail": orjson.loads(orjson.dumps(errors, default=str)), "message": message},
+    )
+
+
+# Module helpers sit above the deployment: Serve captures the class when it is decorated.
+async def _refuse(websocket: WebSocket, code: CloseCode, reason: str) -> None:
+    with contextlib.suppress(Exception):
+        await websocket.send_text(Error(code=code, message=reason).model_dump_json())
+        await websocket.close(code, reason[:120])
+
+
+async def _until_closed(websocket: WebSocket) -> None:
+    """A handler that only sends never notices the client leaving: watch the receive side."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+
+
+async def _until_first_done(*coros: Any) -> None:
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            exc = task.exception()
+            if exc is not None and not isinstance(exc, (WebSocketDisconnect, RuntimeError)):
+                raise exc
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+@serve.ingress(app)
+class Gateway:
+    def __init__(self, settings: Settings) -> None:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        self._settings = settings
+        self._registry = get_or_create_registry(settings)
+        self._hubs: dict[str, SessionHub] = {}
+        self._closing: set[asyncio.Task[None]] = set()
+        self._assets = assets_dir(settings)
+        if (self._assets / "index.html").exists():
+            app.mount("/static", StaticFiles(directory=self._assets), name="static")
+
+    # -- REST ------------------------------------------------------------------------------
+
+    @app.post("/sessions", status_code=201, response_model=SessionInfo)
+    async def create_session(self, spec: SessionSpec, request: Request) -> SessionInfo:
+        """Starts a browser session on `url` and runs `steps` in order."""
+        record = await self._registry.create.remote(spec)
+        return session_info(record, None, None, self._base(request))
+
+    @app.get("/sessions", response_model=list[SessionInfo])
+    async def list_sessions(self, request: Request) -> list[SessionInfo]:
+        described = await self._registry.describe_all.remote()
+        base = self._base(request)
+        return [session_info(r, st, sx, base) for r, st, sx in described]
+
+    @app.get("/sessions/{session_id}", response_model=SessionInfo)
+    async def get_session(self, session_id: str, request: Request) -> SessionInfo:
+        record, status, stats = await self._registry.describe.remote(session_id)
+        return session_info(record, status, stats, self._base(request))
+
+    @app.delete("/sessions/{session_id}", response_model=SessionInfo)
+    async def stop_session(self, session_id: str, request: Request) -> SessionInfo:
+        """Stops the session; stopping an ended session is not an error."""
+        await self._registry.stop.remote(session_id)
+        return await self.get_session(session_id, request)
+
+    # The seed's demo API, kept as it was documented.
+
+    @app.post("/demo/start", response_model=SessionInfo)
+    async def demo_start(self, request: Request) -> SessionInfo:
+        """Starts the built-in demo workflow on the bundled demo site."""
+        record = await self._registry.create.remote(SessionSpec(demo=True, name="demo"))
+        return session_info(record, None, None, self._base(request))
+
+    @app.get("/demo/status/{session_id}", response_model=SessionInfo)
+    async def demo_status(self, session_id: str, request: Request) -> SessionInfo:
+        return await self.get_session(session_id, request)
+
+    @app.post("/demo/stop/{session_id}", response_model=SessionInfo)
+    async def demo_stop(self, session_id: str, request: Request) -> SessionInfo:
+        return await self.stop_session(session_id, request)
+
+    @app.get("/healthz")
+    async def healthz(self) -> dict[str, Any]:
+        return {"ok": True, "hubs": len(self._hubs),
+                "viewers": sum(h.viewer_count for h in self._hubs.values())}
+
+    @app.get("/", include_in_schema=False)
+    async def index(self) -> Any:
+        index = self._assets / "index.html"
+        if not index.exists():
+            return JSONResponse(status_code=503, content={
+                "detail": f"viewer not built at {self._assets}; run scripts/setup.sh"})
+        return FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    # -- WebSocket -------------------------------------------------------------------------
+
+    @app.websocket("/sessions/{session_id}/stream")
+    async def stream(self, websocket: WebSocket, session_id: str) -> None:
+        """Streams one session to one viewer (protocol: docs/protocol.md)."""
+        await self._serve_viewer(websocket, session_id)
+
+    @app.websocket("/demo/stream")
+    async def demo_stream(self, websocket: WebSocket) -> None:
+        """The seed's stream endpoint: `?session_id=`, else the newest live demo session."""
+        session_id = websocket.query_params.get("session_id")
+        if not session_id:
+            records = await self._registry.list.remote()
+            demos = [r for r in records if r.spec.demo and not r.state.ended]
+            session_id = max(demos, key=lambda r: r.created_at).id if demos else ""
+        await self._serve_viewer(websocket, session_id)
+
+    async def _serve_viewer(self, websocket: WebSocket, session_id: str) -> None:
+        await websocket.accept()
+        try:
+            streamer = await self._registry.streamer.remote(session_id)
+        except SessionNotFound as exc:
+            await _refuse(websocket, CloseCode.UNKNOWN_SESSION, str(exc))
+            return
+        try:
+            raw = await asyncio.wait_for(websocket.receive_text(), HELLO_TIMEOUT_S)
+        except TimeoutError:
+            await _refuse(websocket, CloseCode.HELLO_TIMEOUT,
+                          f"no hello within {HELLO_TIMEOUT_S:.0f} s")
+            return
+        except (WebSocketDisconnect, RuntimeError, KeyError):
+            return  # gone before saying hello, or sent binary
+        try:
+            hello = CLIENT_MESSAGE.validate_json(raw)
+        except ValidationError as exc:
+            await _refuse(websocket, CloseCode.BAD_HELLO,
+                          f"bad hello: {exc.errors()[0]['msg']}")
+            return
+        if hello.protocol != PROTOCOL_VERSION:
+            await _refuse(websocket, CloseCode.BAD_HELLO,
+                          f"protocol {hello.protocol} unsupported; this server speaks "
+                          f"{PROTOCOL_VERSION}")
+            return
+        hub = self._hub(session_id, streamer)
+        viewer, continues = await hub.attach(hello.resume_after)
+        try:
+            codec = await streamer.codec.remote()
+            await websocket.send_text(Welcome(
+                session_id=session_id, codec=codec, resume="continue" if continues else "reset",
+                state=hub.status.state,
+            ).model_dump_json())
+            await _until_first_done(
+                self._send(websocket, session_id, hub, viewer), _until_closed(websocket)
+            )
+        finally:
+            hub.detach(viewer)
+
+    async def _send(self, websocket: WebSocket, session_id: str, hub: SessionHub,
+                    viewer: Viewer) -> None:
+        loop = asyncio.get_running_loop()
+        last_status = 0.0
+        while True:
+            delivery = await viewer.next(_STATUS_EVERY_S)
+            if delivery.reset is not None and delivery.frames:
+                await websocket.send_text(
+                    Reset(reason=delivery.reset, seq=delivery.frames[0][0].seq).model_dump_json()
+                )
+            for index, frame in enumerate(delivery.frames):
+                reset = index == 0 and delivery.reset is not None and frame[0].segment_start
+                await websocket.send_bytes(encode_frame(session_id, frame, reset=reset))
+            now = loop.time()
+            if now - last_status >= _STATUS_EVERY_S:
+                await websocket.send_text(hub.status.model_dump_json())
+                last_status = now
+            if delivery.end is not None:
+                await websocket.send_text(delivery.end.model_dump_json())
+                await websocket.close(CloseCode.SESSION_ENDED, f"session {delivery.end.reason}")
+                return
+
+    def _hub(self, session_id: str, streamer: Any) -> SessionHub:
+        hub = self._hubs.get(session_id)
+        if hub is None:
+            hub = SessionHub(session_id, streamer, self._registry,
+                             self._settings.viewer_queue_frames, self._drop_hub)
+            self._hubs[session_id] = hub
+        return hub
+
+    def _drop_hub(self, hub: SessionHub) -> None:
+        if self._hubs.get(hub.session_id) is hub:
+            del self._hubs[hub.session_id]
+        task = asyncio.create_task(hub.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    def _base(self, request: Request) -> str:
+        return (self._settings.public_url or str(request.base_url)).rstrip("/")
+
+
+__all__ = ["Gateway", "app"]

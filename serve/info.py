@@ -1,0 +1,43 @@
+"""Builds the API's view of a session from what the registry and both actors report."""
+
+from __future__ import annotations
+
+from pipeline.models import SessionInfo, SessionRecord, SessionStatus, StreamStats
+
+
+def viewer_url(base: str, session_id: str) -> str:
+    return f"{base}/?session={session_id}"
+
+
+def stream_url(base: str, session_id: str) -> str:
+    ws_base = "ws" + base[4:] if base.startswith("http") else base
+    return f"{ws_base}/sessions/{session_id}/stream"
+
+
+def session_info(record: SessionRecord, status: SessionStatus | None,
+                 stats: StreamStats | None, base: str) -> SessionInfo:
+    stats = stats or StreamStats()
+    return SessionInfo(
+        id=record.id,
+        name=record.spec.name,
+        state=record.state,
+        start_url=(status.start_url if status else None) or
+        (str(record.spec.url) if record.spec.url else None),
+        url=status.url if status else None,
+        created_at=record.created_at,
+        started_at=status.started_at if status else None,
+        ended_at=record.ended_at or (status.ended_at if status else None),
+        node_id=record.node_id,
+        events=stats.events,
+        batches=stats.batches,
+        bytes_raw=stats.bytes_raw,
+        bytes_compressed=stats.bytes_compressed,
+        viewers=stats.viewers,
+        steps=status.steps if status else [],
+        error=record.error or (status.error if status else None),
+        viewer_url=viewer_url(base, record.id),
+        stream_url=stream_url(base, record.id),
+    )
+
+
+__all__ = ["session_info", "stream_url", "viewer_url"]

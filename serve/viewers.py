@@ -1,0 +1,227 @@
+"""Fan-out inside one gateway replica: one pull loop per session, one bounded queue per viewer."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pipeline.buffer import StreamBuffer
+from pipeline.protocol import Chunk, End, Status
+
+_log = logging.getLogger(__name__)
+_READ_TIMEOUT_S = 10.0
+_IDLE_HUB_S = 30.0
+_HUB_KEEP_BYTES = 32 * 1024 * 1024
+_HUB_KEEP_SEGMENTS = 3
+
+ResetReason = Literal["join", "gap", "slow_viewer"]
+
+
+@dataclass(slots=True)
+class Delivery:
+    """What a viewer's sender writes next: frames, each a run of one segment's chunks."""
+
+    frames: list[list[Chunk]] = field(default_factory=list)
+    reset: ResetReason | None = None
+    end: End | None = None
+
+
+class Viewer:
+    """One viewer's queue. It never grows past a segment beyond its bound: a viewer that
+    falls behind skips ahead to the newest checkout it has queued."""
+
+    def __init__(self, max_frames: int) -> None:
+        self._max = max_frames
+        self._pending: deque[Chunk] = deque()
+        self._reset: ResetReason | None = None
+        self._end: End | None = None
+        self._wake = asyncio.Event()
+        self.last_seq: int | None = None
+        self.skips = 0
+
+    def prime(self, chunks: list[Chunk], reset: ResetReason | None) -> None:
+        if reset is not None and chunks:
+            self._reset = reset
+        self.offer(chunks)
+
+    def offer(self, chunks: list[Chunk]) -> None:
+        for chunk in chunks:
+            if self.last_seq is not None and chunk.seq <= self.last_seq:
+                continue  # already queued from a catch-up read
+            self._pending.append(chunk)
+            self.last_seq = chunk.seq
+        if len(self._pending) > self._max:
+            self._skip_to_latest_checkout()
+        if self._pending:
+            self._wake.set()
+
+    def finish(self, end: End) -> None:
+        self._end = end
+        self._wake.set()
+
+    def _skip_to_latest_checkout(self) -> None:
+        for index in range(len(self._pending) - 1, 0, -1):
+            if self._pending[index].segment_start:
+                for _ in range(index):
+                    self._pending.popleft()
+                self._reset = "slow_viewer"
+                self.skips += 1
+                return
+
+    async def next(self, timeout_s: float) -> Delivery:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), timeout_s)
+        self._wake.clear()
+        delivery = Delivery(reset=self._reset)
+        self._reset = None
+        # Everything queued goes out now, as few frames as segments allow: under load a
+        # viewer gets fewer, larger frames instead of one per page batch.
+        while self._pending:
+            chunk = self._pending.popleft()
+            if chunk.segment_start or not delivery.frames:
+                delivery.frames.append([])
+            delivery.frames[-1].append(chunk)
+        if self._end is not None:
+            delivery.end = self._end
+        return delivery
+
+
+class SessionHub:
+    """Pulls one session's stream from its streamer and feeds every local viewer."""
+
+    def __init__(self, session_id: str, streamer: Any, registry: Any, queue_frames: int,
+                 on_idle: Callable[[SessionHub], None]) -> None:
+        self.session_id = session_id
+        self._streamer = streamer
+        self._registry = registry
+        self._queue_frames = queue_frames
+        self._on_idle = on_idle
+        self._reader = f"gateway-{uuid.uuid4().hex[:8]}"
+        self._buffer = StreamBuffer(_HUB_KEEP_BYTES, _HUB_KEEP_SEGMENTS)
+        self._viewers: set[Viewer] = set()
+        self._ready = asyncio.Event()
+        self._end: End | None = None
+        self._idle_since = time.monotonic()
+        self.status = Status(state="pending")
+        self._tasks = {
+            asyncio.create_task(self._pull(), name=f"pull:{session_id}"),
+            asyncio.create_task(self._poll_status(), name=f"status:{session_id}"),
+        }
+
+    @property
+    def viewer_count(self) -> int:
+        return len(self._viewers)
+
+    async def attach(self, resume_after: int | None) -> tuple[Viewer, bool]:
+        """Adds a viewer; True when it continues right after `resume_after`."""
+        await self._ready.wait()
+        viewer = Viewer(self._queue_frames)
+        catchup = self._buffer.after(resume_after)
+        if catchup.reset and resume_after is not None:
+            # Older than this replica's copy: the streamer may still have it.
+            result = await self._streamer.read.remote(resume_after, 0.0)
+            if not result.reset:
+                catchup = result
+        reason: ResetReason | None = None
+        if catchup.reset:
+            reason = "join" if resume_after is None else "gap"
+        viewer.prime(list(catchup.chunks), reason)
+        self._viewers.add(viewer)
+        if self._end is not None:
+            viewer.finish(self._end)
+        self._report_viewers()
+        return viewer, not catchup.reset
+
+    def detach(self, viewer: Viewer) -> None:
+        self._viewers.discard(viewer)
+        if not self._viewers:
+            self._idle_since = time.monotonic()
+        self._report_viewers()
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def _report_viewers(self) -> None:
+        self._streamer.report_viewers.remote(self._reader, len(self._viewers))
+
+    async def _pull(self) -> None:
+        after: int | None = None
+        while True:
+            try:
+                result = await self._streamer.read.remote(
+                    after, _READ_TIMEOUT_S, self._reader, len(self._viewers)
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the streamer is gone: the session is over
+                _log.warning("session %s: stream unreadable: %s", self.session_id, exc)
+                self._finish(End(reason="failed", state="failed"))
+                return
+            if result.reset:
+                self._buffer.clear()
+            for chunk in result.chunks:
+                self._buffer.append(chunk)
+            if result.chunks:
+                after = result.chunks[-1].seq
+                for viewer in self._viewers:
+                    viewer.offer(result.chunks)
+            self._ready.set()
+            if result.ended and (not result.chunks or after == result.last_seq):
+                self._finish(await self._final_state())
+                return
+            if not self._viewers and time.monotonic() - self._idle_since > _IDLE_HUB_S:
+                self._on_idle(self)
+                return
+
+    async def _final_state(self) -> End:
+        try:
+            record = await self._registry.get.remote(self.session_id)
+            failed = record.state == "failed"
+        except Exception:
+            failed = False
+        return End(reason="failed" if failed else "stopped", state="failed" if failed else "stopped")
+
+    def _finish(self, end: End) -> None:
+        self._end = end
+        self._ready.set()
+        for viewer in self._viewers:
+            viewer.finish(end)
+
+    async def _poll_status(self) -> None:
+        while True:
+            with contextlib.suppress(Exception):
+                record, status, stats = await self._registry.describe.remote(self.session_id)
+                self.status = Status(
+                    state=str(record.state),
+                    url=(status.url if status else None),
+                    events=stats.events if stats else 0,
+                    batches=stats.batches if stats else 0,
+                    bytes_raw=stats.bytes_raw if stats else 0,
+                    bytes_compressed=stats.bytes_compressed if stats else 0,
+                    viewers=stats.viewers if stats else len(self._viewers),
+                    step=_current_step(status),
+                    steps_total=len(status.steps) if status else 0,
+                    error=record.error,
+                )
+            await asyncio.sleep(1.0)
+
+
+def _current_step(status: Any) -> int | None:
+    if status is None:
+        return None
+    for step in status.steps:
+        if step.state in ("running", "pending"):
+            return step.index
+    return None
+
+
+__all__ = ["Delivery", "SessionHub", "Viewer"]
