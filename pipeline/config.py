@@ -35,7 +35,11 @@ class Settings(BaseSettings):
         default=None, description="Join this Ray cluster instead of starting an embedded one."
     )
     namespace: str = "rrstream"
-    node_ip: str = Field(default="127.0.0.1", description="Node IP of the embedded local Ray.")
+    node_ip: str = Field(
+        default="127.0.0.2",
+        description="Node IP of the embedded local Ray. Loopback: Ray rewrites 127.0.0.1 and "
+        "localhost to the machine's network address, but not the rest of 127.0.0.0/8.",
+    )
     dashboard_port: int = Field(default=8265, ge=0, le=65_535)
     browser_slots: int | None = Field(
         default=None, ge=1, description="Browser slots of the local node (default: from memory/CPU)."

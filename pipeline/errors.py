@@ -14,6 +14,16 @@ from __future__ import annotations
 class RRStreamError(Exception):
     """Root of every error rrstream raises on purpose."""
 
+    def __new__(cls, *args: object) -> RRStreamError:
+        error = super().__new__(cls, *args)
+        error._init_args = args
+        return error
+
+    def __reduce__(self) -> tuple[type[RRStreamError], tuple[object, ...]]:
+        # Rebuild from the constructor's fields, not from the message, when Ray or
+        # pickle carries the error to another process.
+        return type(self), self._init_args
+
 
 class SessionNotFound(RRStreamError):
     def __init__(self, session_id: str) -> None:
@@ -49,6 +59,12 @@ class StepFailed(RRStreamError):
         super().__init__(f"session {session_id}: step {index} ({action}) failed: {reason}")
 
 
+def unwrap(exc: BaseException) -> BaseException:
+    """The error an actor raised, without Ray's RayTaskError wrapping (and its traceback text)."""
+    cause = getattr(exc, "cause", None)
+    return cause if isinstance(cause, BaseException) else exc
+
+
 __all__ = [
     "BrowserLaunchError",
     "BrowserNotFound",
@@ -56,4 +72,5 @@ __all__ = [
     "RRStreamError",
     "SessionNotFound",
     "StepFailed",
+    "unwrap",
 ]

@@ -22,7 +22,7 @@ from pydantic import ValidationError
 from ray import serve
 
 from pipeline.config import Settings
-from pipeline.errors import SessionNotFound
+from pipeline.errors import SessionNotFound, unwrap
 from pipeline.models import SessionInfo, SessionSpec
 from pipeline.protocol import (
     CLIENT_MESSAGE,
@@ -51,7 +51,7 @@ app = FastAPI(
 
 @app.exception_handler(SessionNotFound)
 async def _session_not_found(_: Request, exc: SessionNotFound) -> JSONResponse:
-    return JSONResponse(status_code=404, content={"detail": str(exc)})
+    return JSONResponse(status_code=404, content={"detail": str(unwrap(exc))})
 
 
 @app.exception_handler(RequestValidationError)
@@ -185,7 +185,7 @@ class Gateway:
         try:
             streamer = await self._registry.streamer.remote(session_id)
         except SessionNotFound as exc:
-            await _refuse(websocket, CloseCode.UNKNOWN_SESSION, str(exc))
+            await _refuse(websocket, CloseCode.UNKNOWN_SESSION, str(unwrap(exc)))
             return
         try:
             raw = await asyncio.wait_for(websocket.receive_text(), HELLO_TIMEOUT_S)

@@ -1,0 +1,82 @@
+"""Shared fixtures: one Ray + Serve gateway per test session, real Chromium, free ports."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from pipeline.config import Settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass(frozen=True)
+class Stack:
+    base_url: str
+    settings: Settings
+
+    @property
+    def ws_url(self) -> str:
+        return "ws" + self.base_url[4:]
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    """An embedded Ray on loopback with the gateway deployed on a free port."""
+    from serve.app import deploy_gateway, shutdown, start_ray
+
+    settings = Settings(port=free_port(), browser_slots=8, ended_retention_s=120,
+                        dashboard_port=free_port())
+    start_ray(settings, dashboard=False)
+    try:
+        deploy_gateway(settings)
+        yield Stack(f"http://127.0.0.1:{settings.port}", settings)
+    finally:
+        shutdown(settings)
+
+
+@pytest.fixture
+async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+def demo_site() -> Iterator[object]:
+    """The bundled demo site, on its own thread's loop so it answers between tests too."""
+    from pipeline.demo_site import DemoSite
+
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="demo-site", daemon=True)
+    thread.start()
+    site = DemoSite()
+    asyncio.run_coroutine_threadsafe(site.start(), loop).result(30)
+    try:
+        yield site
+    finally:
+        asyncio.run_coroutine_threadsafe(site.stop(), loop).result(30)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+
+
+async def wait_for_state(api: httpx.AsyncClient, session_id: str, states: set[str],
+                         timeout_s: float = 60.0) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        info = (await api.get(f"/sessions/{session_id}")).raise_for_status().json()
+        if info["state"] in states:
+            return info
+        if time.monotonic() > deadline:
+            raise AssertionError(f"session {session_id} stuck in {info['state']}: {info}")
+        await asyncio.sleep(0.25)

@@ -1,0 +1,195 @@
+"""The REST and WebSocket API through a real Ray Serve gateway, real actors, real Chromium."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+
+import orjson
+import pytest
+import ray
+import websockets
+
+from pipeline.codec import Lz4FrameDecoder
+from pipeline.protocol import decode_frame
+from tests.conftest import wait_for_state
+
+
+async def hello(ws, resume_after: int | None = None) -> dict:
+    await ws.send(json.dumps({"type": "hello", "protocol": 1, "resume_after": resume_after}))
+    return json.loads(await asyncio.wait_for(ws.recv(), 30))
+
+
+async def read_events(ws, until, timeout_s: float = 30.0) -> list[dict]:
+    """Decodes frames until `until(events)` holds; returns every event received."""
+    decoder = Lz4FrameDecoder()
+    events: list[dict] = []
+    last_seq = None
+    async with asyncio.timeout(timeout_s):
+        while not until(events):
+            message = await ws.recv()
+            if isinstance(message, str):
+                continue
+            header, payload = decode_frame(message)
+            if last_seq is not None and not header.reset:
+                assert header.first_seq == last_seq + 1, "gap or duplicate in the stream"
+            last_seq = header.last_seq
+            text = decoder.decode(payload, segment_start=header.segment_start)
+            batch = [e for line in text.splitlines() for e in orjson.loads(line)]
+            assert len(batch) == header.event_count
+            events += batch
+    return events
+
+
+async def test_session_lifecycle_and_named_actors(api, stack, demo_site) -> None:
+    response = await api.post("/sessions", json={
+        "url": f"{demo_site.url}/list.html", "name": "lifecycle",
+        "steps": [{"action": "click", "selector": "#add-item"}, {"action": "wait", "ms": 200}]})
+    assert response.status_code == 201, response.text
+    info = response.json()
+    sid = info["id"]
+    assert info["viewer_url"] == f"{stack.base_url}/?session={sid}"
+    assert info["stream_url"] == f"{stack.ws_url}/sessions/{sid}/stream"
+
+    info = await wait_for_state(api, sid, {"idle"})
+    assert info["url"].endswith("/list.html") and info["started_at"]
+    assert [s["state"] for s in info["steps"]] == ["done", "done"]
+    assert info["events"] > 0 and info["bytes_compressed"] > 0 and info["node_id"]
+
+    namespace = stack.settings.namespace
+    assert ray.get_actor(f"session:{sid}", namespace=namespace)
+    assert ray.get_actor(f"streamer:{sid}", namespace=namespace)
+    assert sid in {s["id"] for s in (await api.get("/sessions")).json()}
+
+    stopped = (await api.delete(f"/sessions/{sid}")).json()
+    assert stopped["state"] == "stopped" and stopped["ended_at"]
+    again = await api.delete(f"/sessions/{sid}")
+    assert again.status_code == 200 and again.json()["state"] == "stopped"
+
+
+async def test_ray_runs_on_loopback(stack) -> None:
+    addresses = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
+    assert addresses and all(ipaddress.ip_address(a).is_loopback for a in addresses), addresses
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"url": "ftp://example.com"}, "body.url"),
+    ({"url": "javascript:alert(1)"}, "body.url"),
+    ({"url": "http://a.test", "steps": [{"action": "click"}]}, "body.steps.0.click.selector"),
+    ({"url": "http://a.test", "steps": [{"action": "fly"}]}, "body.steps.0"),
+    ({"url": "http://a.test", "steps": "click everything"}, "body.steps"),
+])
+async def test_bad_input_is_422_naming_the_field(api, body, field) -> None:
+    response = await api.post("/sessions", json=body)
+    assert response.status_code == 422
+    assert field in response.json()["message"]
+
+
+async def test_unknown_session_is_404(api) -> None:
+    for method, path in (("GET", "/sessions/nope"), ("DELETE", "/sessions/nope"),
+                         ("GET", "/demo/status/nope"), ("POST", "/demo/stop/nope")):
+        response = await api.request(method, path)
+        assert response.status_code == 404, path
+        assert response.json()["detail"] == "no session with id 'nope'"
+
+
+async def test_websocket_refuses_unknown_sessions_and_bad_hellos(api, stack, demo_site) -> None:
+    async with websockets.connect(f"{stack.ws_url}/sessions/nope/stream") as ws:
+        error = json.loads(await ws.recv())
+        assert error["type"] == "error" and error["code"] == 4404
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert closed.value.rcvd.code == 4404
+    assert closed.value.rcvd.reason == "no session with id 'nope'"
+
+    sid = (await api.post("/sessions", json={"url": f"{demo_site.url}/"})).json()["id"]
+    for bad in ("not json", json.dumps({"type": "hello", "protocol": 99})):
+        async with websockets.connect(f"{stack.ws_url}/sessions/{sid}/stream") as ws:
+            await ws.send(bad)
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                while True:
+                    await ws.recv()
+        assert closed.value.rcvd.code == 4400, bad
+    await api.delete(f"/sessions/{sid}")
+
+
+async def test_stream_delivers_the_page_in_order_to_several_viewers(api, stack, demo_site):
+    sid = (await api.post("/sessions", json={
+        "url": f"{demo_site.url}/list.html",
+        "steps": [{"action": "click", "selector": "#add-item"}] * 3 + [
+            {"action": "wait", "ms": 1500}],
+    })).json()["id"]
+
+    async def watch() -> list[dict]:
+        async with websockets.connect(f"{stack.ws_url}/sessions/{sid}/stream") as ws:
+            welcome = await hello(ws)
+            assert welcome["type"] == "welcome" and welcome["codec"] == "lz4-frame"
+            return await read_events(ws, lambda ev: "Item 3" in orjson.dumps(ev).decode())
+
+    first, second = await asyncio.gather(watch(), watch())
+    for events in (first, second):
+        types = [e["type"] for e in events]
+        assert 4 in types and 2 in types
+        assert types.index(4) < types.index(2), "Meta must precede the FullSnapshot"
+    await api.delete(f"/sessions/{sid}")
+
+
+async def test_resume_continues_without_gap_and_end_closes_1000(api, stack, demo_site):
+    sid = (await api.post("/sessions", json={"url": f"{demo_site.url}/list.html"})).json()["id"]
+    url = f"{stack.ws_url}/sessions/{sid}/stream"
+    async with websockets.connect(url) as ws:
+        await hello(ws)
+        events = await read_events(ws, lambda ev: sum(e["type"] == 3 for e in ev) >= 3)
+    seen_last = None
+    async with websockets.connect(url) as ws:
+        await hello(ws)
+        decoder = Lz4FrameDecoder()
+        async with asyncio.timeout(30):
+            while seen_last is None:
+                message = await ws.recv()
+                if isinstance(message, bytes):
+                    header, payload = decode_frame(message)
+                    decoder.decode(payload, segment_start=header.segment_start)
+                    seen_last = header.last_seq
+    assert events
+    async with websockets.connect(url) as ws:
+        welcome = await hello(ws, resume_after=seen_last)
+        assert welcome["resume"] == "continue"
+        async with asyncio.timeout(30):
+            while True:
+                message = await ws.recv()
+                if isinstance(message, bytes):
+                    header, _ = decode_frame(message)
+                    assert header.first_seq == seen_last + 1 and not header.reset
+                    break
+        await api.delete(f"/sessions/{sid}")
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            async with asyncio.timeout(30):
+                while True:
+                    message = await ws.recv()
+                    if isinstance(message, str) and json.loads(message)["type"] == "end":
+                        assert json.loads(message)["reason"] == "stopped"
+    assert closed.value.rcvd.code == 1000
+
+
+async def test_seed_demo_endpoints(api, stack) -> None:
+    started = (await api.post("/demo/start")).json()
+    sid = started["id"]
+    assert started["name"] == "demo"
+    info = await wait_for_state(api, sid, {"running", "idle"})
+    assert info["start_url"].startswith("http://127.0.0.1:")
+    assert (await api.get(f"/demo/status/{sid}")).json()["id"] == sid
+    async with websockets.connect(f"{stack.ws_url}/demo/stream?session_id={sid}") as ws:
+        assert (await hello(ws))["session_id"] == sid
+        await read_events(ws, lambda ev: any(e["type"] == 2 for e in ev))
+    async with websockets.connect(f"{stack.ws_url}/demo/stream") as ws:
+        assert (await hello(ws))["session_id"] == sid  # the newest live demo session
+    assert (await api.post(f"/demo/stop/{sid}")).json()["state"] == "stopped"
+
+
+async def test_viewer_page_and_api_docs_are_served(api) -> None:
+    index = await api.get("/")
+    assert index.status_code == 200 and "static/viewer.js" in index.text
+    assert (await api.get("/static/viewer.js")).status_code == 200
+    assert (await api.get("/openapi.json")).json()["info"]["title"] == "rrstream"

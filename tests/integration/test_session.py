@@ -1,0 +1,116 @@
+"""BrowserSession with a real Chromium, streaming into a real EventStreamer (no Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import orjson
+import psutil
+
+from pipeline.codec import Lz4FrameDecoder
+from pipeline.config import Settings
+from pipeline.models import SessionSpec, SessionState, StepState
+from pipeline.protocol import PageBatch
+from pipeline.session import BrowserSession
+from pipeline.streamer import EventStreamer
+
+
+class StreamerSink:
+    def __init__(self, streamer: EventStreamer) -> None:
+        self.streamer = streamer
+        self.pushes = 0
+
+    async def push(self, batches: list[PageBatch]) -> int:
+        self.pushes += 1
+        return await self.streamer.push(batches)
+
+    async def close(self) -> None:
+        self.streamer.close()
+
+
+def chromium_pids() -> set[int]:
+    me = psutil.Process()
+    return {p.pid for p in me.children(recursive=True) if "chrom" in p.name().lower()}
+
+
+async def recorded_events(streamer: EventStreamer) -> list[dict]:
+    result = await streamer.read(0, 0)
+    decoder = Lz4FrameDecoder()
+    text = b"".join(decoder.decode(c.payload, segment_start=c.segment_start)
+                    for c in result.chunks)
+    return [event for line in text.splitlines() for event in orjson.loads(line)]
+
+
+async def test_records_pages_frames_and_workflow(demo_site) -> None:
+    streamer = EventStreamer("t1", Settings())
+    sink = StreamerSink(streamer)
+    spec = SessionSpec(url=f"{demo_site.url}/index.html", steps=[
+        {"action": "wait_for", "frame": "#widget", "selector": "#widget-button"},
+        {"action": "click", "frame": "#widget", "selector": "#widget-button"},
+        {"action": "click", "selector": "#nav-list"},
+        {"action": "wait_for", "selector": "#add-item"},
+        {"action": "click", "selector": "#add-item"},
+        {"action": "type", "selector": "#new-item", "text": "hello from the test", "delay_ms": 5},
+        {"action": "press", "selector": "#new-item", "key": "Enter"},
+        {"action": "wait", "ms": 300},
+    ])
+    session = BrowserSession("t1", spec, Settings(), sink)
+    status = await session.start()
+    assert status.state is SessionState.RUNNING, status.error
+    assert chromium_pids()
+    for _ in range(200):
+        if session.status().state is SessionState.IDLE:
+            break
+        await asyncio.sleep(0.1)
+    status = session.status()
+    assert status.state is SessionState.IDLE, status
+    assert [s.state for s in status.steps] == [StepState.DONE] * len(spec.steps)
+    assert status.url.endswith("/list.html")
+
+    status = await session.stop()
+    assert status.state is SessionState.STOPPED
+    assert not chromium_pids(), "Chromium left running after stop"
+    assert (await session.stop()).state is SessionState.STOPPED  # idempotent
+
+    events = await recorded_events(streamer)
+    text = orjson.dumps(events).decode()
+    metas = [e for e in events if e["type"] == 4]
+    assert len(metas) >= 2, "expected a checkout per page (home, list)"
+    assert any(m["data"]["href"].endswith("/list.html") for m in metas)
+    assert "hello from the test" in text
+    assert "Widget clicked" in text, "cross-origin iframe events missing"
+    timestamps = [e["timestamp"] for e in events]
+    assert timestamps == sorted(timestamps)
+    # One handover per batch, never one per event.
+    assert sink.pushes < len(events)
+    assert streamer.stats().ended
+
+
+async def test_a_step_failure_is_recorded_and_the_page_stays_live(demo_site) -> None:
+    streamer = EventStreamer("t2", Settings())
+    spec = SessionSpec(url=f"{demo_site.url}/index.html", steps=[
+        {"action": "click", "selector": "#does-not-exist", "timeout_ms": 300},
+        {"action": "wait", "ms": 10},
+    ])
+    session = BrowserSession("t2", spec, Settings(), StreamerSink(streamer))
+    await session.start()
+    for _ in range(100):
+        if session.status().state is SessionState.IDLE:
+            break
+        await asyncio.sleep(0.1)
+    status = session.status()
+    assert [s.state for s in status.steps] == [StepState.FAILED, StepState.SKIPPED]
+    assert "step 0 (click) failed" in status.error
+    await session.stop()
+
+
+async def test_an_unreachable_url_fails_the_session_cleanly() -> None:
+    from tests.conftest import free_port
+
+    streamer = EventStreamer("t3", Settings())
+    spec = SessionSpec(url=f"http://127.0.0.1:{free_port()}/")
+    session = BrowserSession("t3", spec, Settings(), StreamerSink(streamer))
+    status = await session.start()
+    assert status.state is SessionState.FAILED
+    assert "ERR_CONNECTION_REFUSED" in status.error
+    assert not chromium_pids()

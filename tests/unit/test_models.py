@@ -1,0 +1,58 @@
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from pipeline.config import Settings
+from pipeline.models import SESSION_TRANSITIONS, SessionSpec, SessionState
+
+
+def error_locations(exc: ValidationError) -> set[str]:
+    return {".".join(str(p) for p in e["loc"]) for e in exc.errors()}
+
+
+@pytest.mark.parametrize("url", ["ftp://example.com", "file:///etc/passwd", "javascript:1",
+                                 "not a url"])
+def test_only_http_urls(url: str) -> None:
+    with pytest.raises(ValidationError) as info:
+        SessionSpec.model_validate({"url": url})
+    assert "url" in error_locations(info.value)
+
+
+def test_malformed_steps_name_the_field() -> None:
+    with pytest.raises(ValidationError) as info:
+        SessionSpec.model_validate({"url": "http://a.test", "steps": [
+            {"action": "goto", "url": "http://a.test/x"}, {"action": "click"}]})
+    assert "steps.1.click.selector" in error_locations(info.value)
+    with pytest.raises(ValidationError) as info:
+        SessionSpec.model_validate({"url": "http://a.test", "steps": [{"action": "teleport"}]})
+    assert any(loc.startswith("steps.0") for loc in error_locations(info.value))
+
+
+def test_demo_sessions_take_no_url() -> None:
+    assert SessionSpec(demo=True).url is None
+    with pytest.raises(ValidationError, match="demo session takes no url"):
+        SessionSpec.model_validate({"demo": True, "url": "http://a.test"})
+    with pytest.raises(ValidationError, match="url is required"):
+        SessionSpec.model_validate({})
+
+
+def test_unknown_fields_are_refused() -> None:
+    with pytest.raises(ValidationError):
+        SessionSpec.model_validate({"url": "http://a.test", "colour": "red"})
+
+
+def test_ended_states_are_final() -> None:
+    for state in SessionState:
+        assert (not SESSION_TRANSITIONS[state]) == state.ended
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("RRSTREAM_PORT", "9123")
+    monkeypatch.setenv("RRSTREAM_CHECKOUT_EVERY_MS", "2000")
+    settings = Settings()
+    assert settings.port == 9123 and settings.checkout_every_ms == 2000
+    assert settings.sampling_input == "last" and settings.mask_passwords
+    monkeypatch.setenv("RRSTREAM_PORT", "-4")
+    with pytest.raises(ValidationError):
+        Settings()

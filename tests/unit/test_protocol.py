@@ -1,0 +1,75 @@
+from __future__ import annotations
+
+import pytest
+
+from pipeline.protocol import (
+    CLIENT_MESSAGE,
+    Chunk,
+    PageBatch,
+    decode_frame,
+    encode_frame,
+)
+
+
+def chunk(seq: int, start: bool = False, payload: bytes = b"x") -> Chunk:
+    return Chunk(seq, start, 2, 1000.0 + seq, 1001.5 + seq, 2000.0 + seq, payload)
+
+
+def test_frame_round_trip_keeps_every_header_field() -> None:
+    frame = encode_frame("abc123", [chunk(7, True, b"one"), chunk(8, False, b"two")], reset=True)
+    header, payload = decode_frame(frame)
+    assert payload == b"onetwo"
+    assert (header.first_seq, header.last_seq, header.event_count) == (7, 8, 4)
+    assert (header.first_ts, header.last_ts, header.ingest_ts) == (1007.0, 1009.5, 2008.0)
+    assert header.session_id == "abc123"
+    assert header.segment_start and header.reset
+    assert header.header_length == 49 + len("abc123")
+
+
+def test_frame_without_checkout_has_no_flags() -> None:
+    header, _ = decode_frame(encode_frame("s", [chunk(3)]))
+    assert not header.segment_start and not header.reset
+
+
+@pytest.mark.parametrize(
+    ("chunks", "reset", "message"),
+    [
+        ([], False, "at least one"),
+        ([chunk(1, True), chunk(2, True)], False, "span two segments"),
+        ([chunk(1, True), chunk(3)], False, "consecutive"),
+        ([chunk(4)], True, "must start a segment"),
+    ],
+)
+def test_bad_frames_are_refused(chunks: list[Chunk], reset: bool, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        encode_frame("s", chunks, reset=reset)
+
+
+def test_decode_rejects_short_and_foreign_frames() -> None:
+    with pytest.raises(ValueError, match="too short"):
+        decode_frame(b"\x01\x00")
+    frame = bytearray(encode_frame("s", [chunk(1, True)]))
+    frame[0] = 9
+    with pytest.raises(ValueError, match="version 9"):
+        decode_frame(bytes(frame))
+
+
+def test_page_batch_parse_leaves_the_json_alone() -> None:
+    batch = PageBatch.parse('1|2|1700.5|1701|[{"type":4,"data":{"href":"a|b"}},{"type":2}]')
+    assert batch.checkout and batch.event_count == 2
+    assert (batch.first_ts, batch.last_ts) == (1700.5, 1701.0)
+    assert batch.text == '[{"type":4,"data":{"href":"a|b"}},{"type":2}]'
+
+
+def test_page_batch_parse_refuses_garbage() -> None:
+    with pytest.raises(ValueError):
+        PageBatch.parse("not a batch")
+
+
+def test_hello_validation() -> None:
+    hello = CLIENT_MESSAGE.validate_json('{"type":"hello","protocol":1,"resume_after":41}')
+    assert hello.resume_after == 41
+    for bad in ('{"type":"hello"}', '{"type":"bye","protocol":1}', "[]",
+                '{"type":"hello","protocol":1,"resume_after":-1}'):
+        with pytest.raises(ValueError):
+            CLIENT_MESSAGE.validate_json(bad)

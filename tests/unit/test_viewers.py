@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+from pipeline.protocol import Chunk
+from serve.viewers import Viewer
+
+
+def chunks(first: int, last: int, starts: set[int]) -> list[Chunk]:
+    return [Chunk(s, s in starts, 1, 0.0, 0.0, 0.0, b"p") for s in range(first, last + 1)]
+
+
+async def test_delivery_groups_chunks_into_one_frame_per_segment() -> None:
+    viewer = Viewer(max_frames=100)
+    viewer.prime(chunks(1, 6, {1, 4}), "join")
+    delivery = await viewer.next(0.1)
+    assert delivery.reset == "join"
+    assert [[c.seq for c in f] for f in delivery.frames] == [[1, 2, 3], [4, 5, 6]]
+    assert (await viewer.next(0.01)).frames == []
+
+
+async def test_duplicates_from_a_catchup_are_skipped() -> None:
+    viewer = Viewer(max_frames=100)
+    viewer.prime(chunks(5, 8, {5}), None)
+    viewer.offer(chunks(7, 10, {5}))
+    delivery = await viewer.next(0.1)
+    assert [c.seq for f in delivery.frames for c in f] == [5, 6, 7, 8, 9, 10]
+
+
+async def test_a_slow_viewer_skips_to_the_newest_checkout() -> None:
+    viewer = Viewer(max_frames=10)
+    for seq in range(1, 40):
+        viewer.offer(chunks(seq, seq, {1, 12, 25, 33}))
+    delivery = await viewer.next(0.1)
+    assert delivery.reset == "slow_viewer"
+    assert delivery.frames[0][0].seq == 33 and delivery.frames[-1][-1].seq == 39
+    assert viewer.skips >= 1
+
+
+async def test_without_a_newer_checkout_nothing_is_dropped() -> None:
+    viewer = Viewer(max_frames=5)
+    viewer.offer(chunks(1, 30, {1}))
+    delivery = await viewer.next(0.1)
+    assert delivery.reset is None and len(delivery.frames[0]) == 30
