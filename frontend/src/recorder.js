@@ -76,6 +76,9 @@ import { record } from "rrweb";
     }
   }
 
+  // Lets workflows (and benchmarks) mark the stream: one rrweb Custom event per call.
+  window.__rrstreamAddCustomEvent = (tag, payload) => record.addCustomEvent(tag, payload);
+
   record({
     emit,
     checkoutEveryNms: options.checkoutEveryNms ?? 5000,
