@@ -1,0 +1,242 @@
+// One viewer's WebSocket to a session's stream (docs/protocol.md): the hello
+// handshake, control messages, and reconnecting by itself with backoff.
+// No DOM: the WebSocket class and timers are injectable, so node tests drive it.
+import { backoffDelay } from "./backoff.js";
+
+export const PROTOCOL = 1;
+
+/** @enum {string} */
+export const ConnectionState = Object.freeze({
+  CONNECTING: "connecting", // socket opening or hello sent, no welcome yet
+  OPEN: "open", // welcome received; frames flow
+  CLOSED: "closed", // no socket; a retry may be scheduled (see `retryAt`)
+  ENDED: "ended", // the session ended; no retry
+});
+
+// The server refused us for good: retrying cannot help.
+const FATAL_CLOSE_CODES = new Map([
+  [4400, "bad hello"],
+  [4401, "token refused"],
+  [4404, "unknown session"],
+]);
+const SESSION_ENDED = 1000;
+// Close codes a client may send (RFC 6455 §7.4.2); ours is only a label.
+const CLIENT_GIVING_UP = 4000;
+
+/** ws(s)://<host>/sessions/<id>/stream for the page's origin. */
+export function streamUrl(sessionId, page = globalThis.location) {
+  const scheme = page.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${page.host}/sessions/${encodeURIComponent(sessionId)}/stream`;
+}
+
+export class Connection {
+  #url;
+  #resumeAfter;
+  #handlers;
+  #WebSocket;
+  #timers;
+  #random;
+  #welcomeTimeoutMs;
+  #idleTimeoutMs;
+
+  #socket = null;
+  #state = ConnectionState.CLOSED;
+  #attempt = 0;
+  #retryTimer = null;
+  #watchdog = null;
+  #stopped = false;
+  #detail = "";
+  #retryAt = null;
+
+  /**
+   * @param {object} options
+   * @param {string} options.url
+   * @param {() => (number|null)} options.resumeAfter last applied sequence number, read at each hello
+   * @param {(data: ArrayBuffer) => void} [options.onFrame]
+   * @param {(message: object) => void} [options.onMessage] welcome, status, reset, end, error
+   * @param {(state: string, detail: string) => void} [options.onState]
+   */
+  constructor({
+    url,
+    resumeAfter,
+    onFrame = () => {},
+    onMessage = () => {},
+    onState = () => {},
+    WebSocket = globalThis.WebSocket,
+    timers = globalThis,
+    random = Math.random,
+    welcomeTimeoutMs = 10_000,
+    idleTimeoutMs = 20_000,
+  }) {
+    this.#url = url;
+    this.#resumeAfter = resumeAfter;
+    this.#handlers = { onFrame, onMessage, onState };
+    this.#WebSocket = WebSocket;
+    this.#timers = timers;
+    this.#random = random;
+    this.#welcomeTimeoutMs = welcomeTimeoutMs;
+    this.#idleTimeoutMs = idleTimeoutMs;
+  }
+
+  get state() {
+    return this.#state;
+  }
+
+  /** Why the connection is in its state: a close reason, an error, "". */
+  get detail() {
+    return this.#detail;
+  }
+
+  /** When the next automatic retry fires (performance.now() time), or null. */
+  get retryAt() {
+    return this.#retryAt;
+  }
+
+  /** Opens the socket. */
+  connect() {
+    this.#stopped = false;
+    this.#clearRetry();
+    this.#dropSocket();
+    this.#setState(ConnectionState.CONNECTING, "");
+    let socket;
+    try {
+      socket = new this.#WebSocket(this.#url);
+    } catch (error) {
+      this.#lost(`cannot open the socket: ${error.message}`);
+      return;
+    }
+    socket.binaryType = "arraybuffer";
+    this.#socket = socket;
+    socket.onopen = () => {
+      socket.send(JSON.stringify({ type: "hello", protocol: PROTOCOL, resume_after: this.#resumeAfter(), token: null }));
+      this.#armWatchdog(this.#welcomeTimeoutMs, "no welcome from the server");
+    };
+    socket.onmessage = (event) => this.#onMessage(event.data);
+    socket.onclose = (event) => this.#onClose(event.code, event.reason);
+    // An error is always followed by a close event, which does the work.
+    socket.onerror = () => {};
+  }
+
+  /**
+   * Drops the socket and opens a new one: at once when `immediate` (the user
+   * asked), else after the backoff delay (a gap, a bad frame).
+   */
+  reconnect({ immediate = false, reason = "" } = {}) {
+    // After an end or a refusal only the user's explicit retry goes through.
+    if (this.#stopped && !immediate) return;
+    this.#dropSocket();
+    if (immediate) {
+      this.#attempt = 0;
+      this.connect();
+    } else {
+      this.#scheduleRetry(reason);
+    }
+  }
+
+  /** The stream is healthy again: the next retry starts from the shortest delay. */
+  markHealthy() {
+    this.#attempt = 0;
+  }
+
+  /** Closes for good (switching sessions, leaving, a fatal protocol problem). */
+  close(reason = "") {
+    this.#stopped = true;
+    this.#clearRetry();
+    this.#dropSocket();
+    if (this.#state !== ConnectionState.ENDED) this.#setState(ConnectionState.CLOSED, reason);
+  }
+
+  #onMessage(data) {
+    this.#armWatchdog(this.#idleTimeoutMs, "the stream went quiet");
+    if (typeof data !== "string") {
+      this.#handlers.onFrame(data);
+      return;
+    }
+    let message;
+    try {
+      message = JSON.parse(data);
+    } catch {
+      return; // not ours to interpret; the protocol only sends JSON text
+    }
+    if (message.type === "welcome") this.#setState(ConnectionState.OPEN, "");
+    else if (message.type === "end") this.#setState(ConnectionState.ENDED, `session ${message.reason ?? "ended"}`);
+    else if (message.type === "error") this.#detail = message.message ?? "";
+    this.#handlers.onMessage(message);
+  }
+
+  #onClose(code, reason) {
+    this.#socket = null;
+    this.#clearWatchdog();
+    if (this.#state === ConnectionState.ENDED || code === SESSION_ENDED) {
+      this.#stopped = true;
+      this.#setState(ConnectionState.ENDED, this.#detail || reason || "session ended");
+      return;
+    }
+    const fatal = FATAL_CLOSE_CODES.get(code);
+    if (fatal) {
+      this.#stopped = true;
+      this.#setState(ConnectionState.CLOSED, `${this.#detail || reason || fatal} (${code})`);
+      return;
+    }
+    this.#lost(reason ? `${reason} (${code})` : `connection lost (${code})`);
+  }
+
+  #lost(reason) {
+    if (this.#stopped) return;
+    this.#scheduleRetry(reason);
+  }
+
+  #scheduleRetry(reason) {
+    this.#clearRetry();
+    const delay = backoffDelay(this.#attempt++, { random: this.#random });
+    this.#retryAt = (globalThis.performance?.now() ?? Date.now()) + delay;
+    this.#retryTimer = this.#timers.setTimeout(() => {
+      this.#retryTimer = null;
+      this.#retryAt = null;
+      this.connect();
+    }, delay);
+    this.#setState(ConnectionState.CLOSED, reason);
+  }
+
+  #clearRetry() {
+    if (this.#retryTimer !== null) this.#timers.clearTimeout(this.#retryTimer);
+    this.#retryTimer = null;
+    this.#retryAt = null;
+  }
+
+  // Half-open TCP connections can stay silent for minutes; the server sends
+  // status about once a second, so a long silence means the link is dead.
+  #armWatchdog(ms, reason) {
+    this.#clearWatchdog();
+    this.#watchdog = this.#timers.setTimeout(() => {
+      this.#watchdog = null;
+      this.#dropSocket();
+      this.#lost(reason);
+    }, ms);
+  }
+
+  #clearWatchdog() {
+    if (this.#watchdog !== null) this.#timers.clearTimeout(this.#watchdog);
+    this.#watchdog = null;
+  }
+
+  // Detaches the handlers first, so a socket we leave cannot deliver late frames.
+  #dropSocket() {
+    this.#clearWatchdog();
+    const socket = this.#socket;
+    if (!socket) return;
+    this.#socket = null;
+    socket.onopen = socket.onmessage = socket.onclose = socket.onerror = null;
+    try {
+      socket.close(CLIENT_GIVING_UP, "client reconnects");
+    } catch {
+      // already closing
+    }
+  }
+
+  #setState(state, detail) {
+    this.#state = state;
+    this.#detail = detail;
+    this.#handlers.onState(state, detail);
+  }
+}

@@ -1,0 +1,127 @@
+// Wires the viewer together: the URL's ?session=, the sidebar, the stream, the
+// player, the stats panel, the header badge and the test hook.
+import { h } from "./dom.js";
+import { installTestHook } from "./hook.js";
+import { LivePlayer } from "./player.js";
+import { SessionList, pickSession, sessionTitle } from "./sessions.js";
+import { StartForm } from "./start-form.js";
+import { StatsPanel } from "./stats.js";
+import { LiveStream } from "./stream.js";
+
+const params = new URLSearchParams(location.search);
+// How far behind the page's timeline to replay, absorbing network jitter: ?buffer_ms=300
+const bufferParam = Number.parseFloat(params.get("buffer_ms") ?? "");
+const BUFFER_MS = Number.isFinite(bufferParam) && bufferParam >= 0 ? bufferParam : 200;
+
+const $ = (id) => document.getElementById(id);
+const badge = $("connection-badge");
+const reconnectButton = $("reconnect");
+const sessionLabel = $("session-label");
+const message = $("player-message");
+
+const player = new LivePlayer($("player"), { bufferMs: BUFFER_MS, onChange: render });
+const stats = new StatsPanel($("stats"));
+const sessions = new SessionList($("sessions"), { onSelect: (id) => choose(id), onLoad: onSessionsLoaded });
+new StartForm($("start-form"), {
+  onStarted: (session) => {
+    choose(session.id);
+    sessions.refresh();
+  },
+});
+
+let stream = null;
+let known = new Map(); // id -> SessionInfo from the last poll
+let listFailed = false;
+// Only a viewer opened without ?session= follows the newest session by itself.
+let userChose = params.has("session");
+
+installTestHook(() => ({ stream, player }));
+reconnectButton.addEventListener("click", () => stream?.reconnect());
+addEventListener("pagehide", () => stream?.close());
+
+function choose(id) {
+  userChose = true;
+  watch(id);
+}
+
+function watch(id) {
+  if (stream?.sessionId === id) return;
+  stream?.close();
+  stream = null;
+  player.clear();
+  stats.reset();
+  setSessionParam(id);
+  sessions.select(id);
+  if (id) {
+    const current = new LiveStream({ sessionId: id, player });
+    const mine = (handler) => (event) => current === stream && handler(event.detail);
+    current.addEventListener("state", mine(() => render()));
+    current.addEventListener("frame", mine(({ frame, events }) => stats.onFrame(frame, events, current.counters)));
+    current.addEventListener("message", mine((msg) => {
+      stats.onMessage(msg);
+      if (msg.type === "end" || msg.type === "error") render();
+    }));
+    stream = current;
+    current.start();
+  }
+  render();
+}
+
+function onSessionsLoaded(list) {
+  listFailed = list === null;
+  if (list) {
+    known = new Map(list.map((session) => [session.id, session]));
+    if (!stream && !userChose) {
+      const next = pickSession(list);
+      if (next) watch(next.id);
+    }
+  }
+  render();
+}
+
+function setSessionParam(id) {
+  const url = new URL(location.href);
+  if (id) url.searchParams.set("session", id);
+  else url.searchParams.delete("session");
+  history.replaceState(history.state, "", url);
+}
+
+function render() {
+  const state = stream?.connection.state ?? "none";
+  const detail = stream?.connection.detail ?? "";
+  const retrying = state === "closed" && stream?.connection.retryAt != null;
+  badge.dataset.state = retrying ? "retrying" : state;
+  badge.textContent = !stream ? "no session" : retrying ? "reconnecting" : state;
+  badge.title = detail;
+  reconnectButton.disabled = !stream;
+  stats.onConnection(!stream ? "–" : retrying ? "reconnecting" : state, stream?.counters ?? null);
+
+  const info = stream && known.get(stream.sessionId);
+  sessionLabel.replaceChildren(
+    info ? h("span", { class: "header-session-title", text: sessionTitle(info) }) : "",
+    stream ? h("code", { text: stream.sessionId }) : "",
+  );
+  showMessage(...messageFor(state, detail));
+}
+
+function messageFor(state, detail) {
+  if (!stream) {
+    const hint = listFailed ? "The session list is unavailable right now." : "Start a session or the demo from the sidebar.";
+    return ["No session — start one", hint, "empty"];
+  }
+  if (state === "ended") return ["Session ended", detail, player.hasContent ? "corner" : "center"];
+  if (state === "closed") return ["Disconnected", detail, player.hasContent ? "corner" : "center"];
+  if (player.hasContent) return [];
+  if (state === "open") return ["Waiting for the first snapshot…", "", "center"];
+  return ["Connecting…", "", "center"];
+}
+
+function showMessage(title = "", text = "", variant = "") {
+  message.hidden = !title;
+  message.dataset.variant = variant;
+  message.querySelector(".player-message-title").textContent = title;
+  message.querySelector(".player-message-text").textContent = text;
+}
+
+sessions.start();
+watch(params.get("session") || null);
