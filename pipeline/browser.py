@@ -6,7 +6,8 @@ import os
 import shutil
 from pathlib import Path
 
-from playwright.async_api import Browser, Error as PlaywrightError, Playwright
+from playwright.async_api import Browser, Playwright
+from playwright.async_api import Error as PlaywrightError
 
 from pipeline.config import Settings
 from pipeline.errors import BrowserLaunchError, BrowserNotFound

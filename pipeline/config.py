@@ -15,7 +15,7 @@ class Settings(BaseSettings):
 
     # Gateway
     host: str = Field(default="127.0.0.1", description="Address the HTTP/WebSocket gateway binds.")
-    port: int = Field(default=8000, ge=0, le=65_535, description="Gateway port (0 picks a free one).")
+    port: int = Field(default=8000, ge=1, le=65_535, description="Gateway port.")
     public_url: str | None = Field(
         default=None, description="Base URL viewers use, when it differs from the request's."
     )
@@ -42,12 +42,12 @@ class Settings(BaseSettings):
     )
     dashboard_port: int = Field(default=8265, ge=0, le=65_535)
     browser_slots: int | None = Field(
-        default=None, ge=1, description="Browser slots of the local node (default: from memory/CPU)."
+        default=None, ge=1, description="Browser slots of the local node (default: by memory, CPU)."
     )
 
     # Browser
     chromium: str | None = Field(
-        default=None, description="Path to a Chromium binary; default: Playwright's, else `chromium`."
+        default=None, description="A Chromium binary; default: Playwright's, else `chromium`."
     )
     headless: bool = True
     browser_args: list[str] = Field(default_factory=list, description="Extra Chromium flags.")

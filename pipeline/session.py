@@ -68,7 +68,8 @@ class BrowserSession:
         self._sink = sink
         self._state = SessionState.PENDING
         self._steps: list[Step] = list(spec.steps)
-        self._step_status = [StepStatus(index=i, action=s.action) for i, s in enumerate(self._steps)]
+        self._step_status = [StepStatus(index=i, action=s.action)
+                             for i, s in enumerate(self._steps)]
         self._start_url = str(spec.url) if spec.url else None
         self._started_at: float | None = None
         self._ended_at: float | None = None
@@ -78,7 +79,7 @@ class BrowserSession:
         self._outbox_ready = asyncio.Event()
         self._tasks: set[asyncio.Task[None]] = set()
         self._sender: asyncio.Task[None] | None = None
-        self._workflow: asyncio.Task[None] | None = None
+        self._launching: asyncio.Task[None] | None = None
         self._playwright: Playwright | None = None
         self._browser: Browser | None = None
         self._context: BrowserContext | None = None
@@ -104,24 +105,31 @@ class BrowserSession:
             raise InvalidTransition(f"session {self.session_id}", self._state, "start unconnected")
         self._move(SessionState.STARTING)
         self._started_at = time.time()
-        try:
-            if self._spec.demo:
-                await self._start_demo_site()
-            self._sender = asyncio.create_task(self._send_batches(), name="send-batches")
-            self._playwright = await async_playwright().start()
-            await self._open_page()
-            assert self._page is not None and self._start_url is not None
-            await self._page.goto(self._start_url, wait_until="load", timeout=30_000)
-        except Exception as exc:
+        self._launching = asyncio.create_task(self._launch(), name="launch")
+        await asyncio.wait({self._launching})
+        if self._state is not SessionState.STARTING:  # stop() came first and owns the shutdown
+            await self._stopped.wait()
+            return self.status()
+        exc = self._launching.exception()
+        if exc is not None:
             self._error = f"{type(exc).__name__}: {exc}".splitlines()[0]
             _log.error("session %s failed to start: %s", self.session_id, self._error)
             await self._shutdown(SessionState.FAILED)
             return self.status()
         self._move(SessionState.RUNNING)
         _log.info("session %s running at %s", self.session_id, self._start_url)
-        self._workflow = self._spawn(self._run_workflow(), "workflow")
+        self._spawn(self._run_workflow(), "workflow")
         self._spawn(self._stop_after(self._spec.max_duration_s), "deadline")
         return self.status()
+
+    async def _launch(self) -> None:
+        if self._spec.demo:
+            await self._start_demo_site()
+        self._sender = asyncio.create_task(self._send_batches(), name="send-batches")
+        self._playwright = await async_playwright().start()
+        await self._open_page()
+        assert self._page is not None and self._start_url is not None
+        await self._page.goto(self._start_url, wait_until="load", timeout=30_000)
 
     async def stop(self) -> SessionStatus:
         """Idempotent; returns once the browser is closed and every batch is handed on."""
@@ -282,6 +290,9 @@ class BrowserSession:
         if self._state not in (SessionState.STOPPING,):
             self._move(SessionState.STOPPING if final is SessionState.STOPPED else final)
         current = asyncio.current_task()
+        if self._launching is not None and not self._launching.done():
+            self._launching.cancel()
+            await asyncio.wait({self._launching})
         for task in list(self._tasks):
             if task is not current:
                 task.cancel()

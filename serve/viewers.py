@@ -188,7 +188,8 @@ class SessionHub:
             failed = record.state == "failed"
         except Exception:
             failed = False
-        return End(reason="failed" if failed else "stopped", state="failed" if failed else "stopped")
+        outcome = "failed" if failed else "stopped"
+        return End(reason=outcome, state=outcome)
 
     def _finish(self, end: End) -> None:
         self._end = end

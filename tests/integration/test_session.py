@@ -114,3 +114,16 @@ async def test_an_unreachable_url_fails_the_session_cleanly() -> None:
     assert status.state is SessionState.FAILED
     assert "ERR_CONNECTION_REFUSED" in status.error
     assert not chromium_pids()
+
+
+async def test_stop_while_starting_wins_cleanly(demo_site) -> None:
+    streamer = EventStreamer("t4", Settings())
+    session = BrowserSession("t4", SessionSpec(url=f"{demo_site.url}/index.html"), Settings(),
+                             StreamerSink(streamer))
+    starting = asyncio.create_task(session.start())
+    await asyncio.sleep(0.3)
+    stopped = await session.stop()
+    assert stopped.state is SessionState.STOPPED
+    assert (await starting).state is SessionState.STOPPED
+    assert not chromium_pids()
+    assert streamer.stats().ended
