@@ -105,8 +105,9 @@ class SessionRegistry:
                     ray.kill(entry.session)
             if entry.streamer is not None:
                 await asyncio.sleep(self._settings.ended_retention_s)
+                streamer, entry.streamer = entry.streamer, None
                 with contextlib.suppress(Exception):
-                    ray.kill(entry.streamer)
+                    ray.kill(streamer)
 
     def _entry(self, session_id: str) -> _Entry:
         try:

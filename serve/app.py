@@ -24,7 +24,7 @@ def default_browser_slots() -> int:
     return max(1, min(memory_mb // _MB_PER_BROWSER, 4 * (os.cpu_count() or 1)))
 
 
-def start_ray(settings: Settings, *, dashboard: bool = True) -> None:
+def start_ray(settings: Settings, *, dashboard: bool = True, log_to_driver: bool = True) -> None:
     """Joins `settings.ray_address`, or starts an embedded Ray on loopback."""
     if ray.is_initialized():
         return
@@ -38,7 +38,7 @@ def start_ray(settings: Settings, *, dashboard: bool = True) -> None:
         dashboard_host="127.0.0.1",
         dashboard_port=settings.dashboard_port,
         resources={"browser": settings.browser_slots or default_browser_slots()},
-        log_to_driver=True,
+        log_to_driver=log_to_driver,
     )
 
 

@@ -38,7 +38,7 @@ def stack() -> Iterator[Stack]:
 
     settings = Settings(port=free_port(), browser_slots=8, ended_retention_s=120,
                         dashboard_port=free_port())
-    start_ray(settings, dashboard=False)
+    start_ray(settings, dashboard=False, log_to_driver=False)
     try:
         deploy_gateway(settings)
         yield Stack(f"http://127.0.0.1:{settings.port}", settings)
