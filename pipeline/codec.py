@@ -7,6 +7,7 @@ The context restarts at every checkout, so a decoder can start at any segment.
 
 from __future__ import annotations
 
+import zlib
 from typing import Protocol
 
 import lz4.block
@@ -97,8 +98,40 @@ class Lz4FrameDecoder:
         return 7 + (8 if flg & 0x08 else 0) + (4 if flg & 0x01 else 0)
 
 
+class DeflateRawEncoder:
+    """A raw deflate stream per segment with a sync flush after every batch.
+
+    Each batch's output ends on a byte boundary with everything decodable, and
+    browsers inflate it natively (DecompressionStream("deflate-raw")).
+    """
+
+    name = "deflate-raw"
+
+    def __init__(self, level: int = 6) -> None:
+        self._level = level
+        self._compressor: zlib._Compress | None = None
+
+    def encode(self, data: bytes, *, segment_start: bool) -> bytes:
+        if segment_start or self._compressor is None:
+            self._compressor = zlib.compressobj(self._level, zlib.DEFLATED, -15)
+        return self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
+
+
+class DeflateRawDecoder:
+    def __init__(self) -> None:
+        self._decompressor: zlib._Decompress | None = None
+
+    def decode(self, payload: bytes, *, segment_start: bool) -> bytes:
+        if segment_start:
+            self._decompressor = zlib.decompressobj(-15)
+        if self._decompressor is None:
+            raise ValueError("cannot decode before the first segment start")
+        return self._decompressor.decompress(payload)
+
+
 CODECS: dict[str, tuple[type[SegmentEncoder], type[SegmentDecoder]]] = {
     Lz4FrameEncoder.name: (Lz4FrameEncoder, Lz4FrameDecoder),
+    DeflateRawEncoder.name: (DeflateRawEncoder, DeflateRawDecoder),
 }
 
 

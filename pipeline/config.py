@@ -23,6 +23,11 @@ class Settings(BaseSettings):
     gateway_max_ongoing_requests: int = Field(
         default=10_000, ge=1, description="Each open WebSocket holds one slot for its whole life."
     )
+    ingress: Literal["haproxy", "python"] = Field(
+        default="haproxy",
+        description="Serve's HTTP data plane: HAProxy routes WebSockets straight to the "
+        "replicas (~10x the message rate); `python` is Serve's default proxy, the fallback.",
+    )
     viewer_queue_frames: int = Field(
         default=256, ge=8, description="Frames queued per viewer before it is moved forward."
     )
@@ -63,7 +68,9 @@ class Settings(BaseSettings):
     max_batch_chars: int = Field(default=262_144, ge=1_024)
 
     # Streaming
-    codec: Literal["lz4-frame"] = "lz4-frame"
+    codec: Literal["lz4-frame", "deflate-raw"] = Field(
+        default="lz4-frame", description="How the streamer compresses batches for viewers."
+    )
     buffer_max_bytes: int = Field(
         default=64 * 1024 * 1024, ge=1024, description="Compressed bytes a streamer keeps."
     )

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
+import tempfile
+from pathlib import Path
 
 import psutil
 import ray
@@ -24,10 +27,38 @@ def default_browser_slots() -> int:
     return max(1, min(memory_mb // _MB_PER_BROWSER, 4 * (os.cpu_count() or 1)))
 
 
+def _ingress_environment(settings: Settings) -> dict[str, str]:
+    """Environment for Serve's controller and proxies; they inherit it from the raylet."""
+    if settings.ingress != "haproxy":
+        return {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
+    # HAProxy's files and ports default to fixed values; keep each Ray instance's apart.
+    # The directory name stays short: HAProxy refuses socket paths over 97 bytes.
+    state = Path(tempfile.mkdtemp(prefix="rrh", dir="/tmp"))
+    return {
+        "RAY_SERVE_ENABLE_HA_PROXY": "1",
+        "RAY_SERVE_HAPROXY_CONFIG_FILE_LOC": str(state / "haproxy.cfg"),
+        "RAY_SERVE_HAPROXY_SOCKET_PATH": str(state / "admin.sock"),
+        "RAY_SERVE_HAPROXY_METRICS_SOCKET_PATH": str(state / "metrics.sock"),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_BASE": str(state),
+        "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(state / "server-state"),
+        "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
+        "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
+    }
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 def start_ray(settings: Settings, *, dashboard: bool = True, log_to_driver: bool = True) -> None:
     """Joins `settings.ray_address`, or starts an embedded Ray on loopback."""
     if ray.is_initialized():
         return
+    # An embedded Ray's raylet, and so Serve's controller and proxies, start from this
+    # process and inherit its environment.
+    os.environ.update(_ingress_environment(settings))
     if settings.ray_address:
         ray.init(address=settings.ray_address, namespace=settings.namespace)
         return

@@ -3,7 +3,13 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from pipeline.codec import Lz4FrameDecoder, Lz4FrameEncoder, make_decoder, make_encoder
+from pipeline.codec import (
+    CODECS,
+    Lz4FrameDecoder,
+    Lz4FrameEncoder,
+    make_decoder,
+    make_encoder,
+)
 
 
 def mutation_batch(i: int, events: int) -> bytes:
@@ -17,8 +23,9 @@ def mutation_batch(i: int, events: int) -> bytes:
     ]) + b"\n"
 
 
-def test_round_trip_across_segments_and_blocks() -> None:
-    encoder, decoder = Lz4FrameEncoder(), Lz4FrameDecoder()
+@pytest.mark.parametrize("codec", sorted(CODECS))
+def test_round_trip_across_segments_and_blocks(codec: str) -> None:
+    encoder, decoder = make_encoder(codec), make_decoder(codec)
     big = orjson.dumps([{"type": 2, "data": {"html": "<div>" * 40_000}}]) + b"\n"
     stream = [(big, True)] + [(mutation_batch(i, 1 + i % 5), False) for i in range(300)]
     stream += [(big, True)] + [(mutation_batch(i, 3), False) for i in range(50)]
@@ -27,11 +34,12 @@ def test_round_trip_across_segments_and_blocks() -> None:
         assert decoder.decode(payload, segment_start=start) == data
 
 
-def test_a_decoder_can_join_at_a_later_segment() -> None:
-    encoder = Lz4FrameEncoder()
+@pytest.mark.parametrize("codec", sorted(CODECS))
+def test_a_decoder_can_join_at_a_later_segment(codec: str) -> None:
+    encoder = make_encoder(codec)
     payloads = [encoder.encode(mutation_batch(i, 2), segment_start=i in (0, 40))
                 for i in range(80)]
-    late = Lz4FrameDecoder()
+    late = make_decoder(codec)
     out = [late.decode(p, segment_start=i == 40) for i, p in enumerate(payloads[40:], start=40)]
     assert out == [mutation_batch(i, 2) for i in range(40, 80)]
 
@@ -44,11 +52,12 @@ def test_a_decoder_refuses_to_start_mid_segment() -> None:
                                  segment_start=False)
 
 
-def test_linked_context_beats_compressing_batches_alone() -> None:
+@pytest.mark.parametrize("codec", sorted(CODECS))
+def test_linked_context_beats_compressing_batches_alone(codec: str) -> None:
     import lz4.frame
 
     batches = [mutation_batch(i, 2) for i in range(200)]
-    encoder = Lz4FrameEncoder()
+    encoder = make_encoder(codec)
     linked = sum(len(encoder.encode(b, segment_start=i == 0)) for i, b in enumerate(batches))
     alone = sum(len(lz4.frame.compress(b)) for b in batches)
     raw = sum(map(len, batches))
