@@ -19,6 +19,9 @@ class Settings(BaseSettings):
     public_url: str | None = Field(
         default=None, description="Base URL viewers use, when it differs from the request's."
     )
+    proxy_location: Literal["EveryNode", "HeadOnly"] = Field(
+        default="EveryNode", description="Which Ray nodes accept viewer traffic."
+    )
     gateway_replicas: int = Field(default=1, ge=1, le=64)
     gateway_max_ongoing_requests: int = Field(
         default=10_000, ge=1, description="Each open WebSocket holds one slot for its whole life."
@@ -27,6 +30,11 @@ class Settings(BaseSettings):
         default="haproxy",
         description="Serve's HTTP data plane: HAProxy routes WebSockets straight to the "
         "replicas (~10x the message rate); `python` is Serve's default proxy, the fallback.",
+    )
+    viewer_window_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=65_536,
+        description="Unacknowledged bytes in flight to a viewer that sends acks; past it the "
+        "server holds frames back, so a stalled viewer fills its queue, not socket buffers.",
     )
     viewer_queue_frames: int = Field(
         default=256, ge=8, description="Frames queued per viewer before it is moved forward."
@@ -49,6 +57,17 @@ class Settings(BaseSettings):
     browser_slots: int | None = Field(
         default=None, ge=1, description="Browser slots of the local node (default: by memory, CPU)."
     )
+
+    when_full: Literal["queue", "refuse"] = Field(
+        default="queue",
+        description="No browser slot free: queue new sessions (state pending, with their queue "
+        "position), or refuse them with HTTP 503.",
+    )
+    on_node_loss: Literal["restart", "fail"] = Field(
+        default="restart",
+        description="A session whose node died: start it again elsewhere, or mark it failed.",
+    )
+    max_restarts: int = Field(default=3, ge=0, description="Node-loss restarts per session.")
 
     # Browser
     chromium: str | None = Field(

@@ -2,6 +2,8 @@
 
 RRStreamError
  ├── SessionNotFound
+ ├── StreamUnavailable
+ ├── PoolFull
  ├── InvalidTransition
  ├── BrowserNotFound
  ├── BrowserLaunchError
@@ -29,6 +31,21 @@ class SessionNotFound(RRStreamError):
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id
         super().__init__(f"no session with id {session_id!r}")
+
+
+class StreamUnavailable(RRStreamError):
+    """The session exists but has no stream: it ended before it got one, or long ago."""
+
+    def __init__(self, session_id: str, state: str, reason: str | None) -> None:
+        self.session_id, self.state, self.reason = session_id, state, reason
+        detail = f": {reason}" if reason else ""
+        super().__init__(f"session {session_id} is {state} and has no stream{detail}")
+
+
+class PoolFull(RRStreamError):
+    def __init__(self, used: int, total: int) -> None:
+        self.used, self.total = used, total
+        super().__init__(f"no browser slot free ({used} of {total} in use); try again later")
 
 
 class InvalidTransition(RRStreamError):
@@ -69,8 +86,10 @@ __all__ = [
     "BrowserLaunchError",
     "BrowserNotFound",
     "InvalidTransition",
+    "PoolFull",
     "RRStreamError",
     "SessionNotFound",
     "StepFailed",
+    "StreamUnavailable",
     "unwrap",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 
@@ -125,6 +125,27 @@ class StreamStats(BaseModel):
     ended: bool = False
 
 
+class NodeSlots(BaseModel):
+    """One Ray node of the browser pool."""
+
+    node_id: str
+    address: str
+    alive: bool
+    slots_total: int
+    slots_used: int
+    sessions: list[str]
+
+
+class PoolStatus(BaseModel):
+    """What `GET /pool` and `rrstream status` show."""
+
+    nodes: list[NodeSlots]
+    slots_total: int
+    slots_used: int
+    queue: list[str] = Field(description="Pending session ids, first in line first.")
+    when_full: str
+
+
 class SessionInfo(BaseModel):
     """What `GET /sessions/{id}` answers."""
 
@@ -137,6 +158,10 @@ class SessionInfo(BaseModel):
     started_at: float | None
     ended_at: float | None
     node_id: str | None
+    queue_position: int | None = Field(
+        default=None, description="1 for the next session to get a browser slot; None if placed."
+    )
+    restarts: int = 0
     events: int
     batches: int
     bytes_raw: int
@@ -159,11 +184,14 @@ class SessionRecord:
     node_id: str | None = None
     ended_at: float | None = None
     error: str | None = None
-    labels: dict[str, str] = field(default_factory=dict)
+    queue_position: int | None = None
+    restarts: int = 0
 
 
 __all__ = [
     "SESSION_TRANSITIONS",
+    "NodeSlots",
+    "PoolStatus",
     "SessionInfo",
     "SessionRecord",
     "SessionSpec",

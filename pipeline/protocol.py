@@ -110,6 +110,17 @@ class Hello(_Message):
     protocol: int = Field(ge=1)
     resume_after: int | None = Field(default=None, ge=0)
     token: str | None = None
+    acks: bool = Field(
+        default=False, description="The client will send `ack`s: the server then keeps at most "
+        "a window of unacknowledged bytes in flight to it."
+    )
+
+
+class Ack(_Message):
+    """The client applied every batch up to and including `seq`."""
+
+    type: Literal["ack"] = "ack"
+    seq: int = Field(ge=0)
 
 
 class Welcome(_Message):
@@ -153,11 +164,12 @@ class Error(_Message):
     message: str
 
 
-ClientMessage = Annotated[Hello, Field(discriminator="type")]
-CLIENT_MESSAGE: TypeAdapter[Hello] = TypeAdapter(ClientMessage)
+ClientMessage = Annotated[Hello | Ack, Field(discriminator="type")]
+CLIENT_MESSAGE: TypeAdapter[Hello | Ack] = TypeAdapter(ClientMessage)
 
 __all__ = [
     "CLIENT_MESSAGE",
+    "Ack",
     "FLAG_RESET",
     "FLAG_SEGMENT_START",
     "HELLO_TIMEOUT_S",

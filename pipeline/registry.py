@@ -2,7 +2,9 @@
 
 It owns each session's two actors, `session:<id>` (holding a `browser` slot) and
 `streamer:<id>` (pinned to the same node), so the Ray dashboard shows both under
-their names and they live as long as the registry.
+their names and they live as long as the registry. The `browser` resource is the
+pool: Ray places session actors where a slot is free (spread across nodes) and
+holds them while none is; the registry reports that queue.
 """
 
 from __future__ import annotations
@@ -15,16 +17,31 @@ import time
 from typing import Any
 
 import ray
+from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pipeline.config import Settings
-from pipeline.errors import SessionNotFound
-from pipeline.models import SessionRecord, SessionSpec, SessionState, SessionStatus, StreamStats
+from pipeline.errors import PoolFull, SessionNotFound, StreamUnavailable
+from pipeline.logs import configure_logging
+from pipeline.metrics import RegistryMetrics, SessionMetrics, StreamMetrics
+from pipeline.models import (
+    NodeSlots,
+    PoolStatus,
+    SessionRecord,
+    SessionSpec,
+    SessionState,
+    SessionStatus,
+    StreamStats,
+)
 from pipeline.session import ActorSink, BrowserSession
 from pipeline.streamer import EventStreamer
 
 REGISTRY_NAME = "registry"
 _STATUS_TIMEOUT_S = 5.0
+_METRICS_EVERY_S = 5.0
+# A session restarted on another node numbers its batches from (restarts << 40) + 1:
+# later than anything before it, so no viewer mistakes new batches for old ones.
+_EPOCH_BITS = 40
 _log = logging.getLogger(__name__)
 
 
@@ -32,70 +49,90 @@ class BrowserSessionActor(BrowserSession):
     """BrowserSession as a Ray actor; its streamer is connected once placed beside it."""
 
     def __init__(self, session_id: str, spec: SessionSpec, settings: Settings) -> None:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-        super().__init__(session_id, spec, settings, sink=None)
+        configure_logging()
+        super().__init__(session_id, spec, settings, sink=None, metrics=SessionMetrics())
 
     def connect(self, streamer: Any) -> None:
         self.set_sink(ActorSink(streamer))
 
 
+class StreamerActor(EventStreamer):
+    def __init__(self, session_id: str, settings: Settings, first_seq: int = 1) -> None:
+        configure_logging()
+        super().__init__(session_id, settings, first_seq, metrics=StreamMetrics())
+
+
+class _NodeLost(Exception):
+    pass
+
+
 class _Entry:
-    __slots__ = ("record", "session", "streamer", "ready", "task", "last_status")
+    __slots__ = ("record", "session", "streamer", "ready", "task", "last_status", "placed",
+                 "stopping")
 
     def __init__(self, record: SessionRecord) -> None:
         self.record = record
         self.session: Any = None
         self.streamer: Any = None
-        self.ready = asyncio.Event()  # set once both actors exist (or creation failed)
+        self.ready = asyncio.Event()  # set once both actors exist (or the session ended)
         self.task: asyncio.Task[None] | None = None
         self.last_status: SessionStatus | None = None
+        self.placed = False
+        self.stopping = False
 
 
 class SessionRegistry:
     def __init__(self, settings: Settings) -> None:
+        configure_logging()
         self._settings = settings
         self._entries: dict[str, _Entry] = {}
+        self._metrics = RegistryMetrics()
+        self._metrics_task: asyncio.Task[None] | None = None
+
+    # -- creating and running sessions -------------------------------------------------------
 
     async def create(self, spec: SessionSpec) -> SessionRecord:
+        if self._metrics_task is None:  # the actor's event loop runs only from here on
+            self._metrics_task = asyncio.create_task(self._report_metrics())
+        if self._settings.when_full == "refuse":
+            total, used = self._slots_total(), self._slots_wanted()
+            if used >= total:
+                raise PoolFull(used, total)
         session_id = secrets.token_hex(6)
         record = SessionRecord(id=session_id, spec=spec, state=SessionState.PENDING,
                                created_at=time.time())
         entry = _Entry(record)
         self._entries[session_id] = entry
-        entry.task = asyncio.create_task(self._launch(entry), name=f"launch:{session_id}")
+        entry.task = asyncio.create_task(self._run(entry), name=f"run:{session_id}")
+        record.queue_position = self._queue_position(entry)
+        _log.info("session %s created (queue position %s)", session_id, record.queue_position,
+                  extra={"session_id": session_id})
         return record
 
-    async def _launch(self, entry: _Entry) -> None:
+    async def _run(self, entry: _Entry) -> None:
         record = entry.record
-        ns = self._settings.namespace
         try:
-            entry.session = ray.remote(BrowserSessionActor).options(
-                name=f"session:{record.id}", namespace=ns, num_cpus=0,
-                resources={"browser": 1}, max_concurrency=1_000,
-            ).remote(record.id, record.spec, self._settings)
-            # Resolves once Ray found a browser slot: the session is placed.
-            node_id = await entry.session.node_id.remote()
-            record.node_id = node_id
-            entry.streamer = ray.remote(EventStreamer).options(
-                name=f"streamer:{record.id}", namespace=ns, num_cpus=0, max_concurrency=10_000,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-            ).remote(record.id, self._settings)
-            await entry.session.connect.remote(entry.streamer)
-            record.state = SessionState.STARTING
-            entry.ready.set()
-            status: SessionStatus = await entry.session.start.remote()
-            record.state, record.error, entry.last_status = status.state, status.error, status
-            if not status.state.ended:
-                status = await entry.session.wait_stopped.remote()
-            entry.last_status = status
-            record.state, record.error, record.ended_at = status.state, status.error, time.time()
+            while True:
+                try:
+                    await self._run_once(entry)
+                    break
+                except _NodeLost as exc:
+                    if (entry.stopping or self._settings.on_node_loss == "fail"
+                            or record.restarts >= self._settings.max_restarts):
+                        raise
+                    record.restarts += 1
+                    _log.warning("session %s lost its node (%s); restart %d", record.id, exc,
+                                 record.restarts, extra={"session_id": record.id})
+                    self._forget_actors(entry)
+                    record.state, record.node_id = SessionState.PENDING, None
         except asyncio.CancelledError:
             raise
         except Exception as exc:
             record.state = SessionState.FAILED
             record.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
             record.ended_at = time.time()
-            _log.error("session %s failed: %s", record.id, record.error)
+            _log.error("session %s failed: %s", record.id, record.error,
+                       extra={"session_id": record.id})
         finally:
             entry.ready.set()
             if entry.session is not None:
@@ -108,6 +145,46 @@ class SessionRegistry:
                 streamer, entry.streamer = entry.streamer, None
                 with contextlib.suppress(Exception):
                     ray.kill(streamer)
+
+    async def _run_once(self, entry: _Entry) -> None:
+        record, ns = entry.record, self._settings.namespace
+        suffix = f"#{record.restarts}" if record.restarts else ""
+        entry.session = ray.remote(BrowserSessionActor).options(
+            name=f"session:{record.id}{suffix}", namespace=ns, num_cpus=0,
+            resources={"browser": 1}, max_concurrency=1_000, scheduling_strategy="SPREAD",
+        ).remote(record.id, record.spec, self._settings)
+        try:
+            # Resolves once Ray found a browser slot: the session is placed.
+            record.node_id = await entry.session.node_id.remote()
+            entry.placed = True
+            record.queue_position = None
+            entry.streamer = ray.remote(StreamerActor).options(
+                name=f"streamer:{record.id}{suffix}", namespace=ns, num_cpus=0,
+                max_concurrency=10_000,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(record.node_id, soft=False),
+            ).remote(record.id, self._settings, (record.restarts << _EPOCH_BITS) + 1)
+            await entry.session.connect.remote(entry.streamer)
+            record.state = SessionState.STARTING
+            entry.ready.set()
+            status: SessionStatus = await entry.session.start.remote()
+            record.state, record.error, entry.last_status = status.state, status.error, status
+            if not status.state.ended:
+                status = await entry.session.wait_stopped.remote()
+        except RayActorError as exc:
+            raise _NodeLost(str(exc).splitlines()[0]) from exc
+        entry.last_status = status
+        record.state, record.error, record.ended_at = status.state, status.error, time.time()
+
+    def _forget_actors(self, entry: _Entry) -> None:
+        for handle in (entry.session, entry.streamer):
+            if handle is not None:
+                with contextlib.suppress(Exception):
+                    ray.kill(handle)
+        entry.session = entry.streamer = None
+        entry.placed = False
+        entry.ready.clear()
+
+    # -- reading ------------------------------------------------------------------------------
 
     def _entry(self, session_id: str) -> _Entry:
         try:
@@ -126,7 +203,8 @@ class SessionRegistry:
         entry = self._entry(session_id)
         await asyncio.wait_for(entry.ready.wait(), wait_s)
         if entry.streamer is None:
-            raise SessionNotFound(session_id)
+            record = entry.record
+            raise StreamUnavailable(session_id, str(record.state), record.error)
         return entry.streamer
 
     async def describe(self, session_id: str) -> tuple[SessionRecord, SessionStatus | None,
@@ -134,34 +212,77 @@ class SessionRegistry:
         """The record plus the live status of both actors (None where unreachable)."""
         entry = self._entry(session_id)
         status, stats = entry.last_status, None
-        if entry.session is not None and not entry.record.state.ended:
+        if entry.session is not None and entry.placed and not entry.record.state.ended:
             with contextlib.suppress(Exception):
                 status = await asyncio.wait_for(entry.session.status.remote(),
                                                 _STATUS_TIMEOUT_S)
                 entry.last_status = status
+                entry.record.state = status.state
         if entry.streamer is not None:
             with contextlib.suppress(Exception):
                 stats = await asyncio.wait_for(entry.streamer.stats.remote(), _STATUS_TIMEOUT_S)
-        if status is not None and not entry.record.state.ended and entry.session is not None:
-            entry.record.state = status.state
+        entry.record.queue_position = self._queue_position(entry)
         return entry.record, status, stats
 
     async def describe_all(self) -> list[tuple[SessionRecord, SessionStatus | None,
                                                StreamStats | None]]:
         return list(await asyncio.gather(*(self.describe(i) for i in list(self._entries))))
 
+    async def pool(self) -> PoolStatus:
+        """Nodes, their browser slots, the sessions on each, and the queue."""
+        live = [e for e in self._entries.values() if not e.record.state.ended]
+        nodes = []
+        for node in ray.nodes():
+            slots = int(node["Resources"].get("browser", 0)) if node["Alive"] else 0
+            sessions = [e.record.id for e in live
+                        if e.placed and e.record.node_id == node["NodeID"]]
+            if slots or sessions:
+                nodes.append(NodeSlots(node_id=node["NodeID"], address=node["NodeManagerAddress"],
+                                       alive=node["Alive"], slots_total=slots,
+                                       slots_used=len(sessions), sessions=sessions))
+        return PoolStatus(
+            nodes=nodes,
+            slots_total=sum(n.slots_total for n in nodes),
+            slots_used=sum(1 for e in live if e.placed),
+            queue=[e.record.id for e in self._queued()],
+            when_full=self._settings.when_full,
+        )
+
+    def _queued(self) -> list[_Entry]:
+        waiting = [e for e in self._entries.values() if not e.placed and not e.record.state.ended]
+        return sorted(waiting, key=lambda e: e.record.created_at)
+
+    def _queue_position(self, entry: _Entry) -> int | None:
+        if entry.placed or entry.record.state.ended:
+            return None
+        return next((i + 1 for i, e in enumerate(self._queued()) if e is entry), None)
+
+    def _slots_total(self) -> int:
+        return int(ray.cluster_resources().get("browser", 0))
+
+    def _slots_wanted(self) -> int:
+        return sum(1 for e in self._entries.values() if not e.record.state.ended)
+
+    # -- stopping -----------------------------------------------------------------------------
+
     async def stop(self, session_id: str) -> SessionRecord:
         """Idempotent: stopping an ended session returns its record."""
         entry = self._entry(session_id)
         record = entry.record
+        entry.stopping = True
         if record.state.ended:
             return record
-        if entry.session is None:
+        if not entry.placed:
             if entry.task is not None:
                 entry.task.cancel()
+            self._forget_actors(entry)
+            entry.ready.set()
             record.state, record.ended_at = SessionState.STOPPED, time.time()
             return record
-        status = await entry.session.stop.remote()
+        try:
+            status = await entry.session.stop.remote()
+        except RayActorError:
+            return record  # its node went away meanwhile; _run records how it ended
         record.state, record.error, entry.last_status = status.state, status.error, status
         record.ended_at = record.ended_at or time.time()
         return record
@@ -171,12 +292,22 @@ class SessionRegistry:
         await asyncio.gather(*(self.stop(i) for i in list(self._entries)),
                              return_exceptions=True)
 
+    async def _report_metrics(self) -> None:
+        while True:
+            counts: dict[str, int] = {str(state): 0 for state in SessionState}
+            for entry in self._entries.values():
+                counts[str(entry.record.state)] += 1
+            self._metrics.report(counts, len(self._queued()))
+            await asyncio.sleep(_METRICS_EVERY_S)
+
 
 def get_or_create_registry(settings: Settings) -> Any:
-    """The registry actor, created detached on first use so it outlives gateway replicas."""
+    """The registry actor, created detached on first use so it outlives gateway replicas,
+    on the head node, which lives as long as the cluster."""
     return ray.remote(SessionRegistry).options(
         name=REGISTRY_NAME, namespace=settings.namespace, get_if_exists=True,
         lifetime="detached", num_cpus=0, max_concurrency=10_000,
+        resources={"node:__internal_head__": 0.001},
     ).remote(settings)
 
 

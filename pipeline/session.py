@@ -17,6 +17,7 @@ from playwright.async_api import Browser, BrowserContext, Page, Playwright, asyn
 from pipeline.browser import launch_chromium
 from pipeline.config import Settings
 from pipeline.errors import InvalidTransition
+from pipeline.metrics import SessionMetrics
 from pipeline.models import (
     SESSION_TRANSITIONS,
     SessionSpec,
@@ -61,8 +62,10 @@ class ActorSink:
 
 class BrowserSession:
     def __init__(self, session_id: str, spec: SessionSpec, settings: Settings,
-                 sink: BatchSink | None) -> None:
+                 sink: BatchSink | None, metrics: SessionMetrics | None = None) -> None:
         self.session_id = session_id
+        self._log = logging.LoggerAdapter(_log, {"session_id": session_id})
+        self._metrics = metrics
         self._spec = spec
         self._settings = settings
         self._sink = sink
@@ -113,11 +116,11 @@ class BrowserSession:
         exc = self._launching.exception()
         if exc is not None:
             self._error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            _log.error("session %s failed to start: %s", self.session_id, self._error)
+            self._log.error("session %s failed to start: %s", self.session_id, self._error)
             await self._shutdown(SessionState.FAILED)
             return self.status()
         self._move(SessionState.RUNNING)
-        _log.info("session %s running at %s", self.session_id, self._start_url)
+        self._log.info("session %s running at %s", self.session_id, self._start_url)
         self._spawn(self._run_workflow(), "workflow")
         self._spawn(self._stop_after(self._spec.max_duration_s), "deadline")
         return self.status()
@@ -220,7 +223,7 @@ class BrowserSession:
                     await self._sink.push(batches)
                 except Exception as exc:
                     self._error = f"stream lost: {exc}".splitlines()[0]
-                    _log.error("session %s: %s", self.session_id, self._error)
+                    self._log.error("session %s: %s", self.session_id, self._error)
                     if self._state in (SessionState.RUNNING, SessionState.IDLE):
                         self._spawn(self._shutdown(SessionState.FAILED), "fail")
                     return
@@ -241,7 +244,7 @@ class BrowserSession:
                 status.state, status.ended_at = StepState.FAILED, time.time()
                 status.error = str(exc).splitlines()[0]
                 self._error = f"step {status.index} ({status.action}) failed: {status.error}"
-                _log.warning("session %s: %s", self.session_id, self._error)
+                self._log.warning("session %s: %s", self.session_id, self._error)
                 for rest in self._step_status[status.index + 1:]:
                     rest.state = StepState.SKIPPED
                 break
@@ -250,13 +253,13 @@ class BrowserSession:
                 await asyncio.sleep(delay)
         if self._state is SessionState.RUNNING:
             self._move(SessionState.IDLE)
-            _log.info("session %s workflow finished", self.session_id)
+            self._log.info("session %s workflow finished", self.session_id)
             if self._spec.close_when_done:
                 self._spawn(self.stop(), "stop")
 
     async def _stop_after(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
-        _log.info("session %s reached its time limit", self.session_id)
+        self._log.info("session %s reached its time limit", self.session_id)
         await self.stop()
 
     def _on_crash(self, reason: str) -> None:
@@ -265,10 +268,12 @@ class BrowserSession:
 
     async def _recover(self, reason: str) -> None:
         self._restarts += 1
-        _log.warning("session %s: %s, restart %d", self.session_id, reason, self._restarts)
+        if self._metrics is not None:
+            self._metrics.restarted()
+        self._log.warning("session %s: %s, restart %d", self.session_id, reason, self._restarts)
         if self._restarts > _MAX_RECOVERIES:
             self._error = f"{reason}; gave up after {_MAX_RECOVERIES} restarts"
-            _log.error("session %s: %s", self.session_id, self._error)
+            self._log.error("session %s: %s", self.session_id, self._error)
             await self._shutdown(SessionState.FAILED)
             return
         with contextlib.suppress(Exception):
@@ -306,7 +311,7 @@ class BrowserSession:
         if self._state is SessionState.STOPPING:
             self._move(final)
         self._ended_at = time.time()
-        _log.info("session %s %s", self.session_id, self._state)
+        self._log.info("session %s %s", self.session_id, self._state)
         self._stopped.set()
 
     async def _close_browser(self) -> None:
@@ -336,7 +341,7 @@ class BrowserSession:
             await asyncio.wait_for(asyncio.shield(sender), _DRAIN_TIMEOUT_S)
         except TimeoutError:
             sender.cancel()
-            _log.error("session %s: %d batches not handed on within %.0f s",
+            self._log.error("session %s: %d batches not handed on within %.0f s",
                        self.session_id, len(self._outbox), _DRAIN_TIMEOUT_S)
         if self._sink is not None:
             with contextlib.suppress(Exception):

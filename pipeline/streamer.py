@@ -7,6 +7,7 @@ plain Python so it can be tested without Ray.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -14,10 +15,12 @@ from dataclasses import dataclass
 from pipeline.buffer import StreamBuffer
 from pipeline.codec import make_encoder
 from pipeline.config import Settings
+from pipeline.metrics import StreamMetrics
 from pipeline.models import StreamStats
 from pipeline.protocol import Chunk, PageBatch
 
 _RATE_WINDOW_S = 5.0
+_log = logging.getLogger(__name__)
 _READER_EXPIRY_S = 30.0
 
 
@@ -30,12 +33,17 @@ class ReadResult:
 
 
 class EventStreamer:
-    def __init__(self, session_id: str, settings: Settings) -> None:
+    def __init__(self, session_id: str, settings: Settings, first_seq: int = 1,
+                 metrics: StreamMetrics | None = None) -> None:
+        """`first_seq` continues the numbering of a session restarted on another node."""
         self.session_id = session_id
+        self._metrics = metrics
+        self._log = logging.LoggerAdapter(_log, {"session_id": session_id})
         self._encoder = make_encoder(settings.codec)
         self._codec = settings.codec
         self._buffer = StreamBuffer(settings.buffer_max_bytes, settings.buffer_max_segments)
-        self._seq = 0
+        self._seq = first_seq - 1
+        self._first_seq = first_seq
         self._events = 0
         self._bytes_raw = 0
         self._bytes_compressed = 0
@@ -52,11 +60,12 @@ class EventStreamer:
         if self._ended:
             raise RuntimeError(f"streamer {self.session_id} is closed")
         now = time.time() * 1000.0
+        events, raw, compressed = self._events, self._bytes_raw, self._bytes_compressed
         for batch in batches:
             data = batch.text.encode() + b"\n"
             # The first batch ever starts a segment even if the page did not flag it,
             # so the codec context and every reader have a place to begin.
-            start = batch.checkout or self._seq == 0
+            start = batch.checkout or self._seq == self._first_seq - 1
             payload = self._encoder.encode(data, segment_start=start)
             self._seq += 1
             self._buffer.append(Chunk(self._seq, start, batch.event_count, batch.first_ts,
@@ -64,7 +73,12 @@ class EventStreamer:
             self._events += batch.event_count
             self._bytes_raw += len(data)
             self._bytes_compressed += len(payload)
-        self._recent.append((now / 1000.0, sum(b.event_count for b in batches)))
+        self._recent.append((now / 1000.0, self._events - events))
+        if self._metrics is not None:
+            self._metrics.recorded(self._events - events, self._bytes_raw - raw,
+                                   self._bytes_compressed - compressed)
+        self._log.debug("batches up to %d: %d events", self._seq, self._events - events,
+                        extra={"seq": self._seq})
         self._wake()
         return self._seq
 
@@ -94,7 +108,7 @@ class EventStreamer:
         while self._recent and wall - self._recent[0][0] > _RATE_WINDOW_S:
             self._recent.popleft()
         return StreamStats(
-            batches=self._seq,
+            batches=self._seq - self._first_seq + 1,
             events=self._events,
             bytes_raw=self._bytes_raw,
             bytes_compressed=self._bytes_compressed,

@@ -27,7 +27,7 @@ def default_browser_slots() -> int:
     return max(1, min(memory_mb // _MB_PER_BROWSER, 4 * (os.cpu_count() or 1)))
 
 
-def _ingress_environment(settings: Settings) -> dict[str, str]:
+def ingress_environment(settings: Settings) -> dict[str, str]:
     """Environment for Serve's controller and proxies; they inherit it from the raylet."""
     if settings.ingress != "haproxy":
         return {"RAY_SERVE_ENABLE_HA_PROXY": "0"}
@@ -43,6 +43,8 @@ def _ingress_environment(settings: Settings) -> dict[str, str]:
         "RAY_SERVE_HAPROXY_SERVER_STATE_FILE": str(state / "server-state"),
         "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port()),
         "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port()),
+        "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(_free_port()),
+        "RAY_SERVE_FALLBACK_PROXY_GRPC_PORT": str(_free_port()),
     }
 
 
@@ -58,7 +60,7 @@ def start_ray(settings: Settings, *, dashboard: bool = True, log_to_driver: bool
         return
     # An embedded Ray's raylet, and so Serve's controller and proxies, start from this
     # process and inherit its environment.
-    os.environ.update(_ingress_environment(settings))
+    os.environ.update(ingress_environment(settings))
     if settings.ray_address:
         ray.init(address=settings.ray_address, namespace=settings.namespace)
         return
@@ -75,7 +77,8 @@ def start_ray(settings: Settings, *, dashboard: bool = True, log_to_driver: bool
 
 def deploy_gateway(settings: Settings) -> None:
     """Runs the Serve gateway on settings.host:settings.port (blocking until it is up)."""
-    serve.start(http_options={"host": settings.host, "port": settings.port})
+    serve.start(http_options={"host": settings.host, "port": settings.port},
+                proxy_location=settings.proxy_location)
     gateway = Gateway.options(
         num_replicas=settings.gateway_replicas,
         max_ongoing_requests=settings.gateway_max_ongoing_requests,

@@ -27,6 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     up.add_argument("--no-demo", action="store_true", help="do not start the demo session")
     up.set_defaults(run=_up)
 
+    status = commands.add_parser("status", help="the browser pool: nodes, slots, queue")
+    status.add_argument("--gateway", default="http://127.0.0.1:8000", help="gateway base URL")
+    status.add_argument("--json", action="store_true", help="print the raw JSON")
+    status.set_defaults(run=_status)
+
     session = commands.add_parser("session", help="start, list, show, stop sessions")
     session.add_argument("--gateway", default="http://127.0.0.1:8000", help="gateway base URL")
     actions = session.add_subparsers(dest="action", required=True)
@@ -93,6 +98,35 @@ def _call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> in
         print(f"rrstream: HTTP {response.status_code}: {detail}", file=sys.stderr)
         return 1
     print(json.dumps(body, indent=2))
+    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    try:
+        response = httpx.get(args.gateway.rstrip("/") + "/pool", timeout=30)
+    except httpx.HTTPError as exc:
+        print(f"rrstream: cannot reach the gateway at {args.gateway}: {exc}", file=sys.stderr)
+        return 2
+    if response.is_error:
+        print(f"rrstream: HTTP {response.status_code}: {response.text}", file=sys.stderr)
+        return 1
+    pool = response.json()
+    if args.json:
+        print(json.dumps(pool, indent=2))
+        return 0
+    print(f"browser slots: {pool['slots_used']} used of {pool['slots_total']}"
+          f" ({max(pool['slots_total'] - pool['slots_used'], 0)} free); "
+          f"queue: {len(pool['queue'])} (when full: {pool['when_full']})")
+    rows = [("NODE", "ADDRESS", "ALIVE", "USED", "FREE", "SESSIONS")]
+    for node in pool["nodes"]:
+        rows.append((node["node_id"][:12], node["address"], "yes" if node["alive"] else "no",
+                     str(node["slots_used"]), str(max(node["slots_total"] - node["slots_used"], 0)),
+                     " ".join(node["sessions"]) or "-"))
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
+    if pool["queue"]:
+        print("queued: " + " ".join(pool["queue"]))
     return 0
 
 

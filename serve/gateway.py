@@ -11,6 +11,7 @@ actors hold the streams, so any replica can serve any viewer of any session.
 import asyncio
 import contextlib
 import logging
+import time
 from typing import Any
 
 import orjson
@@ -22,14 +23,19 @@ from pydantic import ValidationError
 from ray import serve
 
 from pipeline.config import Settings
-from pipeline.errors import SessionNotFound, unwrap
-from pipeline.models import SessionInfo, SessionSpec
+from pipeline.errors import PoolFull, SessionNotFound, StreamUnavailable, unwrap
+from pipeline.logs import configure_logging
+from pipeline.metrics import GatewayMetrics
+from pipeline.models import PoolStatus, SessionInfo, SessionSpec
 from pipeline.protocol import (
     CLIENT_MESSAGE,
     HELLO_TIMEOUT_S,
     PROTOCOL_VERSION,
+    Ack,
     CloseCode,
+    End,
     Error,
+    Hello,
     Reset,
     Welcome,
     encode_frame,
@@ -54,6 +60,12 @@ async def _session_not_found(_: Request, exc: SessionNotFound) -> JSONResponse:
     return JSONResponse(status_code=404, content={"detail": str(unwrap(exc))})
 
 
+@app.exception_handler(PoolFull)
+async def _pool_full(_: Request, exc: PoolFull) -> JSONResponse:
+    return JSONResponse(status_code=503, content={"detail": str(unwrap(exc))},
+                        headers={"Retry-After": "5"})
+
+
 @app.exception_handler(RequestValidationError)
 async def _invalid_request(_: Request, exc: RequestValidationError) -> JSONResponse:
     errors = exc.errors()
@@ -74,12 +86,20 @@ async def _refuse(websocket: WebSocket, code: CloseCode, reason: str) -> None:
         await websocket.close(code, reason[:120])
 
 
-async def _until_closed(websocket: WebSocket) -> None:
-    """A handler that only sends never notices the client leaving: watch the receive side."""
+async def _receive(websocket: WebSocket, viewer: Viewer) -> None:
+    """Reads acks until the client leaves (a handler that only sends would never notice)."""
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
+        try:
+            parsed = CLIENT_MESSAGE.validate_json(message.get("text") or b"")
+        except ValidationError as exc:
+            await _refuse(websocket, CloseCode.BAD_HELLO,
+                          f"bad message: {exc.errors()[0]['msg']}")
+            return
+        if isinstance(parsed, Ack):
+            viewer.ack(parsed.seq)
 
 
 async def _until_first_done(*coros: Any) -> None:
@@ -100,8 +120,9 @@ async def _until_first_done(*coros: Any) -> None:
 @serve.ingress(app)
 class Gateway:
     def __init__(self, settings: Settings) -> None:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+        configure_logging()
         self._settings = settings
+        self._metrics = GatewayMetrics()
         self._registry = get_or_create_registry(settings)
         self._hubs: dict[str, SessionHub] = {}
         self._closing: set[asyncio.Task[None]] = set()
@@ -111,9 +132,11 @@ class Gateway:
 
     # -- REST ------------------------------------------------------------------------------
 
-    @app.post("/sessions", status_code=201, response_model=SessionInfo)
+    @app.post("/sessions", status_code=201, response_model=SessionInfo,
+              responses={503: {"description": "No browser slot free (RRSTREAM_WHEN_FULL=refuse)"}})
     async def create_session(self, spec: SessionSpec, request: Request) -> SessionInfo:
-        """Starts a browser session on `url` and runs `steps` in order."""
+        """Starts a browser session on `url` and runs `steps` in order. When every browser
+        slot is taken it waits in line (`state` pending, `queue_position`), or is refused."""
         record = await self._registry.create.remote(spec)
         return session_info(record, None, None, self._base(request))
 
@@ -150,10 +173,17 @@ class Gateway:
     async def demo_stop(self, session_id: str, request: Request) -> SessionInfo:
         return await self.stop_session(session_id, request)
 
+    @app.get("/pool", response_model=PoolStatus)
+    async def pool(self) -> PoolStatus:
+        """The browser pool: nodes, slots used and free, sessions per node, the queue."""
+        return await self._registry.pool.remote()
+
     @app.get("/healthz")
     async def healthz(self) -> dict[str, Any]:
+        hubs = self._hubs.values()
         return {"ok": True, "hubs": len(self._hubs),
-                "viewers": sum(h.viewer_count for h in self._hubs.values())}
+                "viewers": sum(h.viewer_count for h in hubs),
+                "deepest_viewer_queue": max((h.deepest_queue for h in hubs), default=0)}
 
     @app.get("/", include_in_schema=False)
     async def index(self) -> Any:
@@ -187,6 +217,13 @@ class Gateway:
         except SessionNotFound as exc:
             await _refuse(websocket, CloseCode.UNKNOWN_SESSION, str(unwrap(exc)))
             return
+        except StreamUnavailable as exc:
+            gone = unwrap(exc)
+            with contextlib.suppress(Exception):
+                await websocket.send_text(End(reason="failed" if gone.state == "failed" else
+                                              "stopped", state=gone.state).model_dump_json())
+                await websocket.close(CloseCode.SESSION_ENDED, str(gone)[:120])
+            return
         try:
             raw = await asyncio.wait_for(websocket.receive_text(), HELLO_TIMEOUT_S)
         except TimeoutError:
@@ -206,8 +243,14 @@ class Gateway:
                           f"protocol {hello.protocol} unsupported; this server speaks "
                           f"{PROTOCOL_VERSION}")
             return
+        if not isinstance(hello, Hello):
+            await _refuse(websocket, CloseCode.BAD_HELLO, "the first message must be a hello")
+            return
         hub = self._hub(session_id, streamer)
         viewer, continues = await hub.attach(hello.resume_after)
+        self._metrics.viewers(self._viewer_count())
+        if hello.acks:
+            viewer.use_acks(self._settings.viewer_window_bytes)
         try:
             codec = await streamer.codec.remote()
             await websocket.send_text(Welcome(
@@ -215,10 +258,11 @@ class Gateway:
                 state=hub.status.state,
             ).model_dump_json())
             await _until_first_done(
-                self._send(websocket, session_id, hub, viewer), _until_closed(websocket)
+                self._send(websocket, session_id, hub, viewer), _receive(websocket, viewer)
             )
         finally:
             hub.detach(viewer)
+            self._metrics.viewers(self._viewer_count())
 
     async def _send(self, websocket: WebSocket, session_id: str, hub: SessionHub,
                     viewer: Viewer) -> None:
@@ -232,7 +276,10 @@ class Gateway:
                 )
             for index, frame in enumerate(delivery.frames):
                 reset = index == 0 and delivery.reset is not None and frame[0].segment_start
-                await websocket.send_bytes(encode_frame(session_id, frame, reset=reset))
+                data = encode_frame(session_id, frame, reset=reset)
+                await websocket.send_bytes(data)
+                viewer.sent(frame[-1].seq, len(data))
+                self._metrics.latency(time.time() * 1000.0 - frame[-1].last_ts)
             now = loop.time()
             if now - last_status >= _STATUS_EVERY_S:
                 await websocket.send_text(hub.status.model_dump_json())
@@ -242,8 +289,14 @@ class Gateway:
                 await websocket.close(CloseCode.SESSION_ENDED, f"session {delivery.end.reason}")
                 return
 
+    def _viewer_count(self) -> int:
+        return sum(h.viewer_count for h in self._hubs.values())
+
     def _hub(self, session_id: str, streamer: Any) -> SessionHub:
         hub = self._hubs.get(session_id)
+        if hub is not None and hub.ended and streamer != hub.streamer:
+            self._drop_hub(hub)  # the session was restarted on another node since
+            hub = None
         if hub is None:
             hub = SessionHub(session_id, streamer, self._registry,
                              self._settings.viewer_queue_frames, self._drop_hub)

@@ -35,7 +35,12 @@ class Delivery:
 
 class Viewer:
     """One viewer's queue. It never grows past a segment beyond its bound: a viewer that
-    falls behind skips ahead to the newest checkout it has queued."""
+    falls behind skips ahead to the newest checkout it has queued.
+
+    A viewer that acknowledges what it applied also gets a window: once that many bytes
+    are unacknowledged, frames wait here, where the bound applies, instead of piling up
+    in socket and proxy buffers that no one bounds.
+    """
 
     def __init__(self, max_frames: int) -> None:
         self._max = max_frames
@@ -43,8 +48,23 @@ class Viewer:
         self._reset: ResetReason | None = None
         self._end: End | None = None
         self._wake = asyncio.Event()
+        self._window: int | None = None
+        self._in_flight: deque[tuple[int, int]] = deque()  # (last seq, bytes) per frame
+        self._in_flight_bytes = 0
         self.last_seq: int | None = None
         self.skips = 0
+
+    @property
+    def depth(self) -> int:
+        """Chunks queued and not yet taken by the sender."""
+        return len(self._pending)
+
+    @property
+    def window_open(self) -> bool:
+        return self._window is None or self._in_flight_bytes < self._window
+
+    def use_acks(self, window_bytes: int) -> None:
+        self._window = window_bytes
 
     def prime(self, chunks: list[Chunk], reset: ResetReason | None) -> None:
         if reset is not None and chunks:
@@ -61,6 +81,23 @@ class Viewer:
             self._skip_to_latest_checkout()
         if self._pending:
             self._wake.set()
+
+    def restart(self, chunks: list[Chunk], reason: ResetReason) -> None:
+        """The stream started over (the session moved to another node): begin again at
+        its checkout, whatever was queued."""
+        self._pending.clear()
+        self.last_seq = None
+        self.prime(chunks, reason)
+
+    def sent(self, last_seq: int, nbytes: int) -> None:
+        if self._window is not None:
+            self._in_flight.append((last_seq, nbytes))
+            self._in_flight_bytes += nbytes
+
+    def ack(self, seq: int) -> None:
+        while self._in_flight and self._in_flight[0][0] <= seq:
+            self._in_flight_bytes -= self._in_flight.popleft()[1]
+        self._wake.set()
 
     def finish(self, end: End) -> None:
         self._end = end
@@ -79,16 +116,23 @@ class Viewer:
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout_s)
         self._wake.clear()
+        if not self.window_open:
+            return Delivery()
         delivery = Delivery(reset=self._reset)
         self._reset = None
-        # Everything queued goes out now, as few frames as segments allow: under load a
+        # What is queued goes out now, as few frames as segments allow: under load a
         # viewer gets fewer, larger frames instead of one per page batch.
-        while self._pending:
+        room = None if self._window is None else self._window - self._in_flight_bytes
+        while self._pending and (room is None or room > 0 or not delivery.frames):
             chunk = self._pending.popleft()
             if chunk.segment_start or not delivery.frames:
                 delivery.frames.append([])
             delivery.frames[-1].append(chunk)
-        if self._end is not None:
+            if room is not None:
+                room -= len(chunk.payload)
+        if self._pending:
+            self._wake.set()  # the window closed first; the rest goes after an ack
+        elif self._end is not None:
             delivery.end = self._end
         return delivery
 
@@ -118,6 +162,18 @@ class SessionHub:
     @property
     def viewer_count(self) -> int:
         return len(self._viewers)
+
+    @property
+    def streamer(self) -> Any:
+        return self._streamer
+
+    @property
+    def ended(self) -> bool:
+        return self._end is not None
+
+    @property
+    def deepest_queue(self) -> int:
+        return max((v.depth for v in self._viewers), default=0)
 
     async def attach(self, resume_after: int | None) -> tuple[Viewer, bool]:
         """Adds a viewer; True when it continues right after `resume_after`."""
@@ -162,10 +218,15 @@ class SessionHub:
                 )
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # the streamer is gone: the session is over
-                _log.warning("session %s: stream unreadable: %s", self.session_id, exc)
-                self._finish(End(reason="failed", state="failed"))
-                return
+            except Exception as exc:
+                # The streamer died with its node: follow the session to its new one, if it
+                # was restarted; otherwise the stream is over.
+                self._streamer = await self._replacement(exc)
+                if self._streamer is None:
+                    self._finish(End(reason="failed", state="failed"))
+                    return
+                after = None
+                continue
             if result.reset:
                 self._buffer.clear()
             for chunk in result.chunks:
@@ -173,7 +234,10 @@ class SessionHub:
             if result.chunks:
                 after = result.chunks[-1].seq
                 for viewer in self._viewers:
-                    viewer.offer(result.chunks)
+                    if result.reset:
+                        viewer.restart(result.chunks, "gap")
+                    else:
+                        viewer.offer(result.chunks)
             self._ready.set()
             if result.ended and (not result.chunks or after == result.last_seq):
                 self._finish(await self._final_state())
@@ -181,6 +245,15 @@ class SessionHub:
             if not self._viewers and time.monotonic() - self._idle_since > _IDLE_HUB_S:
                 self._on_idle(self)
                 return
+
+    async def _replacement(self, error: Exception) -> Any:
+        _log.warning("session %s: stream unreadable (%s)", self.session_id,
+                     str(error).splitlines()[0], extra={"session_id": self.session_id})
+        try:
+            streamer = await self._registry.streamer.remote(self.session_id)
+        except Exception:
+            return None
+        return None if streamer == self._streamer else streamer
 
     async def _final_state(self) -> End:
         try:

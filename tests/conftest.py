@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
@@ -36,8 +38,9 @@ def stack() -> Iterator[Stack]:
     """An embedded Ray on loopback with the gateway deployed on a free port."""
     from serve.app import deploy_gateway, shutdown, start_ray
 
-    settings = Settings(port=free_port(), browser_slots=8, ended_retention_s=120,
-                        dashboard_port=free_port())
+    settings = Settings(port=free_port(), dashboard_port=free_port(), browser_slots=8,
+                        ended_retention_s=120, viewer_queue_frames=64,
+                        viewer_window_bytes=256 * 1024)
     start_ray(settings, dashboard=False, log_to_driver=False)
     try:
         deploy_gateway(settings)
@@ -52,15 +55,16 @@ async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
         yield client
 
 
-@pytest.fixture(scope="session")
-def demo_site() -> Iterator[object]:
-    """The bundled demo site, on its own thread's loop so it answers between tests too."""
+@contextlib.contextmanager
+def _serve_site(root: Path | None = None) -> Iterator[object]:
+    """Serves a site on two loopback origins from its own thread's loop, so it answers
+    between tests too."""
     from pipeline.demo_site import DemoSite
 
     loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="demo-site", daemon=True)
+    thread = threading.Thread(target=loop.run_forever, name="site", daemon=True)
     thread.start()
-    site = DemoSite()
+    site = DemoSite(root=root) if root else DemoSite()
     asyncio.run_coroutine_threadsafe(site.start(), loop).result(30)
     try:
         yield site
@@ -68,6 +72,20 @@ def demo_site() -> Iterator[object]:
         asyncio.run_coroutine_threadsafe(site.stop(), loop).result(30)
         loop.call_soon_threadsafe(loop.stop)
         thread.join(10)
+
+
+@pytest.fixture(scope="session")
+def demo_site() -> Iterator[object]:
+    """The bundled demo site."""
+    with _serve_site() as site:
+        yield site
+
+
+@pytest.fixture(scope="session")
+def busy_site() -> Iterator[object]:
+    """A page that changes every few ms (tests/fixtures/busy_site)."""
+    with _serve_site(Path(__file__).parent / "fixtures" / "busy_site") as site:
+        yield site
 
 
 async def wait_for_state(api: httpx.AsyncClient, session_id: str, states: set[str],

@@ -40,3 +40,36 @@ async def test_without_a_newer_checkout_nothing_is_dropped() -> None:
     viewer.offer(chunks(1, 30, {1}))
     delivery = await viewer.next(0.1)
     assert delivery.reset is None and len(delivery.frames[0]) == 30
+
+
+def sized(first: int, last: int, starts: set[int], size: int) -> list[Chunk]:
+    return [Chunk(s, s in starts, 1, 0.0, 0.0, 0.0, b"p" * size) for s in range(first, last + 1)]
+
+
+async def test_a_viewer_with_acks_gets_at_most_a_window_in_flight() -> None:
+    viewer = Viewer(max_frames=1000)
+    viewer.use_acks(window_bytes=1000)
+    viewer.offer(sized(1, 10, {1}, 300))
+    first = await viewer.next(0.01)
+    sent = [c.seq for f in first.frames for c in f]
+    assert sent == [1, 2, 3, 4]  # 1200 bytes: the chunk that crosses the window still goes
+    viewer.sent(4, 1200)
+    assert not viewer.window_open
+    assert (await viewer.next(0.01)).frames == []
+    viewer.ack(4)
+    assert [c.seq for f in (await viewer.next(0.01)).frames for c in f] == [5, 6, 7, 8]
+
+
+async def test_a_stalled_viewer_with_acks_skips_ahead_instead_of_buffering() -> None:
+    viewer = Viewer(max_frames=20)
+    viewer.use_acks(window_bytes=500)
+    viewer.offer(sized(1, 5, {1}, 200))
+    delivery = await viewer.next(0.01)
+    assert [c.seq for f in delivery.frames for c in f] == [1, 2, 3]
+    viewer.sent(3, 600)
+    for seq in range(6, 60):  # never acknowledged
+        viewer.offer(sized(seq, seq, {1, 30, 50}, 200))
+    assert viewer.depth <= 20 + 10
+    viewer.ack(3)
+    delivery = await viewer.next(0.01)
+    assert delivery.reset == "slow_viewer" and delivery.frames[0][0].seq == 50

@@ -1,0 +1,63 @@
+"""Prometheus metrics through `ray.util.metrics` (exported by every node's metrics agent).
+
+Each class is created inside the actor that reports it; Ray prefixes names with `ray_`.
+"""
+
+from __future__ import annotations
+
+from ray.util.metrics import Counter, Gauge, Histogram
+
+LATENCY_BOUNDARIES_MS = [5, 10, 20, 50, 100, 200, 500, 1_000, 2_000, 5_000]
+
+
+class RegistryMetrics:
+    def __init__(self) -> None:
+        self._sessions = Gauge("rrstream_sessions", "Sessions by state.", tag_keys=("state",))
+        self._queue = Gauge("rrstream_queue_length", "Sessions waiting for a browser slot.")
+
+    def report(self, by_state: dict[str, int], queued: int) -> None:
+        for state, count in by_state.items():
+            self._sessions.set(count, tags={"state": state})
+        self._queue.set(queued)
+
+
+class StreamMetrics:
+    def __init__(self) -> None:
+        self._events = Counter("rrstream_events_total", "rrweb events recorded.")
+        self._bytes = Counter("rrstream_bytes_total", "Stream bytes, before and after compression.",
+                              tag_keys=("kind",))
+
+    def recorded(self, events: int, raw: int, compressed: int) -> None:
+        if events:
+            self._events.inc(events)
+        if raw:
+            self._bytes.inc(raw, tags={"kind": "raw"})
+        if compressed:
+            self._bytes.inc(compressed, tags={"kind": "compressed"})
+
+
+class GatewayMetrics:
+    def __init__(self) -> None:
+        self._viewers = Gauge("rrstream_viewers", "Open viewer WebSockets on this replica.")
+        self._latency = Histogram(
+            "rrstream_latency_ms", "Page event timestamp to the gateway sending its frame.",
+            boundaries=LATENCY_BOUNDARIES_MS,
+        )
+
+    def viewers(self, count: int) -> None:
+        self._viewers.set(count)
+
+    def latency(self, ms: float) -> None:
+        self._latency.observe(max(ms, 0.0))
+
+
+class SessionMetrics:
+    def __init__(self) -> None:
+        self._restarts = Counter("rrstream_browser_restarts_total",
+                                 "Browser or page restarts after a crash.")
+
+    def restarted(self) -> None:
+        self._restarts.inc()
+
+
+__all__ = ["GatewayMetrics", "RegistryMetrics", "SessionMetrics", "StreamMetrics"]
