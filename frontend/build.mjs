@@ -1,11 +1,12 @@
 // Bundles the in-page recorder and the viewer from npm packages into dist/.
 import { build } from "esbuild";
 import { copyFile, mkdir } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 
 const root = dirname(fileURLToPath(import.meta.url));
-const dist = join(root, "dist");
+// `node build.mjs [OUTDIR]`: dist/ by default.
+const dist = process.argv[2] ? resolve(process.argv[2]) : join(root, "dist");
 await mkdir(dist, { recursive: true });
 
 const common = { bundle: true, minify: true, sourcemap: false, target: ["chrome110", "firefox110", "safari16"], logLevel: "warning" };

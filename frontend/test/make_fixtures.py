@@ -4,13 +4,16 @@ Run with the project's virtualenv (the script puts the repository root on sys.pa
 
     .venv/bin/python frontend/test/make_fixtures.py
 
-The frames come from the real encoder (`pipeline.codec.Lz4FrameEncoder`) and
-framing (`pipeline.protocol.encode_frame`), so the node tests check the viewer
-against the Python side byte for byte. Two segments: the first starts with a
-checkout larger than 64 KiB (several linked blocks, one UTF-8 character split
-across a block boundary), then small batches that refer back into earlier
-output, one of them incompressible (a stored block); the second segment
-restarts the compression context. Output is deterministic.
+The frames come from the real encoders (`pipeline.codec.Lz4FrameEncoder` into
+fixtures/, `DeflateRawEncoder` into fixtures/deflate-raw/) and framing
+(`pipeline.protocol.encode_frame`), so the node tests check the viewer against
+the Python side byte for byte. Both codecs encode the same batches, framed the
+same way, and share fixtures/decoded.txt.gz. Two segments: the first starts
+with a checkout larger than 64 KiB (several linked blocks, one UTF-8 character
+split across a block boundary), then small batches that refer back into earlier
+output, one of them incompressible (a stored block), some frames with several
+batches; the second segment restarts the compression context. Output is
+deterministic.
 """
 
 from __future__ import annotations
@@ -20,16 +23,25 @@ import gzip
 import json
 import random
 import sys
+import zlib
 from pathlib import Path
 
 import lz4.block
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the repository root
 
-from pipeline.codec import Lz4FrameDecoder, Lz4FrameEncoder
+from pipeline.codec import (
+    DeflateRawDecoder,
+    DeflateRawEncoder,
+    Lz4FrameDecoder,
+    Lz4FrameEncoder,
+    SegmentDecoder,
+    SegmentEncoder,
+)
 from pipeline.protocol import Chunk, decode_frame, encode_frame
 
 OUT = Path(__file__).resolve().parent / "fixtures"
+DEFLATE_OUT = OUT / "deflate-raw"
 SESSION_ID = "fixture-7f3a9c"
 FIRST_SEQ = 2**33 + 1  # above 2**32: the viewer must read the full uint64
 BLOCK = 64 * 1024
@@ -152,71 +164,93 @@ def block_kinds(payload: bytes, segment_start: bool, history: bytearray) -> list
     return kinds
 
 
-def main() -> None:
+def deflate_needs_history(payload: bytes, expected: bytes) -> bool:
+    """True when the payload cannot be inflated without the segment's earlier output."""
+    try:
+        return zlib.decompressobj(-15).decompress(payload) != expected
+    except zlib.error:
+        return True
+
+
+# A batch to encode: its events, their bytes, whether it starts a segment.
+Batch = tuple[list[dict], bytes, bool]
+
+
+def make_batches() -> list[tuple[list[Batch], bool]]:
+    """The fixture stream as frames of batches, each with its RESET flag."""
     rng = random.Random(20240611)
     page = Page(rng, start_ts=1_760_000_000_000.0)
-    encoder = Lz4FrameEncoder()
-    seq = FIRST_SEQ
 
-    def chunk(events: list[dict], data: bytes, segment_start: bool) -> tuple[Chunk, bytes]:
-        nonlocal seq
-        payload = encoder.encode(data, segment_start=segment_start)
-        c = Chunk(seq=seq, segment_start=segment_start, event_count=len(events),
-                  first_ts=events[0]["timestamp"], last_ts=events[-1]["timestamp"],
-                  ingest_ts=events[-1]["timestamp"] + 12.625 + seq % 5, payload=payload)
-        seq += 1
-        return c, data
-
-    def small_batches(count: int, blob_at: int | None = None) -> list[tuple[Chunk, bytes]]:
+    def small_batches(count: int, blob_at: int | None = None) -> list[Batch]:
         out = []
         for i in range(count):
             if i == blob_at:
                 events = [page.blob()]
             else:
                 events = [page.incremental() for _ in range(rng.randrange(1, 6))]
-            out.append(chunk(events, batch_bytes(events), False))
+            out.append((events, batch_bytes(events), False))
         return out
 
-    # (chunks of one frame, reset flag)
-    frames: list[tuple[list[tuple[Chunk, bytes]], bool]] = []
+    frames: list[tuple[list[Batch], bool]] = []
     events, data = big_checkout(page, items=900)
-    frames.append(([chunk(events, data, True)], True))
+    frames.append(([(events, data, True)], True))
     small = small_batches(31, blob_at=9)
     for size in [1, 1, 1, 3, 1, 5, 1, 1, 2, 1, 1, 4, 1, 1, 1, 1, 1, 1, 2, 1]:
         frames.append((small[:size], False))
         small = small[size:]
-    assert not small and all(parts for parts, _ in frames)
+    assert not small
     page.tick(400)
     events = page.checkout(420, "https://example.test/second")
     data = batch_bytes(events)
     assert len(data) > BLOCK
-    frames.append(([chunk(events, data, True)], False))
+    frames.append(([(events, data, True)], False))
     small = small_batches(8)
     for size in [1, 2, 1, 3, 1]:
         frames.append((small[:size], False))
         small = small[size:]
     assert not small and all(parts for parts, _ in frames)
+    return frames
 
-    OUT.mkdir(exist_ok=True)
-    for old in OUT.glob("frame-*.bin"):
+
+def write_codec(out: Path, frames: list[tuple[list[Batch], bool]], encoder: SegmentEncoder,
+                decoder: SegmentDecoder) -> bytes:
+    """Encodes and frames the batches into `out`; returns the decoded text of them all."""
+    seq = FIRST_SEQ
+
+    def chunk(events: list[dict], data: bytes, segment_start: bool) -> Chunk:
+        nonlocal seq
+        payload = encoder.encode(data, segment_start=segment_start)
+        c = Chunk(seq=seq, segment_start=segment_start, event_count=len(events),
+                  first_ts=events[0]["timestamp"], last_ts=events[-1]["timestamp"],
+                  ingest_ts=events[-1]["timestamp"] + 12.625 + seq % 5, payload=payload)
+        seq += 1
+        return c
+
+    out.mkdir(exist_ok=True)
+    for old in out.glob("frame-*.bin"):
         old.unlink()
-    decoder = Lz4FrameDecoder()
+    lz4 = encoder.name == Lz4FrameEncoder.name
     history = bytearray()
     text = bytearray()
     manifest = []
-    stats = {"blocks": 0, "stored_blocks": 0, "blocks_needing_history": 0}
-    for n, (parts, reset) in enumerate(frames):
-        frame = encode_frame(SESSION_ID, [c for c, _ in parts], reset=reset)
+    stats = ({"blocks": 0, "stored_blocks": 0, "blocks_needing_history": 0} if lz4
+             else {"frames_needing_history": 0})
+    for n, (batches, reset) in enumerate(frames):
+        chunks = [chunk(*batch) for batch in batches]
+        frame = encode_frame(SESSION_ID, chunks, reset=reset)
         header, payload = decode_frame(frame)
         decoded = decoder.decode(payload, segment_start=header.segment_start)
-        expected = b"".join(d for _, d in parts)
+        expected = b"".join(data for _, data, _ in batches)
         assert decoded == expected, f"python round trip failed at frame {n}"
-        for stored, needs in block_kinds(payload, header.segment_start, history):
-            stats["blocks"] += 1
-            stats["stored_blocks"] += stored
-            stats["blocks_needing_history"] += needs
+        if lz4:
+            for stored, needs in block_kinds(payload, header.segment_start, history):
+                stats["blocks"] += 1
+                stats["stored_blocks"] += stored
+                stats["blocks_needing_history"] += needs
+        elif not header.segment_start:
+            stats["frames_needing_history"] += deflate_needs_history(payload, expected)
         name = f"frame-{n:02d}.bin"
-        (OUT / name).write_bytes(frame)
+        (out / name).write_bytes(frame)
         manifest.append({
             "file": name, "flags": header.flags, "segment_start": header.segment_start,
             "reset": header.reset, "header_length": header.header_length,
@@ -224,17 +258,28 @@ def main() -> None:
             "last_seq": header.last_seq, "first_ts": header.first_ts,
             "last_ts": header.last_ts, "ingest_ts": header.ingest_ts,
             "session_id": header.session_id, "payload_length": len(payload),
-            "text_offset": len(text), "text_length": len(expected), "batches": len(parts),
+            "text_offset": len(text), "text_length": len(expected), "batches": len(batches),
         })
         text += expected
-    assert stats["stored_blocks"] >= 1, stats
-    assert stats["blocks_needing_history"] >= 10, stats
-    (OUT / "manifest.json").write_text(json.dumps(
+    if lz4:
+        assert stats["stored_blocks"] >= 1, stats
+        assert stats["blocks_needing_history"] >= 10, stats
+    else:
+        assert stats["frames_needing_history"] >= 10, stats
+    (out / "manifest.json").write_text(json.dumps(
         {"session_id": SESSION_ID, "codec": encoder.name, "stats": stats, "frames": manifest},
         indent=1) + "\n")
-    (OUT / "decoded.txt.gz").write_bytes(gzip.compress(bytes(text), mtime=0))
-    total = sum(p.stat().st_size for p in OUT.iterdir())
-    print(f"{len(manifest)} frames, {len(text)} text bytes, {total} fixture bytes, {stats}")
+    size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
+    print(f"{encoder.name}: {len(manifest)} frames, {len(text)} text bytes, "
+          f"{size} fixture bytes, {stats}")
+    return bytes(text)
+
+
+def main() -> None:
+    frames = make_batches()
+    text = write_codec(OUT, frames, Lz4FrameEncoder(), Lz4FrameDecoder())
+    assert write_codec(DEFLATE_OUT, frames, DeflateRawEncoder(), DeflateRawDecoder()) == text
+    (OUT / "decoded.txt.gz").write_bytes(gzip.compress(text, mtime=0))
 
 
 if __name__ == "__main__":

@@ -2,8 +2,9 @@ import assert from "node:assert/strict";
 import { test } from "node:test";
 import { BatchDecoder } from "../src/viewer/batches.js";
 import { parseFrame } from "../src/viewer/frame.js";
+import { installTestHook } from "../src/viewer/hook.js";
 import { LiveStream } from "../src/viewer/stream.js";
-import { frames, secondSegment } from "./fixtures.mjs";
+import { CODECS, loadFixtures } from "./fixtures.mjs";
 
 // Seams: a player that records calls, a connection that records reconnects.
 class RecordingPlayer {
@@ -34,101 +35,217 @@ class FakeConnection {
   close() {
     this.state = "closed";
   }
+  welcome(codec) {
+    this.options.onMessage({ type: "welcome", protocol: 1, codec, resume: "reset", state: "running" });
+  }
   deliver(f) {
     this.options.onFrame(f.buffer);
   }
 }
 
-function setup() {
+function setup(codec) {
   const player = new RecordingPlayer();
   let connection;
   const stream = new LiveStream({
-    sessionId: frames[0].session_id,
+    sessionId: "fixture-7f3a9c",
     player,
     url: "ws://test/sessions/x/stream",
     connect: (options) => (connection = new FakeConnection(options)),
     log: { warn() {} },
   });
   stream.start();
+  connection.welcome(codec);
   return { stream, player, connection };
 }
 
-const allEvents = (() => {
-  const decoder = new BatchDecoder();
-  return frames.flatMap((f) => decoder.decode(parseFrame(f.buffer)).flat());
-})();
+async function decodeEvents(codec, list) {
+  const decoder = new BatchDecoder(codec);
+  const out = [];
+  for (const f of list) out.push(...(await decoder.decode(parseFrame(f.buffer))).flat());
+  return out;
+}
 
-test("applies every frame in order and keeps count", () => {
-  const { stream, player, connection } = setup();
-  for (const f of frames) connection.deliver(f);
-  const c = stream.counters;
-  assert.equal(c.lastSeq, frames.at(-1).last_seq);
-  assert.equal(c.framesReceived, frames.length);
-  assert.equal(c.eventsApplied, allEvents.length);
-  assert.equal(c.resets, 1);
-  assert.equal(c.segmentsStarted, 2);
-  assert.deepEqual(player.events, allEvents);
-  // Each segment's baseline source is its first event's page timestamp.
-  assert.deepEqual(player.segments, [frames[0].first_ts, frames[secondSegment].first_ts]);
+const turn = () => new Promise((resolve) => setImmediate(resolve));
+
+for (const codec of CODECS) {
+  const { frames, secondSegment } = loadFixtures(codec);
+  const allEvents = await decodeEvents(codec, frames);
+
+  test(`${codec}: applies every frame in order and keeps count`, async () => {
+    const { stream, player, connection } = setup(codec);
+    for (const f of frames) connection.deliver(f);
+    // Every frame arrived before any decode finished: all of them wait in order.
+    assert.equal(stream.pending, frames.length);
+    assert.equal(player.events.length, 0);
+    assert.equal(connection.options.resumeAfter(), frames.at(-1).last_seq, "a resume asks for what was queued");
+    await stream.idle();
+    const c = stream.counters;
+    assert.equal(stream.pending, 0);
+    assert.equal(c.lastSeq, frames.at(-1).last_seq);
+    assert.equal(c.framesReceived, frames.length);
+    assert.equal(c.eventsApplied, allEvents.length);
+    assert.equal(c.resets, 1);
+    assert.equal(c.segmentsStarted, 2);
+    assert.deepEqual(player.events, allEvents);
+    // Each segment's baseline source is its first event's page timestamp.
+    assert.deepEqual(player.segments, [frames[0].first_ts, frames[secondSegment].first_ts]);
+    assert.equal(connection.reconnects.length, 0);
+    assert.equal(connection.healthy, frames.length);
+  });
+
+  test(`${codec}: frames arriving while earlier ones decode are applied in arrival order`, async () => {
+    const { stream, player, connection } = setup(codec);
+    const applied = [];
+    stream.addEventListener("frame", (e) => applied.push(e.detail.frame.firstSeq));
+    for (const [i, f] of frames.entries()) {
+      connection.deliver(f);
+      if (i % 3 === 1) await turn(); // let some decodes start, or finish, in between
+    }
+    await stream.idle();
+    assert.deepEqual(applied, frames.map((f) => f.first_seq));
+    assert.deepEqual(player.events, allEvents);
+  });
+
+  test(`${codec}: a new segment queued behind a pending decode starts only after it`, async () => {
+    const { stream, player, connection } = setup(codec);
+    const picked = [...frames.slice(0, 6), ...frames.slice(secondSegment)];
+    for (const f of picked) connection.deliver(f);
+    await stream.idle();
+    assert.deepEqual(player.events, await decodeEvents(codec, picked));
+    assert.deepEqual(player.segments, [frames[0].first_ts, frames[secondSegment].first_ts]);
+    assert.equal(stream.counters.lastSeq, frames.at(-1).last_seq);
+  });
+
+  test(`${codec}: a gap drops state, queued frames included, and rejoins with resume_after = null`, async () => {
+    const { stream, player, connection } = setup(codec);
+    for (const f of frames.slice(0, 3)) connection.deliver(f);
+    await stream.idle();
+    const applied = player.events.length;
+    connection.deliver(frames[3]);
+    connection.deliver(frames[5]); // frames[4] is missing; frames[3] is still decoding
+    await stream.idle();
+    assert.equal(stream.counters.lastSeq, null);
+    assert.equal(player.events.length, applied, "nothing queued before the gap is applied after it");
+    assert.deepEqual(connection.reconnects, [{ reason: connection.reconnects[0].reason, resumeAfter: null }]);
+    assert.match(connection.reconnects[0].reason, /gap/);
+    // The server answers with a checkout: the stream picks up from there.
+    for (const f of frames.slice(secondSegment)) connection.deliver(f);
+    await stream.idle();
+    assert.equal(stream.counters.lastSeq, frames.at(-1).last_seq);
+    assert.equal(connection.reconnects.length, 1);
+  });
+
+  test(`${codec}: frames before any segment start count as a gap`, async () => {
+    const { stream, connection } = setup(codec);
+    connection.deliver(frames[1]);
+    await stream.idle();
+    assert.equal(stream.counters.lastSeq, null);
+    assert.equal(connection.reconnects.length, 1);
+  });
+
+  test(`${codec}: a repeated frame is ignored, not treated as a gap`, async () => {
+    const { stream, player, connection } = setup(codec);
+    for (const f of frames.slice(0, 4)) connection.deliver(f);
+    connection.deliver(frames[2]); // still queued: the check is against what was accepted
+    await stream.idle();
+    const applied = player.events.length;
+    connection.deliver(frames[2]);
+    await stream.idle();
+    assert.equal(player.events.length, applied);
+    assert.equal(connection.reconnects.length, 0);
+    connection.deliver(frames[4]);
+    await stream.idle();
+    assert.equal(stream.counters.lastSeq, frames[4].last_seq);
+    assert.deepEqual(player.events, await decodeEvents(codec, frames.slice(0, 5)));
+  });
+
+  test(`${codec}: resume: after a reconnect the stream continues from the last accepted seq`, async () => {
+    const { stream, connection } = setup(codec);
+    for (const f of frames.slice(0, 6)) connection.deliver(f);
+    assert.equal(connection.options.resumeAfter(), frames[5].last_seq);
+    // The server resumes with exactly the next frames; the decoder kept its context.
+    connection.welcome(codec);
+    for (const f of frames.slice(6)) connection.deliver(f);
+    await stream.idle();
+    assert.equal(stream.counters.lastSeq, frames.at(-1).last_seq);
+    assert.equal(connection.reconnects.length, 0);
+  });
+
+  test(`${codec}: an undecodable frame starts over and drops what was queued behind it`, async () => {
+    const { stream, player, connection } = setup(codec);
+    connection.deliver(frames[0]);
+    const broken = new Uint8Array(frames[1].buffer.slice(0));
+    broken.fill(0x41, frames[1].header_length); // payload replaced by junk
+    connection.options.onFrame(broken.buffer);
+    connection.deliver(frames[2]);
+    await stream.idle();
+    assert.equal(stream.counters.lastSeq, null);
+    assert.equal(connection.reconnects.length, 1);
+    assert.match(connection.reconnects[0].reason, /cannot decode/);
+    assert.deepEqual(player.events, await decodeEvents(codec, frames.slice(0, 1)));
+  });
+
+  test(`${codec}: close() while decoding applies nothing more`, async () => {
+    const { stream, player, connection } = setup(codec);
+    for (const f of frames) connection.deliver(f);
+    stream.close();
+    await stream.idle();
+    assert.equal(player.events.length, 0);
+    assert.equal(connection.state, "closed");
+  });
+}
+
+test("the welcome's codec picks the decoder; frames queued before keep theirs", async () => {
+  const lz4 = loadFixtures("lz4-frame");
+  const deflate = loadFixtures("deflate-raw");
+  const { stream, player, connection } = setup("lz4-frame");
+  for (const f of lz4.frames.slice(0, 3)) connection.deliver(f);
+  connection.welcome("deflate-raw"); // a reconnect to a server that now speaks deflate-raw
+  for (const f of deflate.frames.slice(deflate.secondSegment)) connection.deliver(f);
+  await stream.idle();
   assert.equal(connection.reconnects.length, 0);
-  assert.equal(connection.options.resumeAfter(), frames.at(-1).last_seq);
+  assert.deepEqual(player.events, [
+    ...(await decodeEvents("lz4-frame", lz4.frames.slice(0, 3))),
+    ...(await decodeEvents("deflate-raw", deflate.frames.slice(deflate.secondSegment))),
+  ]);
 });
 
-test("a gap drops state and rejoins with resume_after = null", () => {
-  const { stream, player, connection } = setup();
-  for (const f of frames.slice(0, 3)) connection.deliver(f);
-  const applied = player.events.length;
-  connection.deliver(frames[4]); // frames[3] is missing
-  assert.equal(stream.counters.lastSeq, null);
-  assert.equal(player.events.length, applied, "nothing from the gapped frame is applied");
-  assert.deepEqual(connection.reconnects, [{ reason: connection.reconnects[0].reason, resumeAfter: null }]);
+test("continuing a segment across a codec change is a gap", async () => {
+  const lz4 = loadFixtures("lz4-frame");
+  const deflate = loadFixtures("deflate-raw");
+  const { stream, player, connection } = setup("lz4-frame");
+  for (const f of lz4.frames.slice(0, 3)) connection.deliver(f);
+  await stream.idle();
+  connection.welcome("deflate-raw");
+  connection.deliver(deflate.frames[3]);
+  await stream.idle();
+  assert.equal(connection.reconnects.length, 1);
   assert.match(connection.reconnects[0].reason, /gap/);
-  // The server answers with a checkout: the stream picks up from there.
-  for (const f of frames.slice(secondSegment)) connection.deliver(f);
-  assert.equal(stream.counters.lastSeq, frames.at(-1).last_seq);
-  assert.equal(connection.reconnects.length, 1);
+  assert.deepEqual(player.events, await decodeEvents("lz4-frame", lz4.frames.slice(0, 3)));
 });
 
-test("frames before any segment start count as a gap", () => {
-  const { stream, connection } = setup();
-  connection.deliver(frames[1]);
-  assert.equal(stream.counters.lastSeq, null);
-  assert.equal(connection.reconnects.length, 1);
-});
-
-test("a repeated frame is ignored, not treated as a gap", () => {
-  const { stream, player, connection } = setup();
-  for (const f of frames.slice(0, 4)) connection.deliver(f);
-  const applied = player.events.length;
-  connection.deliver(frames[2]);
-  assert.equal(player.events.length, applied);
-  assert.equal(connection.reconnects.length, 0);
-  connection.deliver(frames[4]);
-  assert.equal(stream.counters.lastSeq, frames[4].last_seq);
-});
-
-test("resume: after a reconnect the stream continues from the last applied seq", () => {
-  const { stream, connection } = setup();
-  for (const f of frames.slice(0, 6)) connection.deliver(f);
-  assert.equal(connection.options.resumeAfter(), frames[5].last_seq);
-  // The server resumes with exactly the next frames; the decoder kept its context.
-  for (const f of frames.slice(6)) connection.deliver(f);
-  assert.equal(stream.counters.lastSeq, frames.at(-1).last_seq);
-  assert.equal(connection.reconnects.length, 0);
-});
-
-test("an undecodable frame starts over; an unknown codec closes", () => {
-  const { stream, connection } = setup();
-  connection.deliver(frames[0]);
-  const broken = new Uint8Array(frames[1].buffer.slice(0));
-  broken.fill(0x41, frames[1].header_length); // payload replaced by junk
-  connection.options.onFrame(broken.buffer);
-  assert.equal(stream.counters.lastSeq, null);
-  assert.equal(connection.reconnects.length, 1);
-
+test("an unknown codec closes for good with a clear message", () => {
+  const { stream, connection } = setup("lz4-frame");
   const problems = [];
   stream.addEventListener("problem", (e) => problems.push(e.detail.message));
-  connection.options.onMessage({ type: "welcome", codec: "zstd", resume: "reset" });
+  connection.welcome("zstd");
   assert.equal(connection.state, "closed");
-  assert.match(problems.at(-1), /codec/);
+  assert.match(problems.at(-1), /unsupported codec zstd/);
+});
+
+test("the test hook shows the codec, the queue and the counters", async () => {
+  const { frames } = loadFixtures("deflate-raw");
+  const { stream, player, connection } = setup("deflate-raw");
+  const target = {};
+  const hook = installTestHook(() => ({ stream, player }), target);
+  assert.equal(target.rrstreamViewer, hook);
+  assert.equal(hook.codec, "deflate-raw");
+  for (const f of frames.slice(0, 4)) connection.deliver(f);
+  assert.equal(hook.framesPending, 4);
+  assert.equal(hook.framesReceived, 4);
+  await stream.idle();
+  assert.equal(hook.framesPending, 0);
+  assert.equal(hook.lastSeq, frames[3].last_seq);
+  assert.equal(hook.eventsApplied, player.events.length);
+  assert.equal(hook.segmentsStarted, 1);
 });

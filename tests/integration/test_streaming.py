@@ -149,7 +149,9 @@ async def test_a_paused_viewer_is_moved_forward_and_costs_the_others_nothing(
                     pass
 
     fast_task = asyncio.create_task(watch(fast))
-    await asyncio.sleep(3)
+    async with asyncio.timeout(60):
+        while len(fast.latencies_ms) < 50:  # noqa: ASYNC110 (polls another task's progress)
+            await asyncio.sleep(0.1)
     before = list(fast.latencies_ms)
 
     # The slow viewer stops reading and so stops acknowledging.

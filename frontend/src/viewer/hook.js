@@ -14,6 +14,8 @@ export function installTestHook(current, target = window) {
       framesReceived: { enumerable: true, get: counter("framesReceived") },
       resets: { enumerable: true, get: counter("resets") },
       segmentsStarted: { enumerable: true, get: counter("segmentsStarted") },
+      framesPending: { enumerable: true, get: () => current().stream?.pending ?? 0 },
+      codec: { enumerable: true, get: () => current().stream?.codec ?? null },
       iframeDocument: { enumerable: true, value: () => current().player.iframeDocument() },
     }),
   );

@@ -1,6 +1,7 @@
 // One session's live stream: frames in order from the connection, decoded into
 // batches, handed to the player. Owns the sequence bookkeeping: what was
-// applied last, what a gap is, when to start over.
+// applied last, what a gap is, when to start over. Decoding is asynchronous,
+// so frames queue and are decoded and applied one at a time, in arrival order.
 // No DOM: the player and the connection are injected, so node tests drive it.
 import { BatchDecoder, SUPPORTED_CODECS } from "./batches.js";
 import { Connection, ConnectionState, streamUrl } from "./connection.js";
@@ -20,6 +21,14 @@ export class LiveStream extends EventTarget {
   #connection;
   #log;
   #counters = { lastSeq: null, eventsApplied: 0, framesReceived: 0, bytesReceived: 0, resets: 0, segmentsStarted: 0 };
+  // Frames wait here, in arrival order, for the one decode at a time. `accepted`
+  // is the last sequence number queued: what a resume asks for, and what the
+  // next frame must continue. A startOver() or close() bumps `epoch`, which
+  // drops whatever is queued or still decoding.
+  #queue = [];
+  #accepted = null;
+  #epoch = 0;
+  #draining = null;
 
   /**
    * @param {object} options
@@ -36,7 +45,7 @@ export class LiveStream extends EventTarget {
     this.#player = player;
     this.#connection = connect({
       url,
-      resumeAfter: () => this.#counters.lastSeq,
+      resumeAfter: () => this.#accepted,
       onFrame: (data) => this.#onFrame(data),
       onMessage: (message) => this.#onMessage(message),
       onState: (state, detail) => this.#emit("state", { state, detail }),
@@ -55,6 +64,21 @@ export class LiveStream extends EventTarget {
     return { ...this.#counters };
   }
 
+  /** The codec of the frames being received (the latest `welcome.codec` we can decode). */
+  get codec() {
+    return this.#decoder.codec;
+  }
+
+  /** Frames received but not applied yet. */
+  get pending() {
+    return this.#queue.length + (this.#draining ? 1 : 0);
+  }
+
+  /** Resolves once every frame received so far was applied or dropped. */
+  async idle() {
+    while (this.#draining) await this.#draining;
+  }
+
   start() {
     this.#connection.connect();
   }
@@ -65,9 +89,11 @@ export class LiveStream extends EventTarget {
   }
 
   close() {
+    this.#drop();
     this.#connection.close();
   }
 
+  // Checks the sequence at once, in arrival order; decoding and applying follow in the queue.
   #onFrame(data) {
     this.#counters.framesReceived += 1;
     this.#counters.bytesReceived += data.byteLength;
@@ -78,25 +104,50 @@ export class LiveStream extends EventTarget {
       this.#startOver(`bad frame: ${error.message}`);
       return;
     }
-    const { lastSeq } = this.#counters;
+    const accepted = this.#accepted;
     if (!frame.segmentStart) {
       // A segment start carries its own context; anything else must continue ours.
-      if (lastSeq !== null && frame.lastSeq <= lastSeq) {
+      if (accepted !== null && frame.lastSeq <= accepted) {
         this.#problem(`ignored a repeated frame ${frame.firstSeq}..${frame.lastSeq}`);
         return;
       }
-      if (lastSeq === null || !this.#decoder.started || frame.firstSeq !== lastSeq + 1) {
-        this.#startOver(`gap: expected ${lastSeq === null ? "a segment start" : lastSeq + 1}, got ${frame.firstSeq}`);
+      if (accepted === null || frame.firstSeq !== accepted + 1) {
+        this.#startOver(`gap: expected ${accepted === null ? "a segment start" : accepted + 1}, got ${frame.firstSeq}`);
         return;
       }
     }
-    let batches;
+    this.#accepted = frame.lastSeq;
+    // The decoder is taken now: a codec change (a new welcome) applies to later frames only.
+    this.#queue.push({ frame, decoder: this.#decoder, epoch: this.#epoch });
+    // #drain() awaits before it can finish, so it cannot clear #draining before this sets it.
+    this.#draining ??= this.#drain();
+  }
+
+  async #drain() {
     try {
-      batches = this.#decoder.decode(frame);
-    } catch (error) {
-      this.#startOver(`cannot decode frame ${frame.firstSeq}: ${error.message}`);
-      return;
+      while (this.#queue.length > 0) {
+        const job = this.#queue.shift();
+        let batches;
+        try {
+          batches = await job.decoder.decode(job.frame);
+        } catch (error) {
+          if (job.epoch === this.#epoch) this.#startOver(`cannot decode frame ${job.frame.firstSeq}: ${error.message}`);
+          continue;
+        }
+        if (job.epoch !== this.#epoch) continue;
+        try {
+          this.#apply(job.frame, batches);
+        } catch (error) {
+          // The player is mid-frame: only a fresh checkout puts it right again.
+          this.#startOver(`cannot apply frame ${job.frame.firstSeq}: ${error.message}`);
+        }
+      }
+    } finally {
+      this.#draining = null;
     }
+  }
+
+  #apply(frame, batches) {
     this.#checkCounts(frame, batches);
     if (frame.reset) this.#counters.resets += 1;
     if (frame.segmentStart) {
@@ -115,9 +166,16 @@ export class LiveStream extends EventTarget {
   }
 
   #onMessage(message) {
-    if (message.type === "welcome" && !SUPPORTED_CODECS.includes(message.codec)) {
-      this.#problem(`unsupported codec ${message.codec}`);
-      this.#connection.close(`unsupported codec ${message.codec}`);
+    if (message.type === "welcome") {
+      if (!SUPPORTED_CODECS.includes(message.codec)) {
+        this.#problem(`unsupported codec ${message.codec}`);
+        this.#connection.close(`unsupported codec ${message.codec}`);
+      } else if (message.codec !== this.#decoder.codec) {
+        // Frames already queued keep the decoder they were read with; the new
+        // codec's context begins at its first segment start.
+        this.#decoder = new BatchDecoder(message.codec);
+        this.#accepted = null;
+      }
     }
     this.#emit("message", message);
   }
@@ -126,9 +184,17 @@ export class LiveStream extends EventTarget {
   // RESET frame at its latest checkout. The player keeps its picture meanwhile.
   #startOver(reason) {
     this.#problem(reason);
+    this.#drop();
+    if (this.#connection.state !== ConnectionState.ENDED) this.#connection.reconnect({ reason });
+  }
+
+  // Forgets queued frames and the decoding context; a decode in flight is dropped when it settles.
+  #drop() {
+    this.#epoch += 1;
+    this.#queue.length = 0;
+    this.#accepted = null;
     this.#counters.lastSeq = null;
     this.#decoder.reset();
-    if (this.#connection.state !== ConnectionState.ENDED) this.#connection.reconnect({ reason });
   }
 
   #checkCounts(frame, batches) {
