@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import socket
 import tempfile
 from pathlib import Path
@@ -65,6 +66,7 @@ def start_ray(settings: Settings, *, dashboard: bool = True, log_to_driver: bool
         ray.init(address=settings.ray_address, namespace=settings.namespace)
         return
     ray.init(
+        address="local",  # a new Ray, never whatever cluster /tmp/ray last recorded
         namespace=settings.namespace,
         _node_ip_address=settings.node_ip,
         include_dashboard=dashboard,
@@ -100,6 +102,9 @@ def shutdown(settings: Settings) -> None:
         serve.shutdown()
     finally:
         ray.shutdown()
+        state = os.environ.get("RAY_SERVE_HAPROXY_SERVER_STATE_BASE", "")
+        if Path(state).name.startswith("rrh"):
+            shutil.rmtree(state, ignore_errors=True)
 
 
 __all__ = ["APP_NAME", "default_browser_slots", "deploy_gateway", "get_or_create_registry",

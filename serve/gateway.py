@@ -37,6 +37,7 @@ from pipeline.protocol import (
     Error,
     Hello,
     Reset,
+    Status,
     Welcome,
     encode_frame,
 )
@@ -213,7 +214,7 @@ class Gateway:
     async def _serve_viewer(self, websocket: WebSocket, session_id: str) -> None:
         await websocket.accept()
         try:
-            streamer = await self._registry.streamer.remote(session_id)
+            streamer = await self._wait_for_stream(websocket, session_id)
         except SessionNotFound as exc:
             await _refuse(websocket, CloseCode.UNKNOWN_SESSION, str(unwrap(exc)))
             return
@@ -263,6 +264,16 @@ class Gateway:
         finally:
             hub.detach(viewer)
             self._metrics.viewers(self._viewer_count())
+
+    async def _wait_for_stream(self, websocket: WebSocket, session_id: str) -> Any:
+        """The session's streamer; while the session waits for a browser slot, the viewer
+        hears so once a second."""
+        while True:
+            try:
+                return await self._registry.streamer.remote(session_id, 1.0)
+            except TimeoutError:
+                record = await self._registry.get.remote(session_id)
+                await websocket.send_text(Status(state=str(record.state)).model_dump_json())
 
     async def _send(self, websocket: WebSocket, session_id: str, hub: SessionHub,
                     viewer: Viewer) -> None:

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pipeline.buffer import StreamBuffer
+from pipeline.buffer import Catchup, StreamBuffer
 from pipeline.protocol import Chunk, End, Status
 
 _log = logging.getLogger(__name__)
@@ -150,6 +150,7 @@ class SessionHub:
         self._reader = f"gateway-{uuid.uuid4().hex[:8]}"
         self._buffer = StreamBuffer(_HUB_KEEP_BYTES, _HUB_KEEP_SEGMENTS)
         self._viewers: set[Viewer] = set()
+        self._joining: list[list[Chunk]] = []
         self._ready = asyncio.Event()
         self._end: End | None = None
         self._idle_since = time.monotonic()
@@ -181,10 +182,18 @@ class SessionHub:
         viewer = Viewer(self._queue_frames)
         catchup = self._buffer.after(resume_after)
         if catchup.reset and resume_after is not None:
-            # Older than this replica's copy: the streamer may still have it.
-            result = await self._streamer.read.remote(resume_after, 0.0)
+            # Older than this replica's copy: the streamer may still have it. What the pull
+            # loop hands out meanwhile is kept for this viewer, to follow the catch-up.
+            arriving: list[Chunk] = []
+            self._joining.append(arriving)
+            try:
+                result = await self._streamer.read.remote(resume_after, 0.0)
+            finally:
+                self._joining.remove(arriving)
             if not result.reset:
-                catchup = result
+                catchup = Catchup(result.chunks + arriving, reset=False)
+            else:
+                catchup = self._buffer.after(None)
         reason: ResetReason | None = None
         if catchup.reset:
             reason = "join" if resume_after is None else "gap"
@@ -224,6 +233,7 @@ class SessionHub:
                 self._streamer = await self._replacement(exc)
                 if self._streamer is None:
                     self._finish(End(reason="failed", state="failed"))
+                    self._on_idle(self)
                     return
                 after = None
                 continue
@@ -233,6 +243,8 @@ class SessionHub:
                 self._buffer.append(chunk)
             if result.chunks:
                 after = result.chunks[-1].seq
+                for arriving in self._joining:
+                    arriving.extend(result.chunks)
                 for viewer in self._viewers:
                     if result.reset:
                         viewer.restart(result.chunks, "gap")
@@ -241,6 +253,7 @@ class SessionHub:
             self._ready.set()
             if result.ended and (not result.chunks or after == result.last_seq):
                 self._finish(await self._final_state())
+                self._on_idle(self)  # its viewers have their `end`; late ones get a new hub
                 return
             if not self._viewers and time.monotonic() - self._idle_since > _IDLE_HUB_S:
                 self._on_idle(self)
