@@ -63,6 +63,11 @@ class Settings(BaseSettings):
         description="No browser slot free: queue new sessions (state pending, with their queue "
         "position), or refuse them with HTTP 503.",
     )
+    warm_browsers: int = Field(
+        default=1, ge=0,
+        description="Browsers kept launched ahead of need (each holds a slot), so a new "
+        "session only opens a page.",
+    )
     on_node_loss: Literal["restart", "fail"] = Field(
         default="restart",
         description="A session whose node died: start it again elsewhere, or mark it failed.",

@@ -133,6 +133,7 @@ class NodeSlots(BaseModel):
     alive: bool
     slots_total: int
     slots_used: int
+    warm: int = Field(default=0, description="Slots held by warm browsers waiting for a session.")
     sessions: list[str]
 
 

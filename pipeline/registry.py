@@ -48,9 +48,9 @@ _log = logging.getLogger(__name__)
 class BrowserSessionActor(BrowserSession):
     """BrowserSession as a Ray actor; its streamer is connected once placed beside it."""
 
-    def __init__(self, session_id: str, spec: SessionSpec, settings: Settings) -> None:
+    def __init__(self, session_id: str, settings: Settings) -> None:
         configure_logging()
-        super().__init__(session_id, spec, settings, sink=None, metrics=SessionMetrics())
+        super().__init__(session_id, settings, sink=None, metrics=SessionMetrics())
 
     def connect(self, streamer: Any) -> None:
         self.set_sink(ActorSink(streamer))
@@ -88,25 +88,32 @@ class SessionRegistry:
         self._entries: dict[str, _Entry] = {}
         self._metrics = RegistryMetrics()
         self._metrics_task: asyncio.Task[None] | None = None
+        self._spares: list[_Entry] = []  # placed, Chromium running, no spec yet
+        self._warming: asyncio.Task[None] | None = None
 
     # -- creating and running sessions -------------------------------------------------------
 
     async def create(self, spec: SessionSpec) -> SessionRecord:
         if self._metrics_task is None:  # the actor's event loop runs only from here on
             self._metrics_task = asyncio.create_task(self._report_metrics())
-        if self._settings.when_full == "refuse":
+        if self._settings.when_full == "refuse" and not self._spares:
             total, used = self._slots_total(), self._slots_wanted()
             if used >= total:
                 raise PoolFull(used, total)
-        session_id = secrets.token_hex(6)
+        spare = self._spares.pop(0) if self._spares else None
+        session_id = spare.record.id if spare else secrets.token_hex(6)
         record = SessionRecord(id=session_id, spec=spec, state=SessionState.PENDING,
                                created_at=time.time())
         entry = _Entry(record)
+        if spare is not None:  # Chromium is already running beside its streamer
+            entry.session, entry.streamer, entry.placed = spare.session, spare.streamer, True
+            record.node_id = spare.record.node_id
         self._entries[session_id] = entry
         entry.task = asyncio.create_task(self._run(entry), name=f"run:{session_id}")
         record.queue_position = self._queue_position(entry)
-        _log.info("session %s created (queue position %s)", session_id, record.queue_position,
-                  extra={"session_id": session_id})
+        _log.info("session %s created (warm: %s, queue position %s)", session_id,
+                  spare is not None, record.queue_position, extra={"session_id": session_id})
+        self._keep_warm()
         return record
 
     async def _run(self, entry: _Entry) -> None:
@@ -135,6 +142,7 @@ class SessionRegistry:
                        extra={"session_id": record.id})
         finally:
             entry.ready.set()
+            self._keep_warm()  # a slot may have come free
             if entry.session is not None:
                 # Frees the browser slot. The streamer outlives its browser for a while so
                 # viewers can drain it.
@@ -147,26 +155,14 @@ class SessionRegistry:
                     ray.kill(streamer)
 
     async def _run_once(self, entry: _Entry) -> None:
-        record, ns = entry.record, self._settings.namespace
-        suffix = f"#{record.restarts}" if record.restarts else ""
-        entry.session = ray.remote(BrowserSessionActor).options(
-            name=f"session:{record.id}{suffix}", namespace=ns, num_cpus=0,
-            resources={"browser": 1}, max_concurrency=1_000, scheduling_strategy="SPREAD",
-        ).remote(record.id, record.spec, self._settings)
+        record = entry.record
         try:
-            # Resolves once Ray found a browser slot: the session is placed.
-            record.node_id = await entry.session.node_id.remote()
-            entry.placed = True
+            if entry.session is None:
+                await self._place(entry, suffix=f"#{record.restarts}" if record.restarts else "")
             record.queue_position = None
-            entry.streamer = ray.remote(StreamerActor).options(
-                name=f"streamer:{record.id}{suffix}", namespace=ns, num_cpus=0,
-                max_concurrency=10_000,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(record.node_id, soft=False),
-            ).remote(record.id, self._settings, (record.restarts << _EPOCH_BITS) + 1)
-            await entry.session.connect.remote(entry.streamer)
             record.state = SessionState.STARTING
             entry.ready.set()
-            status: SessionStatus = await entry.session.start.remote()
+            status: SessionStatus = await entry.session.start.remote(record.spec)
             record.state, record.error, entry.last_status = status.state, status.error, status
             if not status.state.ended:
                 status = await entry.session.wait_stopped.remote()
@@ -174,6 +170,50 @@ class SessionRegistry:
             raise _NodeLost(str(exc).splitlines()[0]) from exc
         entry.last_status = status
         record.state, record.error, record.ended_at = status.state, status.error, time.time()
+
+    async def _place(self, entry: _Entry, suffix: str = "") -> None:
+        """Creates the session actor where Ray finds a browser slot, then its streamer on the
+        same node, and connects them."""
+        record, ns = entry.record, self._settings.namespace
+        entry.session = ray.remote(BrowserSessionActor).options(
+            name=f"session:{record.id}{suffix}", namespace=ns, num_cpus=0,
+            resources={"browser": 1}, max_concurrency=1_000, scheduling_strategy="SPREAD",
+        ).remote(record.id, self._settings)
+        # Resolves once Ray found a browser slot: the session is placed.
+        record.node_id = await entry.session.node_id.remote()
+        entry.placed = True
+        entry.streamer = ray.remote(StreamerActor).options(
+            name=f"streamer:{record.id}{suffix}", namespace=ns, num_cpus=0,
+            max_concurrency=10_000,
+            scheduling_strategy=NodeAffinitySchedulingStrategy(record.node_id, soft=False),
+        ).remote(record.id, self._settings, (record.restarts << _EPOCH_BITS) + 1)
+        await entry.session.connect.remote(entry.streamer)
+
+    # -- warm browsers --------------------------------------------------------------------------
+
+    async def keep_warm(self) -> int:
+        """Starts warming browsers up to RRSTREAM_WARM_BROWSERS; returns how many are ready."""
+        self._keep_warm()
+        return len(self._spares)
+
+    def _keep_warm(self) -> None:
+        if self._warming is None or self._warming.done():
+            self._warming = asyncio.create_task(self._warm(), name="warm")
+
+    async def _warm(self) -> None:
+        # A spare takes a browser slot, so only while no session waits for one.
+        while (len(self._spares) < self._settings.warm_browsers and not self._queued()
+               and self._slots_wanted() + len(self._spares) < self._slots_total()):
+            spare = _Entry(SessionRecord(id=secrets.token_hex(6), spec=SessionSpec(demo=True),
+                                         state=SessionState.PENDING, created_at=time.time()))
+            try:
+                await self._place(spare)
+                await spare.session.warm_up.remote()
+            except Exception as exc:
+                _log.warning("warming a browser failed: %s", str(exc).splitlines()[0])
+                self._forget_actors(spare)
+                return
+            self._spares.append(spare)
 
     def _forget_actors(self, entry: _Entry) -> None:
         for handle in (entry.session, entry.streamer):
@@ -236,14 +276,16 @@ class SessionRegistry:
             slots = int(node["Resources"].get("browser", 0)) if node["Alive"] else 0
             sessions = [e.record.id for e in live
                         if e.placed and e.record.node_id == node["NodeID"]]
-            if slots or sessions:
+            warm = sum(1 for e in self._spares if e.record.node_id == node["NodeID"])
+            if slots or sessions or warm:
                 nodes.append(NodeSlots(node_id=node["NodeID"], address=node["NodeManagerAddress"],
                                        alive=node["Alive"], slots_total=slots,
-                                       slots_used=len(sessions), sessions=sessions))
+                                       slots_used=len(sessions) + warm, warm=warm,
+                                       sessions=sessions))
         return PoolStatus(
             nodes=nodes,
             slots_total=sum(n.slots_total for n in nodes),
-            slots_used=sum(1 for e in live if e.placed),
+            slots_used=sum(1 for e in live if e.placed) + len(self._spares),
             queue=[e.record.id for e in self._queued()],
             when_full=self._settings.when_full,
         )
@@ -289,8 +331,14 @@ class SessionRegistry:
 
     async def shutdown(self) -> None:
         """Stops every session (used before Ray goes down, so no Chromium is left)."""
+        if self._warming is not None:
+            self._warming.cancel()
+        spares, self._spares = self._spares, []
         await asyncio.gather(*(self.stop(i) for i in list(self._entries)),
+                             *(s.session.stop.remote() for s in spares),
                              return_exceptions=True)
+        for spare in spares:
+            self._forget_actors(spare)
 
     async def _report_metrics(self) -> None:
         while True:

@@ -61,19 +61,21 @@ class ActorSink:
 
 
 class BrowserSession:
-    def __init__(self, session_id: str, spec: SessionSpec, settings: Settings,
-                 sink: BatchSink | None, metrics: SessionMetrics | None = None) -> None:
+    """A session is created, optionally warmed up (Chromium launched ahead of need), then
+    started with its spec, and stopped."""
+
+    def __init__(self, session_id: str, settings: Settings, sink: BatchSink | None,
+                 metrics: SessionMetrics | None = None) -> None:
         self.session_id = session_id
         self._log = logging.LoggerAdapter(_log, {"session_id": session_id})
         self._metrics = metrics
-        self._spec = spec
+        self._spec = SessionSpec(demo=True)  # replaced by start()
         self._settings = settings
         self._sink = sink
         self._state = SessionState.PENDING
-        self._steps: list[Step] = list(spec.steps)
-        self._step_status = [StepStatus(index=i, action=s.action)
-                             for i, s in enumerate(self._steps)]
-        self._start_url = str(spec.url) if spec.url else None
+        self._steps: list[Step] = []
+        self._step_status: list[StepStatus] = []
+        self._start_url: str | None = None
         self._started_at: float | None = None
         self._ended_at: float | None = None
         self._error: str | None = None
@@ -100,12 +102,27 @@ class BrowserSession:
 
     # -- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> SessionStatus:
-        """Launches Chromium and opens the first page; the workflow then runs on its own."""
+    async def warm_up(self) -> None:
+        """Starts Playwright and Chromium now, so `start` only opens a page."""
+        if self._state is not SessionState.PENDING:
+            raise InvalidTransition(f"session {self.session_id}", self._state, "warm up")
+        if self._playwright is None:
+            self._playwright = await async_playwright().start()
+        if self._browser is None:
+            self._browser = await launch_chromium(self._playwright, self._settings)
+            self._browser.on("disconnected", lambda _: self._on_crash("browser disconnected"))
+
+    async def start(self, spec: SessionSpec) -> SessionStatus:
+        """Opens the first page of `spec`; the workflow then runs on its own."""
         if self._state.ended:  # stopped before it got going
             return self.status()
         if self._sink is None:
             raise InvalidTransition(f"session {self.session_id}", self._state, "start unconnected")
+        self._spec = spec
+        self._steps = list(spec.steps)
+        self._step_status = [StepStatus(index=i, action=s.action)
+                             for i, s in enumerate(self._steps)]
+        self._start_url = str(spec.url) if spec.url else None
         self._move(SessionState.STARTING)
         self._started_at = time.time()
         self._launching = asyncio.create_task(self._launch(), name="launch")
@@ -129,7 +146,8 @@ class BrowserSession:
         if self._spec.demo:
             await self._start_demo_site()
         self._sender = asyncio.create_task(self._send_batches(), name="send-batches")
-        self._playwright = await async_playwright().start()
+        if self._playwright is None:
+            self._playwright = await async_playwright().start()
         await self._open_page()
         assert self._page is not None and self._start_url is not None
         await self._page.goto(self._start_url, wait_until="load", timeout=30_000)

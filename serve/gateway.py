@@ -87,6 +87,32 @@ async def _refuse(websocket: WebSocket, code: CloseCode, reason: str) -> None:
         await websocket.close(code, reason[:120])
 
 
+async def _read_hello(websocket: WebSocket) -> Hello | None:
+    """The client's hello, or None after closing the socket with the reason why."""
+    try:
+        raw = await asyncio.wait_for(websocket.receive_text(), HELLO_TIMEOUT_S)
+    except TimeoutError:
+        await _refuse(websocket, CloseCode.HELLO_TIMEOUT,
+                      f"no hello within {HELLO_TIMEOUT_S:.0f} s")
+        return None
+    except (WebSocketDisconnect, RuntimeError, KeyError):
+        return None  # gone before saying hello, or sent binary
+    try:
+        hello = CLIENT_MESSAGE.validate_json(raw)
+    except ValidationError as exc:
+        await _refuse(websocket, CloseCode.BAD_HELLO, f"bad hello: {exc.errors()[0]['msg']}")
+        return None
+    if not isinstance(hello, Hello):
+        await _refuse(websocket, CloseCode.BAD_HELLO, "the first message must be a hello")
+        return None
+    if hello.protocol != PROTOCOL_VERSION:
+        await _refuse(websocket, CloseCode.BAD_HELLO,
+                      f"protocol {hello.protocol} unsupported; this server speaks "
+                      f"{PROTOCOL_VERSION}")
+        return None
+    return hello
+
+
 async def _receive(websocket: WebSocket, viewer: Viewer) -> None:
     """Reads acks until the client leaves (a handler that only sends would never notice)."""
     while True:
@@ -125,6 +151,7 @@ class Gateway:
         self._settings = settings
         self._metrics = GatewayMetrics()
         self._registry = get_or_create_registry(settings)
+        self._registry.keep_warm.remote()
         self._hubs: dict[str, SessionHub] = {}
         self._closing: set[asyncio.Task[None]] = set()
         self._assets = assets_dir(settings)
@@ -214,38 +241,21 @@ class Gateway:
     async def _serve_viewer(self, websocket: WebSocket, session_id: str) -> None:
         await websocket.accept()
         try:
-            streamer = await self._wait_for_stream(websocket, session_id)
+            await self._registry.get.remote(session_id)
         except SessionNotFound as exc:
             await _refuse(websocket, CloseCode.UNKNOWN_SESSION, str(unwrap(exc)))
             return
+        hello = await _read_hello(websocket)
+        if hello is None:
+            return
+        try:
+            streamer = await self._wait_for_stream(websocket, session_id)
         except StreamUnavailable as exc:
             gone = unwrap(exc)
             with contextlib.suppress(Exception):
                 await websocket.send_text(End(reason="failed" if gone.state == "failed" else
                                               "stopped", state=gone.state).model_dump_json())
                 await websocket.close(CloseCode.SESSION_ENDED, str(gone)[:120])
-            return
-        try:
-            raw = await asyncio.wait_for(websocket.receive_text(), HELLO_TIMEOUT_S)
-        except TimeoutError:
-            await _refuse(websocket, CloseCode.HELLO_TIMEOUT,
-                          f"no hello within {HELLO_TIMEOUT_S:.0f} s")
-            return
-        except (WebSocketDisconnect, RuntimeError, KeyError):
-            return  # gone before saying hello, or sent binary
-        try:
-            hello = CLIENT_MESSAGE.validate_json(raw)
-        except ValidationError as exc:
-            await _refuse(websocket, CloseCode.BAD_HELLO,
-                          f"bad hello: {exc.errors()[0]['msg']}")
-            return
-        if hello.protocol != PROTOCOL_VERSION:
-            await _refuse(websocket, CloseCode.BAD_HELLO,
-                          f"protocol {hello.protocol} unsupported; this server speaks "
-                          f"{PROTOCOL_VERSION}")
-            return
-        if not isinstance(hello, Hello):
-            await _refuse(websocket, CloseCode.BAD_HELLO, "the first message must be a hello")
             return
         hub = self._hub(session_id, streamer)
         viewer, continues = await hub.attach(hello.resume_after)

@@ -39,7 +39,8 @@ async def first_snapshot(ws_url: str) -> dict:
 async def _first_snapshot(ws_url: str, after: int | None = None) -> dict:
     async with websockets.connect(ws_url, max_size=None) as ws:
         await ws.send(json.dumps({"type": "hello", "protocol": 1, "resume_after": after}))
-        welcome = json.loads(await ws.recv())
+        while (welcome := json.loads(await ws.recv()))["type"] == "status":
+            pass
         decoder = make_decoder(welcome["codec"])
         async with asyncio.timeout(60):
             while True:
@@ -111,7 +112,8 @@ async def scenario(cluster: Cluster, base: str, site_url: str) -> dict:
 
 
 def main(out_path: str) -> None:
-    settings = Settings(port=free_port(), proxy_location="HeadOnly", browser_slots=2)
+    settings = Settings(port=free_port(), proxy_location="HeadOnly", browser_slots=2,
+                        warm_browsers=0)
     os.environ.update(ingress_environment(settings))
     cluster = Cluster(initialize_head=True, head_node_args={
         "node_ip_address": NODE_IP, "resources": {"browser": 2}, "num_cpus": 1,

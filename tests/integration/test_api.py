@@ -17,8 +17,14 @@ from tests.conftest import wait_for_state
 
 
 async def hello(ws, resume_after: int | None = None) -> dict:
+    """Says hello; returns the welcome (status messages may come first while the session
+    waits for a browser slot)."""
     await ws.send(json.dumps({"type": "hello", "protocol": 1, "resume_after": resume_after}))
-    return json.loads(await asyncio.wait_for(ws.recv(), 30))
+    async with asyncio.timeout(60):
+        while True:
+            reply = json.loads(await ws.recv())
+            if reply["type"] != "status":
+                return reply
 
 
 async def read_events(ws, until, timeout_s: float = 30.0) -> list[dict]:

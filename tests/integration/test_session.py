@@ -29,8 +29,11 @@ class StreamerSink:
 
 
 def chromium_pids() -> set[int]:
-    me = psutil.Process()
-    return {p.pid for p in me.children(recursive=True) if "chrom" in p.name().lower()}
+    """Chromium started by this process's own Playwright driver (not by Ray's workers)."""
+    drivers = [p for p in psutil.Process().children()
+               if "playwright" in " ".join(p.cmdline()).lower()]
+    return {c.pid for d in drivers for c in d.children(recursive=True)
+            if "chrom" in c.name().lower()}
 
 
 async def recorded_events(streamer: EventStreamer) -> list[dict]:
@@ -54,8 +57,8 @@ async def test_records_pages_frames_and_workflow(demo_site) -> None:
         {"action": "press", "selector": "#new-item", "key": "Enter"},
         {"action": "wait", "ms": 300},
     ])
-    session = BrowserSession("t1", spec, Settings(), sink)
-    status = await session.start()
+    session = BrowserSession("t1", Settings(), sink)
+    status = await session.start(spec)
     assert status.state is SessionState.RUNNING, status.error
     assert chromium_pids()
     for _ in range(200):
@@ -92,8 +95,8 @@ async def test_a_step_failure_is_recorded_and_the_page_stays_live(demo_site) -> 
         {"action": "click", "selector": "#does-not-exist", "timeout_ms": 300},
         {"action": "wait", "ms": 10},
     ])
-    session = BrowserSession("t2", spec, Settings(), StreamerSink(streamer))
-    await session.start()
+    session = BrowserSession("t2", Settings(), StreamerSink(streamer))
+    await session.start(spec)
     for _ in range(100):
         if session.status().state is SessionState.IDLE:
             break
@@ -109,8 +112,8 @@ async def test_an_unreachable_url_fails_the_session_cleanly() -> None:
 
     streamer = EventStreamer("t3", Settings())
     spec = SessionSpec(url=f"http://127.0.0.1:{free_port()}/")
-    session = BrowserSession("t3", spec, Settings(), StreamerSink(streamer))
-    status = await session.start()
+    session = BrowserSession("t3", Settings(), StreamerSink(streamer))
+    status = await session.start(spec)
     assert status.state is SessionState.FAILED
     assert "ERR_CONNECTION_REFUSED" in status.error
     assert not chromium_pids()
@@ -118,12 +121,24 @@ async def test_an_unreachable_url_fails_the_session_cleanly() -> None:
 
 async def test_stop_while_starting_wins_cleanly(demo_site) -> None:
     streamer = EventStreamer("t4", Settings())
-    session = BrowserSession("t4", SessionSpec(url=f"{demo_site.url}/index.html"), Settings(),
-                             StreamerSink(streamer))
-    starting = asyncio.create_task(session.start())
+    session = BrowserSession("t4", Settings(), StreamerSink(streamer))
+    starting = asyncio.create_task(session.start(SessionSpec(url=f"{demo_site.url}/index.html")))
     await asyncio.sleep(0.3)
     stopped = await session.stop()
     assert stopped.state is SessionState.STOPPED
     assert (await starting).state is SessionState.STOPPED
     assert not chromium_pids()
     assert streamer.stats().ended
+
+
+async def test_a_warmed_up_session_only_opens_a_page(demo_site) -> None:
+    streamer = EventStreamer("t5", Settings())
+    session = BrowserSession("t5", Settings(), StreamerSink(streamer))
+    await session.warm_up()
+    launched = chromium_pids()
+    assert launched and session.status().state is SessionState.PENDING
+    status = await session.start(SessionSpec(url=f"{demo_site.url}/index.html"))
+    assert status.state is SessionState.RUNNING
+    assert launched <= chromium_pids(), "start must reuse the warm browser"
+    await session.stop()
+    assert not chromium_pids()

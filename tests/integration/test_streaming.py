@@ -34,7 +34,9 @@ class Client:
     async def hello(self, ws) -> dict:
         await ws.send(json.dumps({"type": "hello", "protocol": 1,
                                   "resume_after": self.last_seq, "acks": self.acks}))
-        welcome = json.loads(await asyncio.wait_for(ws.recv(), 30))
+        async with asyncio.timeout(60):
+            while (welcome := json.loads(await ws.recv()))["type"] == "status":
+                pass
         assert welcome["type"] == "welcome", welcome
         if self.decoder is None:
             self.decoder = make_decoder(welcome["codec"])
