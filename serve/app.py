@@ -8,13 +8,15 @@ import shutil
 import socket
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import psutil
 import ray
 from ray import serve
+from ray.serve import Application
 
 from pipeline.config import Settings
-from pipeline.registry import REGISTRY_NAME, get_or_create_registry
+from pipeline.registry import REGISTRY_NAME
 from serve.gateway import Gateway
 
 APP_NAME = "rrstream"
@@ -62,6 +64,7 @@ def start_ray(settings: Settings, *, dashboard: bool = True, log_to_driver: bool
     # An embedded Ray's raylet, and so Serve's controller and proxies, start from this
     # process and inherit its environment.
     os.environ.update(ingress_environment(settings))
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no reports to the internet
     if settings.ray_address:
         ray.init(address=settings.ray_address, namespace=settings.namespace)
         return
@@ -77,15 +80,29 @@ def start_ray(settings: Settings, *, dashboard: bool = True, log_to_driver: bool
     )
 
 
+def build_app(args: dict[str, Any]) -> Application:
+    """The gateway as a Serve application, for `serve deploy cluster/serve.yaml`.
+
+    `args` is the application's `args:` in the Serve config: Settings fields that win
+    over the RRSTREAM_* environment of the Ray nodes. Where the gateway listens and which
+    ingress serves it belong to the cluster (serve.yaml's http_options and proxy_location,
+    RAY_SERVE_ENABLE_HA_PROXY set before `ray start`).
+    """
+    return _gateway(Settings(**args))
+
+
+def _gateway(settings: Settings) -> Application:
+    return Gateway.options(
+        num_replicas=settings.gateway_replicas,
+        max_ongoing_requests=settings.gateway_max_ongoing_requests,
+    ).bind(settings)
+
+
 def deploy_gateway(settings: Settings) -> None:
     """Runs the Serve gateway on settings.host:settings.port (blocking until it is up)."""
     serve.start(http_options={"host": settings.host, "port": settings.port},
                 proxy_location=settings.proxy_location)
-    gateway = Gateway.options(
-        num_replicas=settings.gateway_replicas,
-        max_ongoing_requests=settings.gateway_max_ongoing_requests,
-    ).bind(settings)
-    serve.run(gateway, name=APP_NAME, route_prefix="/")
+    serve.run(_gateway(settings), name=APP_NAME, route_prefix="/")
 
 
 def shutdown(settings: Settings) -> None:
@@ -107,5 +124,5 @@ def shutdown(settings: Settings) -> None:
             shutil.rmtree(state, ignore_errors=True)
 
 
-__all__ = ["APP_NAME", "default_browser_slots", "deploy_gateway", "get_or_create_registry",
-           "shutdown", "start_ray"]
+__all__ = ["APP_NAME", "build_app", "default_browser_slots", "deploy_gateway", "shutdown",
+           "start_ray"]
