@@ -4,6 +4,7 @@ import { Connection, streamUrl } from "../src/viewer/connection.js";
 
 class FakeSocket {
   static all = [];
+  readyState = 1; // OPEN
   sent = [];
   closedWith = null;
   constructor(url) {
@@ -88,7 +89,7 @@ test("handshake: hello first, open on welcome, frames and messages pass through"
   assert.equal(connection.state, "connecting");
   assert.equal(socket().binaryType, "arraybuffer");
   socket().open();
-  assert.deepEqual(socket().sent, [{ type: "hello", protocol: 1, resume_after: null, token: null }]);
+  assert.deepEqual(socket().sent, [{ type: "hello", protocol: 1, resume_after: null, token: null, acks: true }]);
   socket().json(welcome);
   assert.equal(connection.state, "open");
   const buffer = new ArrayBuffer(8);
@@ -229,4 +230,27 @@ test("close() stops for good", () => {
   assert.equal(FakeSocket.all.length, 1);
   connection.reconnect();
   assert.equal(FakeSocket.all.length, 1);
+});
+
+test("acks: the newest applied seq, at most every 100 ms or after 256 KiB", () => {
+  const { connection, timers, socket } = setup();
+  connection.connect();
+  socket().open();
+  socket().json(welcome);
+  const acks = () => socket().sent.filter((m) => m.type === "ack").map((m) => m.seq);
+  connection.ack(1, 1000);
+  connection.ack(2, 1000);
+  assert.deepEqual(acks(), []);
+  timers.advance(100);
+  assert.deepEqual(acks(), [2]);
+  connection.ack(3, 300 * 1024);
+  assert.deepEqual(acks(), [2, 3], "a big frame is acknowledged at once");
+  timers.advance(500);
+  assert.deepEqual(acks(), [2, 3], "nothing new, nothing sent");
+  connection.ack(4, 10);
+  const first = socket();
+  first.serverClose(1006);
+  timers.advance(1000);
+  assert.deepEqual(first.sent.filter((m) => m.type === "ack").map((m) => m.seq), [2, 3]);
+  assert.deepEqual(acks(), [], "no stale ack on the next socket");
 });

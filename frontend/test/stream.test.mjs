@@ -32,6 +32,10 @@ class FakeConnection {
   markHealthy() {
     this.healthy += 1;
   }
+  acks = [];
+  ack(seq, bytes) {
+    this.acks.push({ seq, bytes });
+  }
   close() {
     this.state = "closed";
   }

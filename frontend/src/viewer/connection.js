@@ -20,6 +20,10 @@ const FATAL_CLOSE_CODES = new Map([
   [4404, "unknown session"],
 ]);
 const SESSION_ENDED = 1000;
+// Acknowledge applied frames at most this often, or sooner after this many bytes.
+const ACK_MS = 100;
+const ACK_BYTES = 256 * 1024;
+
 // Close codes a client may send (RFC 6455 §7.4.2); ours is only a label.
 const CLIENT_GIVING_UP = 4000;
 
@@ -47,6 +51,9 @@ export class Connection {
   #stopped = false;
   #detail = "";
   #retryAt = null;
+  #ackSeq = null;
+  #ackBytes = 0;
+  #ackTimer = null;
 
   /**
    * @param {object} options
@@ -92,6 +99,27 @@ export class Connection {
     return this.#retryAt;
   }
 
+  /**
+   * Tells the server the viewer applied everything up to `seq` (flow control,
+   * docs/protocol.md): at most every ACK_MS, or at once after ACK_BYTES.
+   */
+  ack(seq, bytes) {
+    this.#ackSeq = seq;
+    this.#ackBytes += bytes;
+    if (this.#ackBytes >= ACK_BYTES) this.#flushAck();
+    else if (this.#ackTimer === null) this.#ackTimer = this.#timers.setTimeout(() => this.#flushAck(), ACK_MS);
+  }
+
+  #flushAck() {
+    if (this.#ackTimer !== null) this.#timers.clearTimeout(this.#ackTimer);
+    this.#ackTimer = null;
+    this.#ackBytes = 0;
+    const socket = this.#socket;
+    if (socket && socket.readyState === 1 && this.#ackSeq !== null) {
+      socket.send(JSON.stringify({ type: "ack", seq: this.#ackSeq }));
+    }
+  }
+
   /** Opens the socket. */
   connect() {
     this.#stopped = false;
@@ -108,7 +136,7 @@ export class Connection {
     socket.binaryType = "arraybuffer";
     this.#socket = socket;
     socket.onopen = () => {
-      socket.send(JSON.stringify({ type: "hello", protocol: PROTOCOL, resume_after: this.#resumeAfter(), token: null }));
+      socket.send(JSON.stringify({ type: "hello", protocol: PROTOCOL, resume_after: this.#resumeAfter(), token: null, acks: true }));
       this.#armWatchdog(this.#welcomeTimeoutMs, "no welcome from the server");
     };
     socket.onmessage = (event) => this.#onMessage(event.data);
@@ -223,6 +251,10 @@ export class Connection {
   // Detaches the handlers first, so a socket we leave cannot deliver late frames.
   #dropSocket() {
     this.#clearWatchdog();
+    if (this.#ackTimer !== null) this.#timers.clearTimeout(this.#ackTimer);
+    this.#ackTimer = null;
+    this.#ackSeq = null;
+    this.#ackBytes = 0;
     const socket = this.#socket;
     if (!socket) return;
     this.#socket = null;

@@ -162,6 +162,7 @@ export class LiveStream extends EventTarget {
     this.#counters.eventsApplied += events;
     this.#counters.lastSeq = frame.lastSeq;
     this.#connection.markHealthy();
+    this.#connection.ack(frame.lastSeq, frame.byteLength);
     this.#emit("frame", { frame, events });
   }
 
