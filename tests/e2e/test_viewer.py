@@ -108,3 +108,22 @@ async def test_a_late_viewer_renders_the_current_page(api, demo_site, viewer_pag
     await viewer_page.goto(info["viewer_url"])
     await wait_for_replayed(viewer_page, "Item 3", timeout_s=15)
     await api.delete(f"/sessions/{info['id']}")
+
+
+@pytest.mark.parametrize("skew_ms", [3_600_000, -3_600_000])
+async def test_playback_ignores_the_viewers_clock(api, demo_site, viewer_page, skew_ms) -> None:
+    # The viewer's machine is an hour ahead or behind the browser host.
+    await viewer_page.add_init_script(f"""(() => {{
+        const skew = {skew_ms}, RealDate = Date;
+        class SkewedDate extends RealDate {{
+            constructor(...args) {{
+                if (args.length) super(...args); else super(RealDate.now() + skew);
+            }}
+            static now() {{ return RealDate.now() + skew; }}
+        }}
+        globalThis.Date = SkewedDate;
+    }})()""")
+    info = (await api.post("/sessions", json={"url": f"{demo_site.url}/list.html"})).json()
+    await viewer_page.goto(info["viewer_url"])
+    await wait_for_replayed(viewer_page, "Item 2", timeout_s=30)
+    await api.delete(f"/sessions/{info['id']}")
