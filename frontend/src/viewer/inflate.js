@@ -7,6 +7,8 @@
 // batch count of "\n" terminators: the encoder flushed after each batch, and
 // UTF-8 never puts a 0x0A byte inside a character.
 // Pure: no DOM, so node tests import it directly.
+import { concatBytes } from "./bytes.js";
+
 
 const NEWLINE = 0x0a;
 
@@ -104,14 +106,7 @@ export class InflateStreamDecoder {
     if (found > lines || last[last.length - 1] !== NEWLINE) {
       throw new InflateError(`payload holds more than its ${lines} batches`);
     }
-    if (parts.length === 1) return parts[0];
-    const out = new Uint8Array(total);
-    let at = 0;
-    for (const part of parts) {
-      out.set(part, at);
-      at += part.length;
-    }
-    return out;
+    return concatBytes(parts, total);
   }
 
   // Rejects when the stream does not take the payload in within timeoutMs, or

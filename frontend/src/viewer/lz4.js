@@ -5,6 +5,7 @@
 // earlier output, so the decoder keeps that much history in front of where it
 // writes; lz4js's decompressBlock copies matches out of its destination buffer.
 // Pure: no DOM, so node tests import it directly.
+import { concatBytes } from "./bytes.js";
 import lz4js from "lz4js";
 
 const MAGIC = 0x184d2204;
@@ -82,14 +83,7 @@ export class Lz4StreamDecoder {
       total += block.length;
       pos += size + (this.#blockChecksum ? 4 : 0);
     }
-    if (parts.length === 1) return parts[0];
-    const out = new Uint8Array(total);
-    let at = 0;
-    for (const part of parts) {
-      out.set(part, at);
-      at += part.length;
-    }
-    return out;
+    return concatBytes(parts, total);
   }
 
   #readFrameHeader(payload) {
