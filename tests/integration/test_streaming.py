@@ -43,6 +43,16 @@ class Client:
         self.welcomes.append(welcome)
         return welcome
 
+    async def watch(self, stop: asyncio.Event) -> None:
+        """Stays connected and applies everything until `stop` is set."""
+        async with websockets.connect(self.url, max_size=None) as ws:
+            await self.hello(ws)
+            while not stop.is_set():
+                try:
+                    await self.receive(ws, 1)
+                except TimeoutError:
+                    pass
+
     async def receive(self, ws, timeout_s: float) -> None:
         """Applies the next message and acknowledges what it applied."""
         self.apply(await asyncio.wait_for(ws.recv(), timeout_s))
@@ -86,17 +96,7 @@ async def test_resume_at_100_random_moments_matches_the_recorded_stream(
     url = f"{stack.ws_url}/sessions/{sid}/stream"
     control = Client(url)
     stop = asyncio.Event()
-
-    async def watch_continuously() -> None:
-        async with websockets.connect(url, max_size=None) as ws:
-            await control.hello(ws)
-            while not stop.is_set():
-                try:
-                    await control.receive(ws, 1)
-                except TimeoutError:
-                    pass
-
-    watching = asyncio.create_task(watch_continuously())
+    watching = asyncio.create_task(control.watch(stop))
     async with asyncio.timeout(60):
         while control.last_seq is None:  # noqa: ASYNC110 (polls another task's progress)
             await asyncio.sleep(0.05)
@@ -140,17 +140,7 @@ async def test_a_paused_viewer_is_moved_forward_and_costs_the_others_nothing(
     fast = Client(url)
     slow = Client(url)
     stop = asyncio.Event()
-
-    async def watch(client: Client) -> None:
-        async with websockets.connect(url, max_size=None) as ws:
-            await client.hello(ws)
-            while not stop.is_set():
-                try:
-                    await client.receive(ws, 1)
-                except TimeoutError:
-                    pass
-
-    fast_task = asyncio.create_task(watch(fast))
+    fast_task = asyncio.create_task(fast.watch(stop))
     async with asyncio.timeout(60):
         while len(fast.latencies_ms) < 50:  # noqa: ASYNC110 (polls another task's progress)
             await asyncio.sleep(0.1)
