@@ -31,6 +31,11 @@ class Settings(BaseSettings):
         description="Serve's HTTP data plane: HAProxy routes WebSockets straight to the "
         "replicas (~10x the message rate); `python` is Serve's default proxy, the fallback.",
     )
+    gateway_frames_per_s: float = Field(
+        default=2_000.0, ge=0,
+        description="Frames per second a replica aims to send per session, summed over its "
+        "viewers: with many viewers each gets fewer, larger frames (0: one frame per batch).",
+    )
     viewer_window_bytes: int = Field(
         default=4 * 1024 * 1024, ge=65_536,
         description="Unacknowledged bytes in flight to a viewer that sends acks; past it the "

@@ -290,7 +290,8 @@ class Gateway:
         loop = asyncio.get_running_loop()
         last_status = 0.0
         while True:
-            delivery = await viewer.next(_STATUS_EVERY_S)
+            interval = hub.frame_interval(self._settings.gateway_frames_per_s)
+            delivery = await viewer.next(_STATUS_EVERY_S, interval if interval > 0.005 else 0.0)
             if delivery.reset is not None and delivery.frames:
                 await websocket.send_text(
                     Reset(reason=delivery.reset, seq=delivery.frames[0][0].seq).model_dump_json()

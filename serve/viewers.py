@@ -53,6 +53,7 @@ class Viewer:
         self._in_flight_bytes = 0
         self.last_seq: int | None = None
         self.skips = 0
+        self._last_delivery = 0.0
 
     @property
     def depth(self) -> int:
@@ -112,9 +113,17 @@ class Viewer:
                 self.skips += 1
                 return
 
-    async def next(self, timeout_s: float) -> Delivery:
+    async def next(self, timeout_s: float, min_interval_s: float = 0.0) -> Delivery:
+        """What to send next, waiting up to `timeout_s` for it. With `min_interval_s`, frames
+        go out at most that often: what arrives meanwhile joins the next frame."""
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._wake.wait(), timeout_s)
+        if min_interval_s > 0 and self._pending:
+            loop = asyncio.get_running_loop()
+            wait = self._last_delivery + min_interval_s - loop.time()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            self._last_delivery = loop.time()
         self._wake.clear()
         if not self.window_open:
             return Delivery()
@@ -167,6 +176,12 @@ class SessionHub:
     @property
     def streamer(self) -> Any:
         return self._streamer
+
+    def frame_interval(self, frames_per_s: float) -> float:
+        """Seconds between one viewer's frames so that this session's viewers together stay
+        near `frames_per_s`: zero for a few viewers, longer as they grow. Frames per
+        second, not bytes, bound the gateway's cost."""
+        return len(self._viewers) / frames_per_s if frames_per_s > 0 else 0.0
 
     @property
     def ended(self) -> bool:

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import asyncio
+
 from pipeline.protocol import Chunk
 from serve.viewers import Viewer
 
@@ -73,3 +75,20 @@ async def test_a_stalled_viewer_with_acks_skips_ahead_instead_of_buffering() -> 
     viewer.ack(3)
     delivery = await viewer.next(0.01)
     assert delivery.reset == "slow_viewer" and delivery.frames[0][0].seq == 50
+
+
+async def test_a_minimum_interval_joins_what_arrives_meanwhile_into_one_frame() -> None:
+    viewer = Viewer(max_frames=100)
+    viewer.offer(chunks(1, 1, {1}))
+    first = await viewer.next(0.1, min_interval_s=0.05)
+    assert [c.seq for f in first.frames for c in f] == [1]
+
+    async def trickle() -> None:
+        for seq in range(2, 6):
+            viewer.offer(chunks(seq, seq, {1}))
+            await asyncio.sleep(0.005)
+
+    feeding = asyncio.create_task(trickle())
+    second = await viewer.next(0.5, min_interval_s=0.05)
+    await feeding
+    assert [[c.seq for c in f] for f in second.frames] == [[2, 3, 4, 5]]
