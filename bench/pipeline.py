@@ -41,24 +41,30 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import math
-import os
-import socket
-import statistics
 import sys
 import time
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 
+from bench.lock import bench_lock
 from bench.procs import OTHERS, ChromiumWatch, CpuMeter, machine_info
+from bench.stack import Stack, bench_settings, bench_stack
+from bench.stack import free_port as _free_port  # noqa: F401 (kept for importers)
+from bench.stack import ours as _ours
+from bench.stack import reap as _reap  # noqa: F401 (kept for importers)
+from bench.stack import until_routed_to_us as _until_routed_to_us
 from bench.stress_server import StressServer
+from bench.tables import fmt as _fmt
+from bench.tables import median_of as _median
+from bench.tables import pct as _pct  # noqa: F401 (kept for importers)
+from bench.tables import spread as _spread
+from bench.tables import table as _table
 from bench.viewer_client import time_first_snapshot, watch_run
-from pipeline.config import Settings
 
 FULL = {"rates": [1000, 5000, 10_000, 20_000, 40_000], "seconds": 5.0, "starts": 5}
 QUICK = {"rates": [1000, 5000, 20_000], "seconds": 3.0, "starts": 3}
@@ -66,65 +72,6 @@ SUSTAINED_SHARE = 0.95
 DEFAULT_OUT = Path(__file__).parent / "results" / "pipeline.json"
 _START_KEYS = ("post_ms", "browser_start_ms", "snapshot_taken_ms", "snapshot_ingested_ms",
                "welcome_ms", "first_frame_ms", "full_snapshot_ms")
-
-
-@dataclass(frozen=True, slots=True)
-class Stack:
-    base_url: str
-    ws_url: str
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def _ours(registry: Any, session_id: str) -> bool:
-    """Whether our own registry knows the session a POST through the gateway port created."""
-    try:
-        await registry.get.remote(session_id)
-        return True
-    except Exception:
-        return False
-
-
-async def _until_routed_to_us(api: httpx.AsyncClient, registry: Any, url: str) -> None:
-    """Waits until the gateway port reaches this benchmark's stack, several times in a row.
-
-    Right after `serve.run` HAProxy may still send requests to Serve's fallback proxy on
-    127.0.0.1:8500, a fixed port other Ray instances on this machine share (SO_REUSEPORT),
-    so a request can land in someone else's stack. A session made directly in our own
-    registry tells the two apart without creating anything elsewhere.
-    """
-    from pipeline.models import SessionSpec
-
-    record = await registry.create.remote(SessionSpec(url=url, name="bench-probe",
-                                                      max_duration_s=60))
-    try:
-        streak = 0
-        for _ in range(120):
-            ok = (await api.get(f"/sessions/{record.id}")).status_code == 200
-            streak = streak + 1 if ok else 0
-            if streak >= 5:
-                return
-            await asyncio.sleep(0.25)
-        raise RuntimeError("the gateway port keeps reaching another stack than ours")
-    finally:
-        await registry.stop.remote(record.id)
-
-
-def _pct(values: list[float], q: float) -> float | None:
-    """Nearest-rank percentile; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    return round(ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))], 1)
-
-
-def _spread(values: list[float]) -> dict[str, float | None]:
-    return {"p50": _pct(values, 0.5), "p99": _pct(values, 0.99),
-            "max": round(max(values), 1) if values else None}
 
 
 async def stress_run(api: httpx.AsyncClient, stack: Stack, site: StressServer,
@@ -171,6 +118,9 @@ async def stress_run(api: httpx.AsyncClient, stack: Stack, site: StressServer,
         "gaps": seen.gaps, "resets": seen.resets, "bad_frames": seen.bad_frames,
         "delivered_per_s": round(delivered, 1), "sustained": sustained,
         "latency_ms": _spread(list(seen.latency_ms.values())),
+        "latency_by_second": _by_second(seen.latency_ms, rate),
+        # Without the first second of emission, when the page and every hop warm up.
+        "latency_after_first_s_ms": _spread([v for i, v in seen.latency_ms.items() if i >= rate]),
         "page_to_ingest_ms": _spread(seen.page_to_ingest_ms),
         "ingest_to_client_ms": _spread(seen.ingest_to_client_ms),
         "frames": seen.frames, "batches": seen.batches, "events": seen.events,
@@ -180,6 +130,15 @@ async def stress_run(api: httpx.AsyncClient, stack: Stack, site: StressServer,
         "session_state": info.get("state"), "session_error": info.get("error"),
         "cpu_pct_of_one_core": cpu, "error": seen.error,
     }
+
+
+def _by_second(latency_ms: dict[int, float], rate: int) -> list[dict[str, Any]]:
+    """Per-event latency for each second of the page's emission (index // rate): one bad
+    second shows a stall rather than a slow steady state."""
+    seconds: dict[int, list[float]] = {}
+    for index, value in latency_ms.items():
+        seconds.setdefault(index // max(rate, 1), []).append(value)
+    return [{"second": k, "events": len(v), **_spread(v)} for k, v in sorted(seconds.items())]
 
 
 async def start_run(api: httpx.AsyncClient, stack: Stack, site: StressServer,
@@ -234,23 +193,6 @@ async def run_all(stack: Stack, site: StressServer, chromium: ChromiumWatch,
             "runs": starts,
         },
     }
-
-
-def _median(rows: list[dict[str, Any]], key: str) -> float | None:
-    values = [r[key] for r in rows if r.get(key) is not None]
-    return round(statistics.median(values), 1) if values else None
-
-
-def _table(headers: list[str], rows: list[list[Any]]) -> str:
-    cells = [headers, *[["-" if c is None else str(c) for c in row] for row in rows]]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(c.rjust(w) for c, w in zip(row, widths, strict=True)) for row in cells]
-    lines.insert(1, "  ".join("-" * w for w in widths))
-    return "\n".join(lines)
-
-
-def _fmt(value: float | None) -> str | None:
-    return None if value is None else f"{value:,.0f}"
 
 
 def report(result: dict[str, Any]) -> str:
@@ -317,30 +259,16 @@ def main(argv: list[str] | None = None) -> int:
     if args.seconds:
         plan["seconds"] = args.seconds
 
-    import ray
-
-    from pipeline.registry import REGISTRY_NAME
-    from serve.app import deploy_gateway, shutdown, start_ray
-
     overrides = {k: v for k, v in (("ingress", args.ingress), ("codec", args.codec)) if v}
-    settings = Settings(port=_free_port(), browser_slots=4, dashboard_port=_free_port(),
-                        ended_retention_s=15, **overrides)
-    stack = Stack(f"http://127.0.0.1:{settings.port}", f"ws://127.0.0.1:{settings.port}")
-    chromium = ChromiumWatch()
-    machine = machine_info()
-    started = datetime.now(UTC).isoformat(timespec="seconds")
-    # A bare ray.init() joins the cluster named in /tmp/ray/ray_current_cluster (left by
-    # anyone's `ray start` on this machine) instead of starting one: insist on our own.
-    os.environ["RAY_ADDRESS"] = "local"
-    with StressServer() as site:
-        try:
-            start_ray(settings, dashboard=False)
-            deploy_gateway(settings)
-            registry = ray.get_actor(REGISTRY_NAME, namespace=settings.namespace)
-            result = asyncio.run(run_all(stack, site, chromium, registry, plan))
-        finally:
-            shutdown(settings)
-            leftovers = _reap(chromium)
+    settings = bench_settings(**overrides)
+    # The whole measured run holds the machine-wide benchmark lock (bench/lock.py).
+    with bench_lock("bench.pipeline"):
+        machine = machine_info()
+        started = datetime.now(UTC).isoformat(timespec="seconds")
+        with bench_stack(settings) as running:
+            result = asyncio.run(run_all(running.stack, running.site, running.chromium,
+                                         running.registry, plan))
+    leftovers = running.leftovers
     result = {"benchmark": "pipeline", "timestamp": started, "quick": args.quick,
               "machine": machine, "plan": plan, "chromium_left_running": leftovers,
               "settings": settings.model_dump(include={"ingress", "codec", "flush_ms",
@@ -352,18 +280,6 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.out}")
     return 0 if result["sustained_per_s"] is not None else 1
-
-
-def _reap(chromium: ChromiumWatch) -> list[int]:
-    """Gives closed browsers a moment to exit; kills (by pid) any of ours that did not."""
-    deadline = time.monotonic() + 10
-    while chromium.survivors() and time.monotonic() < deadline:
-        time.sleep(0.2)
-    killed = chromium.kill_survivors()
-    if killed:
-        print(f"[bench] killed {len(killed)} Chromium processes left running: {killed}",
-              file=sys.stderr)
-    return killed
 
 
 if __name__ == "__main__":

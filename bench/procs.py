@@ -16,7 +16,7 @@ _RAY_GROUPS = {
     "Streamer": "streamer actor",
     "ServeReplica": "gateway replica",
     "ProxyActor": "serve proxy",
-    "HAProxyManager": "haproxy (manager actor and binary)",
+    "HAProxyManager": "haproxy manager actor",
     "ServeController": "serve controller",
     "SessionRegistry": "registry actor",
     "DashboardAgent": "ray (gcs, raylet, agents)",
@@ -39,7 +39,9 @@ def _group(proc: psutil.Process, root_pid: int) -> str:
             return "chromium renderer"
         return "chromium (browser, gpu, utility)"
     if "haproxy" in proc.name():
-        return "haproxy (manager actor and binary)"
+        return HAPROXY
+    if len(cmdline) > 2 and cmdline[1] == "-m" and cmdline[2].startswith("bench."):
+        return f"{cmdline[2]} (client process)"  # a helper process of a benchmark
     if "node" in proc.name() and any("playwright" in part for part in cmdline):
         return "playwright driver (node)"
     return "ray (gcs, raylet, agents)"
@@ -51,6 +53,9 @@ def _is_chromium(proc: psutil.Process, cmdline: list[str] | None = None) -> bool
     return any(key in name or key in head for key in ("chrome", "chromium", "headless_shell"))
 
 
+HAPROXY = "haproxy (binary)"
+GATEWAY = "gateway replica"
+SERVE_PROXY = "serve proxy"
 _MACHINE = -1  # snapshot key of the whole machine's busy time
 OTHERS = "not ours (other users of the machine)"
 
@@ -148,4 +153,5 @@ def machine_info() -> dict[str, object]:
     }
 
 
-__all__ = ["OTHERS", "ChromiumWatch", "CpuMeter", "machine_info"]
+__all__ = ["GATEWAY", "HAPROXY", "OTHERS", "SERVE_PROXY", "ChromiumWatch", "CpuMeter",
+           "machine_info"]

@@ -4,6 +4,8 @@ It runs uvicorn on a thread with its own event loop, so it keeps serving while t
 benchmark's loop is busy decoding frames.
 
 - `GET /stress.html?rate=R&seconds=S&run=ID` and `GET /simple.html`: the pages.
+- `GET /busy.html[?hz=20]`: a live dashboard that mutates a few nodes 20 times a second
+  (bench/compression.py records it).
 - `GET /go?run=ID`: held until the benchmark calls `release(ID)` (its viewer is
   attached), or `_GO_TIMEOUT_S`; the stress page waits on it before emitting.
 - `POST /report?run=ID`: the page's own account of what it sent (a channel that does
@@ -28,7 +30,8 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 _HERE = Path(__file__).parent
-_PAGES = {"/stress.html": _HERE / "stress_page.html", "/simple.html": _HERE / "simple_page.html"}
+_PAGES = {"/stress.html": _HERE / "stress_page.html", "/simple.html": _HERE / "simple_page.html",
+          "/busy.html": _HERE / "busy_page.html"}
 _GO_TIMEOUT_S = 60.0
 _NO_STORE = {"Cache-Control": "no-store"}
 

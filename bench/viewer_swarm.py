@@ -1,0 +1,397 @@
+"""Many viewers of one session in one process, doing as little as possible per message.
+
+    python -m bench.viewer_swarm --url ws://127.0.0.1:PORT/sessions/ID/stream --viewers 100
+
+bench/fanout.py starts this as a subprocess, so the swarm's CPU is not the
+benchmark driver's and shows up as its own process. Every viewer speaks protocol v1
+(docs/protocol.md): `hello` with `acks: true`, then it reads binary frames. Per frame
+it reads the header only (first/last seq, event count, first_ts/last_ts) and notes the
+arrival wall time the moment `recv()` hands the frame over. One viewer in `--decode-every`
+(always viewer 0) also decodes every frame with the codec `welcome` names and reads
+the stress page's bench events out of it (bench/viewer_client.py's patterns), so
+content and per-event latency are checked on a sample. Decoding needs every frame of
+a segment, so the sample is whole viewers, not frames.
+
+Acks: each viewer acknowledges what it received at most every `ACK_EVERY_S` (100 ms), as
+the protocol asks: on a frame if the last ack is that old, and from a sweep every
+100 ms for a viewer whose frames stopped (so the server's window never closes on a
+viewer that simply had nothing new).
+
+The WebSocket client offers permessage-deflate unless `--no-ws-deflate`, as browsers
+do, so the server pays whatever it negotiates for each viewer.
+
+Control, one JSON object per line: the swarm writes `{"event": "attached", ...}` to
+stdout once every viewer has its `welcome` and first binary frame (or gave up), and
+reads commands on stdin: `{"cmd": "window", "start": T0, "end": T1}` (wall-clock seconds;
+statistics cover frames that arrived in it) and `{"cmd": "stop"}`, after which it closes
+every socket and writes `{"event": "result", ...}`. End of stdin counts as stop;
+`--max-seconds` bounds the whole run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import math
+import resource
+import statistics
+import struct
+import sys
+import time
+from array import array
+from typing import Any
+
+import orjson
+from websockets.asyncio.client import ClientConnection, connect
+
+from bench.viewer_client import _BENCH, _DONE
+from pipeline.codec import SegmentDecoder, make_decoder
+
+ACK_EVERY_S = 0.1
+# version, flags, header_length, event_count, first_seq, last_seq, first_ts, last_ts, ingest_ts
+_HEADER = struct.Struct("<BBHIQQddd")
+_RESET = 0x02
+_SEGMENT_START = 0x01
+
+
+class SwarmViewer:
+    """One viewer's socket and what it saw; frames are kept as parallel arrays."""
+
+    __slots__ = ("index", "decode", "ws", "decoder", "last_seq", "acked_seq", "last_ack",
+                 "welcome", "first_frame", "arrival", "first_ts", "last_ts", "ingest_ts", "events",
+                 "batches", "nbytes", "gaps", "resets", "reset_messages", "error", "closed",
+                 "bench", "bench_dupes", "bench_bad", "done", "acks_sent", "status_seen")
+
+    def __init__(self, index: int, decode: bool) -> None:
+        self.index = index
+        self.decode = decode
+        self.ws: ClientConnection | None = None
+        self.decoder: SegmentDecoder | None = None
+        self.last_seq: int | None = None
+        self.acked_seq = -1
+        self.last_ack = 0.0
+        self.welcome: dict[str, Any] | None = None
+        self.first_frame: float | None = None
+        self.arrival = array("d")
+        self.first_ts = array("d")
+        self.last_ts = array("d")
+        self.ingest_ts = array("d")
+        self.events = array("l")
+        self.batches = array("l")
+        self.nbytes = 0
+        self.gaps = 0  # a jump in sequence numbers without RESET
+        self.resets = 0  # RESET frames after the first frame
+        self.reset_messages: list[str] = []  # reasons of `reset` messages after the first
+        self.error: str | None = None
+        self.closed: str | None = None
+        # decoded viewers: bench index -> (arrival wall s, latency ms)
+        self.bench: dict[int, tuple[float, float]] = {}
+        self.bench_dupes = 0
+        self.bench_bad = 0  # a frame whose text did not match its header, or a missed pattern
+        self.done: dict[str, Any] | None = None
+        self.acks_sent = 0
+        self.status_seen = 0
+
+
+async def _ack(viewer: SwarmViewer, now: float) -> None:
+    if viewer.ws is None or viewer.last_seq is None or viewer.last_seq <= viewer.acked_seq:
+        return
+    seq = viewer.last_seq
+    viewer.acked_seq, viewer.last_ack = seq, now
+    viewer.acks_sent += 1
+    await viewer.ws.send(f'{{"type":"ack","seq":{seq}}}')
+
+
+def _on_frame(viewer: SwarmViewer, message: bytes, arrival: float) -> None:
+    (_, flags, header_length, count, first_seq, last_seq, first_ts, last_ts,
+     ingest_ts) = _HEADER.unpack_from(message)
+    if viewer.last_seq is not None:
+        if flags & _RESET:
+            viewer.resets += 1
+        elif first_seq != viewer.last_seq + 1:
+            viewer.gaps += 1
+    viewer.last_seq = last_seq
+    viewer.arrival.append(arrival)
+    viewer.first_ts.append(first_ts)
+    viewer.last_ts.append(last_ts)
+    viewer.ingest_ts.append(ingest_ts)
+    viewer.events.append(count)
+    viewer.batches.append(last_seq - first_seq + 1)
+    viewer.nbytes += len(message)
+    if viewer.decode and viewer.decoder is not None:
+        text = viewer.decoder.decode(message[header_length:],
+                                     segment_start=bool(flags & _SEGMENT_START))
+        if text.count(b"\n") != last_seq - first_seq + 1:
+            viewer.bench_bad += 1
+        matches = list(_BENCH.finditer(text))
+        if len(matches) != text.count(b'"tag":"bench",'):
+            viewer.bench_bad += 1
+        arrival_ms = arrival * 1000.0
+        for match in matches:
+            index = int(match[1])
+            if index in viewer.bench:
+                viewer.bench_dupes += 1
+            else:
+                viewer.bench[index] = (arrival, arrival_ms - float(match[2]))
+        done = _DONE.search(text)
+        if done is not None:
+            viewer.done = orjson.loads(done[1])
+
+
+async def _run_viewer(viewer: SwarmViewer, url: str, ws_deflate: bool,
+                      attached: asyncio.Event, counter: list[int], total: int,
+                      gate: asyncio.Semaphore) -> None:
+    try:
+        async with gate:
+            ws = await connect(url, max_size=None, proxy=None, open_timeout=30,
+                               compression="deflate" if ws_deflate else None,
+                               ping_interval=None)
+        viewer.ws = ws
+        async with ws:
+            await ws.send(json.dumps({"type": "hello", "protocol": 1, "resume_after": None,
+                                      "token": None, "acks": True}))
+            while True:
+                message = await ws.recv()
+                arrival = time.time()
+                if isinstance(message, bytes):
+                    if viewer.first_frame is None:
+                        viewer.first_frame = arrival
+                        counter[0] += 1
+                        if counter[0] >= total:
+                            attached.set()
+                    _on_frame(viewer, message, arrival)
+                    if arrival - viewer.last_ack >= ACK_EVERY_S:
+                        await _ack(viewer, arrival)
+                    continue
+                control = json.loads(message)
+                kind = control.get("type")
+                if kind == "welcome":
+                    viewer.welcome = control
+                    if viewer.decode:
+                        viewer.decoder = make_decoder(control["codec"])
+                elif kind == "status":
+                    viewer.status_seen += 1
+                elif kind == "reset" and viewer.first_frame is not None:
+                    viewer.reset_messages.append(str(control.get("reason")))
+                elif kind in ("end", "error"):
+                    viewer.closed = f"{kind}: {control.get('reason') or control.get('message')}"
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:  # a closed socket, a refused connect: note it, never raise
+        viewer.error = f"{type(exc).__name__}: {str(exc)[:200]}"
+    finally:
+        viewer.ws = None
+        if viewer.first_frame is None:
+            counter[0] += 1  # gave up: do not keep the others waiting for it
+            if counter[0] >= total:
+                attached.set()
+
+
+async def _sweep_acks(viewers: list[SwarmViewer]) -> None:
+    while True:
+        await asyncio.sleep(ACK_EVERY_S)
+        now = time.time()
+        for viewer in viewers:
+            if now - viewer.last_ack >= ACK_EVERY_S:
+                with contextlib.suppress(Exception):
+                    await _ack(viewer, now)
+
+
+async def _loop_lag(samples: array) -> None:
+    """How late this process's event loop wakes up: the swarm's own delay in the figures."""
+    period = 0.05
+    while True:
+        t0 = time.perf_counter()
+        await asyncio.sleep(period)
+        samples.append((time.perf_counter() - t0 - period) * 1000.0)
+
+
+def _pct(values: list[float] | array, q: float) -> float | None:
+    if not len(values):
+        return None
+    ordered = sorted(values)
+    return round(ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))], 1)
+
+
+def summarize(viewers: list[SwarmViewer], start: float, end: float,
+              lag: array) -> dict[str, Any]:
+    """Statistics over frames that arrived in [start, end] (wall seconds)."""
+    span = max(end - start, 1e-9)
+    newest: list[float] = []  # arrival - last_ts: the frame's freshest event
+    oldest: list[float] = []  # arrival - first_ts: the frame's oldest event
+    served: list[float] = []  # arrival - ingest_ts: streamer -> gateway -> ingress -> here
+    per_viewer_events: list[float] = []
+    seconds: dict[int, list[float]] = {}  # second of the window -> newest-event latencies
+    per_viewer_frames: list[float] = []
+    frames = events = batches = 0
+    for v in viewers:
+        n_events = n_frames = 0
+        for i, arrival in enumerate(v.arrival):
+            if start <= arrival <= end:
+                ms = arrival * 1000.0
+                newest.append(ms - v.last_ts[i])
+                seconds.setdefault(int(arrival - start), []).append(ms - v.last_ts[i])
+                oldest.append(ms - v.first_ts[i])
+                served.append(ms - v.ingest_ts[i])
+                n_frames += 1
+                n_events += v.events[i]
+                batches += v.batches[i]
+        frames += n_frames
+        events += n_events
+        per_viewer_events.append(n_events / span)
+        per_viewer_frames.append(n_frames / span)
+    sampled = [v for v in viewers if v.decode]
+    event_lat = [lat for v in sampled for arrival, lat in v.bench.values()
+                 if start <= arrival <= end]
+    sample_rows = []
+    for v in sampled:
+        sent = int(v.done.get("sent", 0)) if v.done else None
+        lost = (sum(1 for i in range(sent) if i not in v.bench) if sent is not None else None)
+        sample_rows.append({"viewer": v.index, "bench_received": len(v.bench), "page_sent": sent,
+                            "lost": lost, "duplicates": v.bench_dupes, "bad_frames": v.bench_bad,
+                            "saw_done": v.done is not None})
+    attach = [v.first_frame for v in viewers if v.first_frame is not None]
+    return {
+        "viewers": len(viewers),
+        "attached": len(attach),
+        "errors": sorted({v.error for v in viewers if v.error}),
+        "viewers_with_error": sum(1 for v in viewers if v.error),
+        "window_s": round(span, 3),
+        "frames": frames,
+        "frames_per_s": round(frames / span, 1),
+        "events_per_frame": round(events / frames, 2) if frames else None,
+        "batches_per_frame": round(batches / frames, 2) if frames else None,
+        "events_per_s_per_viewer": {
+            "median": round(statistics.median(per_viewer_events), 1) if viewers else None,
+            "min": round(min(per_viewer_events), 1) if viewers else None,
+            "max": round(max(per_viewer_events), 1) if viewers else None},
+        "frames_per_s_per_viewer_median": (round(statistics.median(per_viewer_frames), 1)
+                                           if viewers else None),
+        "latency_frame_newest_ms": {"p50": _pct(newest, 0.5), "p99": _pct(newest, 0.99),
+                                    "max": round(max(newest), 1) if newest else None,
+                                    "samples": len(newest)},
+        "latency_frame_oldest_ms": {"p50": _pct(oldest, 0.5), "p99": _pct(oldest, 0.99),
+                                    "max": round(max(oldest), 1) if oldest else None},
+        "latency_ingest_to_viewer_ms": {"p50": _pct(served, 0.5), "p99": _pct(served, 0.99)},
+        "latency_event_sampled_ms": {"p50": _pct(event_lat, 0.5), "p99": _pct(event_lat, 0.99),
+                                     "max": round(max(event_lat), 1) if event_lat else None,
+                                     "samples": len(event_lat),
+                                     "viewers": len(sampled)},
+        "gaps": sum(v.gaps for v in viewers),
+        "resets": sum(v.resets for v in viewers),
+        "viewers_reset": sum(1 for v in viewers if v.resets),
+        "reset_reasons": sorted({r for v in viewers for r in v.reset_messages}),
+        "sampled": sample_rows,
+        "lost_sampled": sum(r["lost"] or 0 for r in sample_rows),
+        "bytes_received": sum(v.nbytes for v in viewers),
+        "acks_sent": sum(v.acks_sent for v in viewers),
+        "closed": sorted({v.closed for v in viewers if v.closed}),
+        "loop_lag_ms": {"p50": _pct(lag, 0.5), "p99": _pct(lag, 0.99),
+                        "max": round(max(lag), 1) if len(lag) else None},
+        "attach_spread_s": round(max(attach) - min(attach), 2) if attach else None,
+        "per_viewer_events_per_s": [round(x, 1) for x in per_viewer_events],
+        # One row per second of the window: a stall shows up as one bad second.
+        "timeline": [{"second": k, "frames": len(v), "p50": _pct(v, 0.5), "p99": _pct(v, 0.99),
+                      "max": round(max(v), 1)} for k, v in sorted(seconds.items())],
+    }
+
+
+async def _commands(queue: asyncio.Queue[dict[str, Any]]) -> None:
+    loop = asyncio.get_running_loop()
+    reader = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), sys.stdin)
+    while True:
+        line = await reader.readline()
+        if not line:
+            await queue.put({"cmd": "stop", "why": "stdin closed"})
+            return
+        with contextlib.suppress(ValueError):
+            await queue.put(json.loads(line))
+
+
+def _emit(obj: dict[str, Any]) -> None:
+    sys.stdout.write(json.dumps(obj) + "\n")
+    sys.stdout.flush()
+
+
+async def run(args: argparse.Namespace) -> None:
+    viewers = [SwarmViewer(i, i % args.decode_every == 0) for i in range(args.viewers)]
+    attached = asyncio.Event()
+    counter = [0]
+    gate = asyncio.Semaphore(args.connect_concurrency)
+    lag: array = array("d")
+    t0 = time.time()
+    tasks = [asyncio.create_task(_run_viewer(v, args.url, args.ws_deflate, attached, counter,
+                                             len(viewers), gate)) for v in viewers]
+    helpers = [asyncio.create_task(_sweep_acks(viewers)), asyncio.create_task(_loop_lag(lag))]
+    commands: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+    helpers.append(asyncio.create_task(_commands(commands)))
+    window = (t0, t0 + args.max_seconds)
+    try:
+        async with asyncio.timeout(args.max_seconds):
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(attached.wait(), args.attach_timeout)
+            ok = sum(1 for v in viewers if v.first_frame is not None)
+            _emit({"event": "attached", "viewers": len(viewers), "attached": ok,
+                   "seconds": round(time.time() - t0, 2),
+                   "errors": sorted({v.error for v in viewers if v.error})[:5]})
+            while True:
+                command = await commands.get()
+                if command.get("cmd") == "window":
+                    window = (float(command["start"]), float(command["end"]))
+                    lag = array("d")  # loop lag from here on only
+                    helpers[1].cancel()
+                    helpers[1] = asyncio.create_task(_loop_lag(lag))
+                elif command.get("cmd") == "stop":
+                    break
+    except TimeoutError:
+        print(f"[swarm] stopped after --max-seconds {args.max_seconds:g}", file=sys.stderr)
+    finally:
+        for task in helpers:
+            task.cancel()
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, *helpers, return_exceptions=True)
+    _emit({"event": "result", **summarize(viewers, window[0], window[1], lag)})
+
+
+def _raise_fd_limit(viewers: int) -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = viewers * 2 + 256
+    if soft < want:
+        target = want if hard == resource.RLIM_INFINITY else min(want, hard)
+        resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        if target < want:
+            print(f"[swarm] fd limit {target} < {want}: some viewers may fail to connect",
+                  file=sys.stderr)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.viewer_swarm", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--viewers", type=int, required=True)
+    parser.add_argument("--decode-every", type=int, default=0,
+                        help="decode one viewer in this many (default: about 10 decoders)")
+    parser.add_argument("--connect-concurrency", type=int, default=32)
+    parser.add_argument("--attach-timeout", type=float, default=90.0)
+    parser.add_argument("--max-seconds", type=float, default=300.0)
+    parser.add_argument("--no-ws-deflate", dest="ws_deflate", action="store_false",
+                        help="do not offer permessage-deflate (browsers do)")
+    args = parser.parse_args(argv)
+    if args.decode_every <= 0:
+        args.decode_every = max(1, args.viewers // 10)
+    _raise_fd_limit(args.viewers)
+    try:
+        import uvloop
+
+        uvloop.run(run(args))
+    except ImportError:
+        asyncio.run(run(args))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
