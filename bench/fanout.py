@@ -35,6 +35,7 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
 import sys
 import time
 import uuid
@@ -251,6 +252,7 @@ def report(result: dict[str, Any]) -> str:
                f"{result['settings']['codec']}, flush {result['settings']['flush_ms']} ms, "
                f"{result['settings']['gateway_replicas']} gateway replica(s), "
                f"WebSocket permessage-deflate offered: {result['ws_deflate']}; "
+               + "".join(f"{k}={v}; " for k, v in result.get("env", {}).items()) +
                f"{machine['cpu_count']} cores, load {machine['load_avg_1m_at_start']} at start")
     for ingress, runs in result["ingress"].items():
         steps = runs["steps"]
@@ -313,6 +315,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retries", type=int, help="extra attempts of a step during which "
                         "others used more than --busy-limit %% of a core (full: 2)")
     parser.add_argument("--busy-limit", type=float, help="see --retries (default 25)")
+    parser.add_argument("--env", action="append", default=[], metavar="KEY=VALUE",
+                        help="set in this process before Ray starts, so Ray and Serve inherit "
+                        "it, e.g. RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD=0 (repeatable)")
     parser.add_argument("--no-ws-deflate", dest="ws_deflate", action="store_false",
                         help="viewers do not offer permessage-deflate (browsers do)")
     parser.add_argument("--out", type=Path, help="JSON file (default bench/results/"
@@ -327,8 +332,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--ingress takes haproxy, python or haproxy,python")
     out_path = args.out or RESULTS / f"fanout_{'_'.join(ingresses)}{'_quick' * args.quick}.json"
 
+    env = dict(item.split("=", 1) for item in args.env)
+    os.environ.update(env)
     result: dict[str, Any] = {"benchmark": "fanout", "quick": args.quick, "plan": plan,
-                              "ws_deflate": args.ws_deflate, "ingress": {}}
+                              "ws_deflate": args.ws_deflate, "env": env, "ingress": {}}
     with bench_lock(f"bench.fanout --ingress {args.ingress}"):
         result["machine"] = machine_info()
         result["timestamp"] = datetime.now(UTC).isoformat(timespec="seconds")
