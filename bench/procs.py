@@ -137,6 +137,26 @@ class ChromiumWatch:
         return killed
 
 
+def code_version() -> dict[str, object]:
+    """The commit measured, and the files under pipeline/, serve/ and frontend/src/ that
+    differ from it: others commit while a benchmark runs, so results name their code."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
+                                  timeout=10, check=False).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    dirty = git("status", "--porcelain", "--", "pipeline", "serve", "frontend/src")
+    return {"git_commit": git("rev-parse", "--short", "HEAD") or None,
+            "git_dirty": [line[3:] for line in dirty.splitlines()]}
+
+
 def machine_info() -> dict[str, object]:
     import platform
     import sys
@@ -144,6 +164,7 @@ def machine_info() -> dict[str, object]:
     import ray
 
     return {
+        **code_version(),
         "cpu_count": os.cpu_count(),
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "load_avg_1m_at_start": round(os.getloadavg()[0], 2),
@@ -154,4 +175,4 @@ def machine_info() -> dict[str, object]:
 
 
 __all__ = ["GATEWAY", "HAPROXY", "OTHERS", "SERVE_PROXY", "ChromiumWatch", "CpuMeter",
-           "machine_info"]
+           "code_version", "machine_info"]
