@@ -43,6 +43,7 @@ from typing import Any
 import httpx
 import psutil
 
+from bench.stack import until_routed_to_us
 from pipeline.config import Settings
 
 _MB = 1024 * 1024
@@ -267,31 +268,6 @@ def _print_row(s: Sample) -> None:
           flush=True)
 
 
-async def _until_routed_to_us(api: httpx.AsyncClient, registry: Any, page_url: str) -> None:
-    """Waits until the gateway port answers from this stack, five times in a row.
-
-    Just after `serve.run`, HAProxy may still hand requests to Serve's fallback proxy on
-    127.0.0.1:8500, which other Ray instances on the machine share (SO_REUSEPORT): a
-    POST could create the session in someone else's stack. A probe made directly in our
-    own registry tells the two apart.
-    """
-    from pipeline.models import SessionSpec
-
-    probe = await registry.create.remote(SessionSpec(url=page_url, name="viewer-memory-probe",
-                                                     max_duration_s=60))
-    try:
-        streak = 0
-        for _ in range(240):
-            ok = (await api.get(f"/sessions/{probe.id}")).status_code == 200
-            streak = streak + 1 if ok else 0
-            if streak >= 5:
-                return
-            await asyncio.sleep(0.25)
-        raise RuntimeError("the gateway port keeps reaching another stack than ours")
-    finally:
-        await registry.stop.remote(probe.id)
-
-
 async def _wait_until(predicate_js: str, page: Any, timeout_s: float) -> None:
     await page.wait_for_function(predicate_js, timeout=timeout_s * 1000, polling=500)
 
@@ -310,7 +286,7 @@ async def _measure(settings: Settings, page_url: str, duration_s: float,
     errors: list[str] = []
     async with httpx.AsyncClient(base_url=base, timeout=60) as api:
         registry = ray.get_actor(REGISTRY_NAME, namespace=settings.namespace)
-        await _until_routed_to_us(api, registry, page_url)
+        await until_routed_to_us(api, registry, page_url)
         spec = {"url": page_url, "name": "viewer memory bench",
                 "max_duration_s": int(duration_s) + 600}
         info = (await api.post("/sessions", json=spec)).raise_for_status().json()
