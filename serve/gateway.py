@@ -11,7 +11,6 @@ actors hold the streams, so any replica can serve any viewer of any session.
 import asyncio
 import contextlib
 import logging
-import time
 from typing import Any
 
 import orjson
@@ -44,10 +43,17 @@ from pipeline.protocol import (
 from pipeline.recorder import assets_dir
 from pipeline.registry import get_or_create_registry
 from serve.info import session_info
+from serve.uvicorn_options import disable_permessage_deflate
 from serve.viewers import SessionHub, Viewer
 
 _log = logging.getLogger(__name__)
 _STATUS_EVERY_S = 1.0
+# Serve runs a replica's handlers on a thread of their own by default, and every message
+# a WebSocket sends then crosses to uvicorn's loop and back; on the server's loop, sends
+# cost less and a slow socket holds back only its own sender.
+_REPLICA_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
+
+disable_permessage_deflate()  # runs in each replica as it imports this module
 
 app = FastAPI(
     title="rrstream",
@@ -143,7 +149,7 @@ async def _until_first_done(*coros: Any) -> None:
         await asyncio.gather(*tasks, return_exceptions=True)
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0})
+@serve.deployment(ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": _REPLICA_ENV}})
 @serve.ingress(app)
 class Gateway:
     def __init__(self, settings: Settings) -> None:
@@ -153,6 +159,7 @@ class Gateway:
         self._registry = get_or_create_registry(settings)
         self._registry.keep_warm.remote()
         self._hubs: dict[str, SessionHub] = {}
+        self._viewers = 0  # open viewer streams on this replica
         self._closing: set[asyncio.Task[None]] = set()
         self._assets = assets_dir(settings)
         if (self._assets / "index.html").exists():
@@ -259,7 +266,8 @@ class Gateway:
             return
         hub = self._hub(session_id, streamer)
         viewer, continues = await hub.attach(hello.resume_after)
-        self._metrics.viewers(self._viewer_count())
+        self._viewers += 1
+        self._metrics.viewers(self._viewers)
         if hello.acks:
             viewer.use_acks(self._settings.viewer_window_bytes)
         try:
@@ -273,7 +281,8 @@ class Gateway:
             )
         finally:
             hub.detach(viewer)
-            self._metrics.viewers(self._viewer_count())
+            self._viewers -= 1
+            self._metrics.viewers(self._viewers)
 
     async def _wait_for_stream(self, websocket: WebSocket, session_id: str) -> Any:
         """The session's streamer; while the session waits for a browser slot, the viewer
@@ -285,13 +294,20 @@ class Gateway:
                 record = await self._registry.get.remote(session_id)
                 await websocket.send_text(Status(state=str(record.state)).model_dump_json())
 
+    def _frame_interval(self) -> float:
+        """Seconds between one viewer's frames so that this replica's viewers together stay
+        near `gateway_frames_per_s`: zero for a few viewers, longer as they grow. Frames
+        per second, not viewers or bytes, bound the replica's cost."""
+        budget = self._settings.gateway_frames_per_s
+        interval = self._viewers / budget if budget > 0 else 0.0
+        return interval if interval > 0.005 else 0.0
+
     async def _send(self, websocket: WebSocket, session_id: str, hub: SessionHub,
                     viewer: Viewer) -> None:
         loop = asyncio.get_running_loop()
         last_status = 0.0
         while True:
-            interval = hub.frame_interval(self._settings.gateway_frames_per_s)
-            delivery = await viewer.next(_STATUS_EVERY_S, interval if interval > 0.005 else 0.0)
+            delivery = await viewer.next(_STATUS_EVERY_S, self._frame_interval())
             if delivery.reset is not None and delivery.frames:
                 await websocket.send_text(
                     Reset(reason=delivery.reset, seq=delivery.frames[0][0].seq).model_dump_json()
@@ -301,18 +317,15 @@ class Gateway:
                 data = encode_frame(session_id, frame, reset=reset)
                 await websocket.send_bytes(data)
                 viewer.sent(frame[-1].seq, len(data))
-                self._metrics.latency(time.time() * 1000.0 - frame[-1].last_ts)
+                self._metrics.latency(frame[-1].last_ts)
             now = loop.time()
             if now - last_status >= _STATUS_EVERY_S:
-                await websocket.send_text(hub.status.model_dump_json())
+                await websocket.send_text(hub.status_json)
                 last_status = now
             if delivery.end is not None:
                 await websocket.send_text(delivery.end.model_dump_json())
                 await websocket.close(CloseCode.SESSION_ENDED, f"session {delivery.end.reason}")
                 return
-
-    def _viewer_count(self) -> int:
-        return sum(h.viewer_count for h in self._hubs.values())
 
     def _hub(self, session_id: str, streamer: Any) -> SessionHub:
         hub = self._hubs.get(session_id)

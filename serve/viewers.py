@@ -96,9 +96,11 @@ class Viewer:
             self._in_flight_bytes += nbytes
 
     def ack(self, seq: int) -> None:
+        was_open = self.window_open
         while self._in_flight and self._in_flight[0][0] <= seq:
             self._in_flight_bytes -= self._in_flight.popleft()[1]
-        self._wake.set()
+        if self._pending and not was_open and self.window_open:
+            self._wake.set()  # frames held back for the window can go now
 
     def finish(self, end: End) -> None:
         self._end = end
@@ -116,8 +118,10 @@ class Viewer:
     async def next(self, timeout_s: float, min_interval_s: float = 0.0) -> Delivery:
         """What to send next, waiting up to `timeout_s` for it. With `min_interval_s`, frames
         go out at most that often: what arrives meanwhile joins the next frame."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout_s)
+        if not self._wake.is_set():
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(timeout_s):
+                    await self._wake.wait()
         if min_interval_s > 0 and self._pending:
             loop = asyncio.get_running_loop()
             wait = self._last_delivery + min_interval_s - loop.time()
@@ -164,6 +168,7 @@ class SessionHub:
         self._end: End | None = None
         self._idle_since = time.monotonic()
         self.status = Status(state="pending")
+        self.status_json = self.status.model_dump_json()  # sent to every viewer each second
         self._tasks = {
             asyncio.create_task(self._pull(), name=f"pull:{session_id}"),
             asyncio.create_task(self._poll_status(), name=f"status:{session_id}"),
@@ -176,12 +181,6 @@ class SessionHub:
     @property
     def streamer(self) -> Any:
         return self._streamer
-
-    def frame_interval(self, frames_per_s: float) -> float:
-        """Seconds between one viewer's frames so that this session's viewers together stay
-        near `frames_per_s`: zero for a few viewers, longer as they grow. Frames per
-        second, not bytes, bound the gateway's cost."""
-        return len(self._viewers) / frames_per_s if frames_per_s > 0 else 0.0
 
     @property
     def ended(self) -> bool:
@@ -314,6 +313,7 @@ class SessionHub:
                     steps_total=len(status.steps) if status else 0,
                     error=record.error,
                 )
+                self.status_json = self.status.model_dump_json()
             await asyncio.sleep(1.0)
 
 

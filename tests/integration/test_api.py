@@ -120,6 +120,16 @@ async def test_websocket_refuses_unknown_sessions_and_bad_hellos(api, stack, dem
     await api.delete(f"/sessions/{sid}")
 
 
+async def test_frames_are_not_deflated_again_in_the_socket(stack) -> None:
+    # Offered permessage-deflate, as every browser does, the gateway declines it: frames
+    # are compressed once by the streamer, not again for each viewer.
+    async with websockets.connect(f"{stack.ws_url}/sessions/nope/stream",
+                                  compression="deflate") as ws:
+        assert "permessage-deflate" in ws.request.headers["Sec-WebSocket-Extensions"]
+        assert ws.response.headers.get("Sec-WebSocket-Extensions") is None
+        assert ws.protocol.extensions == []
+
+
 async def test_stream_delivers_the_page_in_order_to_several_viewers(api, stack, demo_site):
     sid = (await api.post("/sessions", json={
         "url": f"{demo_site.url}/list.html",
