@@ -32,9 +32,9 @@ class Settings(BaseSettings):
         "replicas (~10x the message rate); `python` is Serve's default proxy, the fallback.",
     )
     gateway_frames_per_s: float = Field(
-        default=2_000.0, ge=0,
-        description="Frames per second a replica aims to send per session, summed over its "
-        "viewers: with many viewers each gets fewer, larger frames (0: one frame per batch).",
+        default=5_000.0, ge=0,
+        description="Frames per second a replica aims to send, summed over all its viewers: "
+        "with many viewers each gets fewer, larger frames (0: one frame per batch).",
     )
     viewer_window_bytes: int = Field(
         default=4 * 1024 * 1024, ge=65_536,
@@ -93,7 +93,10 @@ class Settings(BaseSettings):
     sampling_input: Literal["last", "all"] = "last"
     slim_dom: bool = True
     mask_passwords: bool = True
-    flush_ms: int = Field(default=25, ge=1, le=1_000, description="In-page batching window.")
+    flush_ms: int = Field(
+        default=10, ge=1, le=1_000,
+        description="In-page batching window on a busy page (an idle page sends at once).",
+    )
     max_batch_chars: int = Field(default=262_144, ge=1_024)
 
     # Streaming

@@ -16,7 +16,7 @@ import { record } from "rrweb";
 
   const options = window.__RRSTREAM_OPTIONS__ || {};
   const bindingName = options.binding || "__rrstreamBatch";
-  const flushMs = options.flushMs ?? 25;
+  const flushMs = options.flushMs ?? 10;
   const maxBatchChars = options.maxBatchChars ?? 262144;
 
   let parts = [];
