@@ -12,9 +12,9 @@ the stress page's bench events out of it (bench/viewer_client.py's patterns), so
 content and per-event latency are checked on a sample. Decoding needs every frame of
 a segment, so the sample is whole viewers, not frames.
 
-Acks: each viewer acknowledges what it received at most every `ACK_EVERY_S` (100 ms), as
+Acks: each viewer acknowledges what it received at most every `ACK_EVERY_S` (500 ms), as
 the protocol asks: on a frame if the last ack is that old, and from a sweep every
-100 ms for a viewer whose frames stopped (so the server's window never closes on a
+500 ms for a viewer whose frames stopped (so the server's window never closes on a
 viewer that simply had nothing new).
 
 The WebSocket client offers permessage-deflate unless `--no-ws-deflate`, as browsers
@@ -49,7 +49,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from bench.viewer_client import _BENCH, _DONE
 from pipeline.codec import SegmentDecoder, make_decoder
 
-ACK_EVERY_S = 0.1
+ACK_EVERY_S = 0.5
 # version, flags, header_length, event_count, first_seq, last_seq, first_ts, last_ts, ingest_ts
 _HEADER = struct.Struct("<BBHIQQddd")
 _RESET = 0x02
