@@ -11,7 +11,7 @@ import pytest
 import ray
 import websockets
 
-from pipeline.codec import Lz4FrameDecoder
+from pipeline.codec import make_decoder
 from pipeline.protocol import decode_frame
 from tests.conftest import wait_for_state
 
@@ -27,9 +27,9 @@ async def hello(ws, resume_after: int | None = None) -> dict:
                 return reply
 
 
-async def read_events(ws, until, timeout_s: float = 30.0) -> list[dict]:
+async def read_events(ws, until, codec: str, timeout_s: float = 30.0) -> list[dict]:
     """Decodes frames until `until(events)` holds; returns every event received."""
-    decoder = Lz4FrameDecoder()
+    decoder = make_decoder(codec)
     events: list[dict] = []
     last_seq = None
     async with asyncio.timeout(timeout_s):
@@ -140,8 +140,9 @@ async def test_stream_delivers_the_page_in_order_to_several_viewers(api, stack, 
     async def watch() -> list[dict]:
         async with websockets.connect(f"{stack.ws_url}/sessions/{sid}/stream") as ws:
             welcome = await hello(ws)
-            assert welcome["type"] == "welcome" and welcome["codec"] == "lz4-frame"
-            return await read_events(ws, lambda ev: "Item 3" in orjson.dumps(ev).decode())
+            assert welcome["type"] == "welcome" and welcome["codec"] == stack.settings.codec
+            return await read_events(ws, lambda ev: "Item 3" in orjson.dumps(ev).decode(),
+                                     welcome["codec"])
 
     first, second = await asyncio.gather(watch(), watch())
     for events in (first, second):
@@ -155,12 +156,13 @@ async def test_resume_continues_without_gap_and_end_closes_1000(api, stack, demo
     sid = (await api.post("/sessions", json={"url": f"{demo_site.url}/list.html"})).json()["id"]
     url = f"{stack.ws_url}/sessions/{sid}/stream"
     async with websockets.connect(url) as ws:
-        await hello(ws)
-        events = await read_events(ws, lambda ev: sum(e["type"] == 3 for e in ev) >= 3)
+        welcome = await hello(ws)
+        events = await read_events(ws, lambda ev: sum(e["type"] == 3 for e in ev) >= 3,
+                                   welcome["codec"])
     seen_last = None
     async with websockets.connect(url) as ws:
-        await hello(ws)
-        decoder = Lz4FrameDecoder()
+        welcome = await hello(ws)
+        decoder = make_decoder(welcome["codec"])
         async with asyncio.timeout(30):
             while seen_last is None:
                 message = await ws.recv()
@@ -197,8 +199,9 @@ async def test_seed_demo_endpoints(api, stack) -> None:
     assert info["start_url"].startswith("http://127.0.0.1:")
     assert (await api.get(f"/demo/status/{sid}")).json()["id"] == sid
     async with websockets.connect(f"{stack.ws_url}/demo/stream?session_id={sid}") as ws:
-        assert (await hello(ws))["session_id"] == sid
-        await read_events(ws, lambda ev: any(e["type"] == 2 for e in ev))
+        welcome = await hello(ws)
+        assert welcome["session_id"] == sid
+        await read_events(ws, lambda ev: any(e["type"] == 2 for e in ev), welcome["codec"])
     async with websockets.connect(f"{stack.ws_url}/demo/stream") as ws:
         assert (await hello(ws))["session_id"] == sid  # the newest live demo session
     assert (await api.post(f"/demo/stop/{sid}")).json()["state"] == "stopped"

@@ -7,7 +7,7 @@ import asyncio
 import orjson
 import psutil
 
-from pipeline.codec import Lz4FrameDecoder
+from pipeline.codec import make_decoder
 from pipeline.config import Settings
 from pipeline.models import SessionSpec, SessionState, StepState
 from pipeline.protocol import PageBatch
@@ -38,7 +38,7 @@ def chromium_pids() -> set[int]:
 
 async def recorded_events(streamer: EventStreamer) -> list[dict]:
     result = await streamer.read(0, 0)
-    decoder = Lz4FrameDecoder()
+    decoder = make_decoder(streamer.codec())
     text = b"".join(decoder.decode(c.payload, segment_start=c.segment_start)
                     for c in result.chunks)
     return [event for line in text.splitlines() for event in orjson.loads(line)]

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import asyncio
 
-from pipeline.codec import Lz4FrameDecoder
+from pipeline.codec import make_decoder
 from pipeline.config import Settings
 from pipeline.protocol import PageBatch
 from pipeline.streamer import EventStreamer
@@ -19,7 +19,7 @@ async def test_numbers_compresses_and_serves_reads_in_order() -> None:
     result = await streamer.read(None, 0)
     assert result.reset and [c.seq for c in result.chunks] == [4, 5]
     result = await streamer.read(0, 0)
-    decoder = Lz4FrameDecoder()
+    decoder = make_decoder(streamer.codec())
     text = b"".join(decoder.decode(c.payload, segment_start=c.segment_start)
                     for c in result.chunks)
     assert text.decode().splitlines() == [f'[{{"type":3,"i":{i}}}]' for i in range(1, 6)]
