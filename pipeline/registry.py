@@ -1,8 +1,9 @@
 """SessionRegistry: the named actor that creates, knows and stops every session.
 
 It owns each session's two actors, `session:<id>` (holding a `browser` slot) and
-`streamer:<id>` (pinned to the same node), so the Ray dashboard shows both under
-their names and they live as long as the registry. The `browser` resource is the
+`streamer:<id>` (pinned to the same node), and each node's shared Chromium,
+`browser:<node id>`, so the Ray dashboard shows them under their names and they live
+as long as the registry. The `browser` resource is the
 pool: Ray places session actors where a slot is free (spread across nodes) and
 holds them while none is; the registry reports that queue.
 """
@@ -20,6 +21,7 @@ import ray
 from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from pipeline.browser_host import BrowserHost
 from pipeline.config import Settings
 from pipeline.errors import PoolFull, SessionNotFound, StreamUnavailable
 from pipeline.logs import configure_logging
@@ -33,7 +35,7 @@ from pipeline.models import (
     SessionStatus,
     StreamStats,
 )
-from pipeline.session import ActorSink, BrowserSession
+from pipeline.session import ActorHost, ActorSink, BrowserSession
 from pipeline.streamer import EventStreamer
 
 REGISTRY_NAME = "registry"
@@ -52,8 +54,17 @@ class BrowserSessionActor(BrowserSession):
         configure_logging()
         super().__init__(session_id, settings, sink=None, metrics=SessionMetrics())
 
-    def connect(self, streamer: Any) -> None:
+    def connect(self, streamer: Any, host: Any = None) -> None:
+        """`host`: the node's BrowserHost actor, when sessions share a Chromium."""
         self.set_sink(ActorSink(streamer))
+        if host is not None:
+            self.use_host(ActorHost(host))
+
+
+class BrowserHostActor(BrowserHost):
+    def __init__(self, settings: Settings) -> None:
+        configure_logging()
+        super().__init__(settings)
 
 
 class StreamerActor(EventStreamer):
@@ -90,6 +101,7 @@ class SessionRegistry:
         self._metrics_task: asyncio.Task[None] | None = None
         self._spares: list[_Entry] = []  # placed, Chromium running, no spec yet
         self._warming: asyncio.Task[None] | None = None
+        self._hosts: dict[str, Any] = {}  # node id -> its BrowserHost actor
 
     # -- creating and running sessions -------------------------------------------------------
 
@@ -187,7 +199,22 @@ class SessionRegistry:
             max_concurrency=10_000,
             scheduling_strategy=NodeAffinitySchedulingStrategy(record.node_id, soft=False),
         ).remote(record.id, self._settings, (record.restarts << _EPOCH_BITS) + 1)
-        await entry.session.connect.remote(entry.streamer)
+        host = self._host(record.node_id) if self._settings.shared_browser else None
+        await entry.session.connect.remote(entry.streamer, host)
+
+    def _host(self, node_id: str) -> Any:
+        """The node's shared Chromium: its BrowserHost actor, created on first use. This
+        handle is the one that keeps it alive (a looked-up handle would not), and Ray
+        restarts it on the same node if its worker dies; it goes with its node."""
+        host = self._hosts.get(node_id)
+        if host is None:
+            host = ray.remote(BrowserHostActor).options(
+                name=f"browser:{node_id}", namespace=self._settings.namespace,
+                num_cpus=0, max_concurrency=1_000, max_restarts=-1,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+            ).remote(self._settings)
+            self._hosts[node_id] = host
+        return host
 
     # -- warm browsers --------------------------------------------------------------------------
 
@@ -339,6 +366,12 @@ class SessionRegistry:
                              return_exceptions=True)
         for spare in spares:
             self._forget_actors(spare)
+        hosts, self._hosts = list(self._hosts.values()), {}
+        await asyncio.gather(*(asyncio.wait_for(h.close.remote(), _STATUS_TIMEOUT_S)
+                               for h in hosts), return_exceptions=True)
+        for host in hosts:
+            with contextlib.suppress(Exception):
+                ray.kill(host)
 
     async def _report_metrics(self) -> None:
         while True:
