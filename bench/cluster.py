@@ -148,29 +148,31 @@ def _part(proc: psutil.Process, actor_pid: int) -> str:
 
 def session_processes(actors: dict[str, dict[str, Any]],
                       session_id: str) -> dict[int, tuple[str, psutil.Process, float]]:
-    """pid -> (part, process, share) for one session: its actor's tree, its streamer, and
-    its share of its node's shared Chromium (`browser:<node>` and its tree), which is
-    divided evenly among the sessions on that node."""
+    """pid -> (part, process, share) for one session: its actor's tree, and its share of
+    the actors its node's sessions share, which is divided evenly among them: the
+    streamer (`streamer:<node>`) and the shared Chromium (`browser:<node>` and its tree).
+    A streamer of its own (`streamer:<session>`) counts whole."""
     out: dict[int, tuple[str, psutil.Process, float]] = {}
     session = actors.get(f"session:{session_id}")
-    if session is not None:
-        for proc in _tree(session["pid"]):
-            with contextlib.suppress(psutil.Error):
-                out[proc.pid] = (_part(proc, session["pid"]), proc, 1.0)
-        host = actors.get(f"browser:{session['node_id']}")
-        if host is not None:
-            sharing = sum(1 for name, actor in actors.items()
-                          if name.startswith("session:") and actor["node_id"] == session["node_id"])
-            for proc in _tree(host["pid"]):
-                with contextlib.suppress(psutil.Error):
-                    part = ("browser host actor (python)" if proc.pid == host["pid"]
-                            else _part(proc, -1))
-                    out[proc.pid] = (part, proc, 1.0 / sharing)
-    streamer = actors.get(f"streamer:{session_id}")
-    if streamer is not None:
+    if session is None:
+        return out
+    for proc in _tree(session["pid"]):
         with contextlib.suppress(psutil.Error):
-            out[streamer["pid"]] = ("streamer actor (python)", psutil.Process(streamer["pid"]),
-                                    1.0)
+            out[proc.pid] = (_part(proc, session["pid"]), proc, 1.0)
+    node = session["node_id"]
+    sharing = sum(1 for name, actor in actors.items()
+                  if name.startswith("session:") and actor["node_id"] == node)
+    shared = [(actors.get(f"streamer:{session_id}"), "streamer actor (python)", 1.0, False),
+              (actors.get(f"streamer:{node}"), "streamer actor (python)", 1.0 / sharing, False),
+              (actors.get(f"browser:{node}"), "browser host actor (python)", 1.0 / sharing,
+               True)]
+    for actor, part, share, tree in shared:
+        if actor is None:
+            continue
+        for proc in _tree(actor["pid"]) if tree else _tree(actor["pid"])[:1]:
+            with contextlib.suppress(psutil.Error):
+                out[proc.pid] = (part if proc.pid == actor["pid"] else _part(proc, -1), proc,
+                                 share)
     return out
 
 

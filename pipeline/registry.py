@@ -1,11 +1,12 @@
 """SessionRegistry: the named actor that creates, knows and stops every session.
 
-It owns each session's two actors, `session:<id>` (holding a `browser` slot) and
-`streamer:<id>` (pinned to the same node), and each node's shared Chromium,
-`browser:<node id>`, so the Ray dashboard shows them under their names and they live
-as long as the registry. The `browser` resource is the
-pool: Ray places session actors where a slot is free (spread across nodes) and
-holds them while none is; the registry reports that queue.
+It owns each session's actor, `session:<id>` (holding a `browser` slot), and two
+actors per node that the node's sessions share: `streamer:<node id>`, which keeps
+every session's stream (a StreamHost), and `browser:<node id>`, the shared Chromium.
+The Ray dashboard shows them under their names, and they live as long as the
+registry. The `browser` resource is the pool: Ray places session actors where a slot
+is free (spread across nodes) and holds them while none is; the registry reports that
+queue.
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ from pipeline.models import (
     StreamStats,
 )
 from pipeline.session import ActorHost, ActorSink, BrowserSession
-from pipeline.streamer import EventStreamer
+from pipeline.stream_host import StreamHandle, StreamHost
 
 REGISTRY_NAME = "registry"
 _STATUS_TIMEOUT_S = 5.0
@@ -67,10 +68,10 @@ class BrowserHostActor(BrowserHost):
         super().__init__(settings)
 
 
-class StreamerActor(EventStreamer):
-    def __init__(self, session_id: str, settings: Settings, first_seq: int = 1) -> None:
+class StreamerActor(StreamHost):
+    def __init__(self, settings: Settings) -> None:
         configure_logging()
-        super().__init__(session_id, settings, first_seq, metrics=StreamMetrics())
+        super().__init__(settings, metrics=StreamMetrics())
 
 
 class _NodeLost(Exception):
@@ -102,6 +103,7 @@ class SessionRegistry:
         self._spares: list[_Entry] = []  # placed, Chromium running, no spec yet
         self._warming: asyncio.Task[None] | None = None
         self._hosts: dict[str, Any] = {}  # node id -> its BrowserHost actor
+        self._streamers: dict[str, Any] = {}  # node id -> its StreamHost actor
 
     # -- creating and running sessions -------------------------------------------------------
 
@@ -164,7 +166,7 @@ class SessionRegistry:
                 await asyncio.sleep(self._settings.ended_retention_s)
                 streamer, entry.streamer = entry.streamer, None
                 with contextlib.suppress(Exception):
-                    ray.kill(streamer)
+                    await streamer.drop.remote()
 
     async def _run_once(self, entry: _Entry) -> None:
         record = entry.record
@@ -194,13 +196,23 @@ class SessionRegistry:
         # Resolves once Ray found a browser slot: the session is placed.
         record.node_id = await entry.session.node_id.remote()
         entry.placed = True
-        entry.streamer = ray.remote(StreamerActor).options(
-            name=f"streamer:{record.id}{suffix}", namespace=ns, num_cpus=0,
-            max_concurrency=10_000,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(record.node_id, soft=False),
-        ).remote(record.id, self._settings, (record.restarts << _EPOCH_BITS) + 1)
+        streamer = self._streamer(record.node_id)
+        await streamer.open.remote(record.id, (record.restarts << _EPOCH_BITS) + 1)
+        entry.streamer = StreamHandle(streamer, record.id)
         host = self._host(record.node_id) if self._settings.shared_browser else None
         await entry.session.connect.remote(entry.streamer, host)
+
+    def _streamer(self, node_id: str) -> Any:
+        """The node's StreamHost actor, created on first use; this handle keeps it alive."""
+        streamer = self._streamers.get(node_id)
+        if streamer is None:
+            streamer = ray.remote(StreamerActor).options(
+                name=f"streamer:{node_id}", namespace=self._settings.namespace, num_cpus=0,
+                max_concurrency=10_000,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+            ).remote(self._settings)
+            self._streamers[node_id] = streamer
+        return streamer
 
     def _host(self, node_id: str) -> Any:
         """The node's shared Chromium: its BrowserHost actor, created on first use. This
@@ -243,10 +255,12 @@ class SessionRegistry:
             self._spares.append(spare)
 
     def _forget_actors(self, entry: _Entry) -> None:
-        for handle in (entry.session, entry.streamer):
-            if handle is not None:
-                with contextlib.suppress(Exception):
-                    ray.kill(handle)
+        if entry.session is not None:
+            with contextlib.suppress(Exception):
+                ray.kill(entry.session)
+        if entry.streamer is not None:
+            with contextlib.suppress(Exception):
+                entry.streamer.drop.remote()
         entry.session = entry.streamer = None
         entry.placed = False
         entry.ready.clear()
@@ -372,6 +386,10 @@ class SessionRegistry:
         for host in hosts:
             with contextlib.suppress(Exception):
                 ray.kill(host)
+        streamers, self._streamers = list(self._streamers.values()), {}
+        for streamer in streamers:
+            with contextlib.suppress(Exception):
+                ray.kill(streamer)
 
     async def _report_metrics(self) -> None:
         while True:
