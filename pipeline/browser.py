@@ -50,49 +50,24 @@ def resolve_executable(playwright: Playwright, override: str | None) -> str | No
     raise BrowserNotFound([bundled or "Playwright's Chromium", "chromium on PATH"])
 
 
-# What Playwright's own launch adds, for the shared Chromium we launch ourselves: pages
-# must behave the same whichever way their browser was started.
-_PLAYWRIGHT_FLAGS = [
-    "--disable-field-trial-config",
-    "--disable-back-forward-cache",
-    "--disable-breakpad",
-    "--disable-component-extensions-with-background-pages",
-    "--disable-dev-shm-usage",
-    "--disable-extensions",
-    "--disable-hang-monitor",
-    "--disable-popup-blocking",
-    "--disable-prompt-on-repost",
-    "--no-default-browser-check",
-    "--no-service-autorun",
-    "--password-store=basic",
-    "--use-mock-keychain",
-    "--force-color-profile=srgb",
-    "--metrics-recording-only",
-    "--allow-pre-commit-input",
-    "--enable-unsafe-swiftshader",
+# Chromium keeps only the last --disable-features switch, and ours comes after
+# Playwright's own, so ours repeats Playwright's list (1.65's; tests/unit/test_browser.py
+# checks it against the installed driver) before adding what we turn off.
+PLAYWRIGHT_DISABLED_FEATURES = [
+    "AvoidUnnecessaryBeforeUnloadCheckSync", "DestroyProfileOnBrowserClose", "HttpsUpgrades",
+    "HttpsFirstBalancedModeAutoEnable", "LensOverlay", "MediaRouter", "PaintHolding",
+    "ThirdPartyStoragePartitioning", "AvoidCorsURLLoaderRestartOnRedirect",
+    "TcpPortRandomizationWin", "OptimizationHints", "NetworkTimeServiceQuerying", "AimEnabled",
+    "PreconnectToSearch", "msForceBrowserSignIn", "msEdgeUpdateLaunchServicesPreferredVersion",
 ]
-_HEADLESS_FLAGS = [
-    "--headless",
-    "--hide-scrollbars",
-    "--mute-audio",
-    "--blink-settings=primaryHoverType=2,availableHoverTypes=2,primaryPointerType=4,"
-    "availablePointerTypes=4",
-]
-
-
-def executable_path(playwright: Playwright, settings: Settings) -> str:
-    """The Chromium binary as a path, for launching it without Playwright."""
-    return resolve_executable(playwright, settings.chromium) or playwright.chromium.executable_path
-
-
-def host_args(settings: Settings) -> list[str]:
-    """Flags of a Chromium launched without Playwright (the shared browser of a node)."""
-    headless = _HEADLESS_FLAGS if settings.headless else []
-    return [*_PLAYWRIGHT_FLAGS, *launch_args(settings), *headless, "--no-startup-window"]
+# Every browser window (one per context) preloads the omnibox popup's WebUI in a renderer
+# of its own: ~37 MB per session for a popup a headless browser never shows.
+_DISABLED_FEATURES = ["WebUIOmniboxPopup", "WebUIOmniboxAimPopup", "WebUIOmniboxFullPopup"]
 
 
 def launch_args(settings: Settings) -> list[str]:
-    args = [*_QUIET_FLAGS, *_LIVE_FLAGS, *settings.browser_args]
+    features = ",".join([*PLAYWRIGHT_DISABLED_FEATURES, *_DISABLED_FEATURES])
+    args = [*_QUIET_FLAGS, *_LIVE_FLAGS, f"--disable-features={features}", *settings.browser_args]
     if os.geteuid() == 0:
         args.append("--no-sandbox")  # Chromium refuses to start its sandbox as root
     return args
@@ -128,5 +103,5 @@ async def launch_chromium(playwright: Playwright, settings: Settings) -> Browser
         raise BrowserLaunchError(executable, str(exc).splitlines()[0]) from exc
 
 
-__all__ = ["executable_path", "host_args", "launch_args", "launch_chromium",
+__all__ = ["PLAYWRIGHT_DISABLED_FEATURES", "launch_args", "launch_chromium",
            "resolve_executable", "start_playwright"]

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from playwright.async_api import Browser, BrowserContext, Page, Playwright
 from playwright.async_api import Error as PlaywrightError
 
-from pipeline.browser import executable_path, launch_chromium, start_playwright
+from pipeline.browser import launch_chromium, resolve_executable, start_playwright
 from pipeline.config import Settings
 from pipeline.errors import BrowserLaunchError, InvalidTransition
 from pipeline.metrics import SessionMetrics
@@ -67,7 +67,7 @@ class ActorSink:
 class SharedBrowser(Protocol):
     """A node's shared Chromium (the BrowserHost actor in production)."""
 
-    async def endpoint(self, executable: str, failed: str | None = None) -> str: ...
+    async def endpoint(self, executable: str | None, failed: str | None = None) -> str: ...
 
 
 class ActorHost:
@@ -76,7 +76,7 @@ class ActorHost:
     def __init__(self, handle: Any) -> None:
         self._handle = handle
 
-    async def endpoint(self, executable: str, failed: str | None = None) -> str:
+    async def endpoint(self, executable: str | None, failed: str | None = None) -> str:
         return await self._handle.endpoint.remote(executable, failed)
 
 
@@ -256,11 +256,11 @@ class BrowserSession:
         if self._host is None:
             browser = await launch_chromium(self._playwright, self._settings)
         else:
-            executable = executable_path(self._playwright, self._settings)
+            executable = resolve_executable(self._playwright, self._settings.chromium)
             # Reconnecting after a crash names the lost endpoint, so the host replaces it.
             self._endpoint = await self._host.endpoint(executable, self._endpoint)
             try:
-                browser = await self._playwright.chromium.connect_over_cdp(self._endpoint)
+                browser = await self._playwright.chromium.connect(self._endpoint)
             except PlaywrightError as exc:
                 raise BrowserLaunchError(executable, str(exc).splitlines()[0]) from exc
         browser.on("disconnected", lambda _: self._on_crash("browser disconnected"))
