@@ -171,8 +171,10 @@ def session_processes(actors: dict[str, dict[str, Any]],
             continue
         for proc in _tree(actor["pid"]) if tree else _tree(actor["pid"])[:1]:
             with contextlib.suppress(psutil.Error):
-                out[proc.pid] = (part if proc.pid == actor["pid"] else _part(proc, -1), proc,
-                                 share)
+                kind = part if proc.pid == actor["pid"] else _part(proc, -1)
+                if kind == "playwright driver (node)":  # the host's Playwright server
+                    kind = "browser server (node)"
+                out[proc.pid] = (kind, proc, share)
     return out
 
 
