@@ -59,7 +59,6 @@ class BrowserHost:
         self._state = HostState.IDLE
         self._process: asyncio.subprocess.Process | None = None
         self._chromium: int | None = None
-        self._config: Path | None = None
         self._endpoint: str | None = None
         self._launches = 0
         self._lock = asyncio.Lock()
@@ -93,7 +92,7 @@ class BrowserHost:
         return self._launches
 
     async def close(self) -> None:
-        """Stops Chromium and removes its profile; idempotent."""
+        """Stops the server and its Chromium; idempotent."""
         async with self._lock:
             self._state = HostState.CLOSED
             await self._stop_server()
@@ -109,7 +108,6 @@ class BrowserHost:
         handle, name = tempfile.mkstemp(prefix="rrstream-browser-", suffix=".json")
         os.write(handle, orjson.dumps(config))
         os.close(handle)
-        self._config = Path(name)
         node, cli = compute_driver_executable()
         command = [node, cli, "launch-server", "--browser", "chromium", "--config", name]
         if _SETPRIV:
@@ -118,13 +116,15 @@ class BrowserHost:
             self._process = await asyncio.create_subprocess_exec(
                 *command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL)
+            assert self._process.stdout is not None
+            # The server prints its endpoint once Chromium runs; the config is read by then.
+            line = await asyncio.wait_for(self._process.stdout.readline(), _LAUNCH_TIMEOUT_S)
         except OSError as exc:
             raise BrowserLaunchError(executable, str(exc)) from exc
-        assert self._process.stdout is not None
-        try:  # the server prints its endpoint once Chromium runs
-            line = await asyncio.wait_for(self._process.stdout.readline(), _LAUNCH_TIMEOUT_S)
         except TimeoutError:
             line = b""
+        finally:
+            os.unlink(name)
         if not line.startswith(b"ws://"):
             await self._stop_server()
             raise BrowserLaunchError(executable, "the browser server printed no endpoint")
@@ -147,9 +147,6 @@ class BrowserHost:
             except TimeoutError:
                 process.kill()
                 await process.wait()
-        if self._config is not None:
-            config, self._config = self._config, None
-            config.unlink(missing_ok=True)
 
 
 def _browser_process(server_pid: int) -> int | None:
