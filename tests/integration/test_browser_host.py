@@ -19,16 +19,18 @@ from pipeline.streamer import EventStreamer
 from tests.integration.test_session import StreamerSink, recorded_events
 
 
-def chromium_descendants() -> dict[int, list[str]]:
-    """pid -> command line of every live Chromium process this process started."""
-    found = {}
-    for proc in psutil.Process().children(recursive=True):
-        try:
-            if "chrom" in proc.name().lower():
-                found[proc.pid] = proc.cmdline()
-        except psutil.Error:
-            continue  # exited, or a zombie not reaped yet
-    return found
+def host_chromium(host: BrowserHost) -> dict[int, psutil.Process]:
+    """Every live Chromium process of the host's browser server (not, say, those of a
+    Ray stack that other tests started in this process)."""
+    browser = host.pid()
+    if browser is None:
+        return {}
+    try:
+        server = psutil.Process(browser).parent()
+        return {p.pid: p for p in server.children(recursive=True)
+                if "chrom" in p.name().lower() and p.status() != psutil.STATUS_ZOMBIE}
+    except psutil.Error:
+        return {}
 
 
 async def until(condition: Callable[[], bool], what: str, tries: int = 300) -> None:
@@ -45,8 +47,10 @@ async def host() -> AsyncIterator[BrowserHost]:
     try:
         yield host
     finally:
+        running = list(host_chromium(host).values())
         await host.close()
-    assert not chromium_descendants(), "closing the host must leave no Chromium"
+    _, alive = psutil.wait_procs(running, timeout=10)
+    assert not alive, "closing the host must leave no Chromium"
 
 
 def two_sessions(host: BrowserHost) -> list[tuple[BrowserSession, EventStreamer]]:
@@ -71,8 +75,8 @@ async def test_sessions_share_one_browser_in_separate_contexts(host, demo_site) 
     await until(lambda: all(s.status().state is SessionState.IDLE for s, _ in pairs),
                 "both workflows finished")
     assert host.launches() == 1
-    browsers = [pid for pid, cmdline in chromium_descendants().items()
-                if not any(a.startswith("--type=") for a in cmdline)]
+    browsers = [pid for pid, proc in host_chromium(host).items()
+                if not any(a.startswith("--type=") for a in proc.cmdline())]
     assert browsers == [host.pid()], "one browser process for both sessions"
 
     for session, _ in pairs:
