@@ -103,6 +103,7 @@ class SessionRegistry:
         self._spares: list[_Entry] = []  # placed, Chromium running, no spec yet
         self._warming: asyncio.Task[None] | None = None
         self._hosts: dict[str, Any] = {}  # node id -> its BrowserHost actor
+        self._line = asyncio.Lock()  # sessions waiting for a slot, first come first placed
         self._streamers: dict[str, Any] = {}  # node id -> its StreamHost actor
 
     # -- creating and running sessions -------------------------------------------------------
@@ -189,12 +190,18 @@ class SessionRegistry:
         """Creates the session actor where Ray finds a browser slot, then its streamer on the
         same node, and connects them."""
         record, ns = entry.record, self._settings.namespace
-        entry.session = ray.remote(BrowserSessionActor).options(
-            name=f"session:{record.id}{suffix}", namespace=ns, num_cpus=0,
-            resources={"browser": 1}, max_concurrency=1_000, scheduling_strategy="SPREAD",
-        ).remote(record.id, self._settings)
-        # Resolves once Ray found a browser slot: the session is placed.
-        record.node_id = await entry.session.node_id.remote()
+        # Ray does not place actors that wait for the same resource in the order they
+        # asked: when a slot frees, a session created a moment ago can take it before one
+        # that has waited. Sessions that have to wait therefore line up here and ask Ray
+        # one at a time.
+        full = self._slots_wanted() + len(self._spares) > self._slots_total()
+        async with self._line if full else contextlib.nullcontext():
+            entry.session = ray.remote(BrowserSessionActor).options(
+                name=f"session:{record.id}{suffix}", namespace=ns, num_cpus=0,
+                resources={"browser": 1}, max_concurrency=1_000, scheduling_strategy="SPREAD",
+            ).remote(record.id, self._settings)
+            # Resolves once Ray found a browser slot: the session is placed.
+            record.node_id = await entry.session.node_id.remote()
         entry.placed = True
         streamer = self._streamer(record.node_id)
         await streamer.open.remote(record.id, (record.restarts << _EPOCH_BITS) + 1)
