@@ -13,8 +13,10 @@ Three measurements, all through the public HTTP API and WebSocket protocol:
    settles, a window of `--window` seconds measures the machine's CPU, events/s of every
    session and how the workflows progress; at its end the memory of every live session is
    read: RSS, USS and PSS (psutil `memory_full_info`) of its session actor process and all
-   its descendants (Playwright's node driver, every Chromium process) plus its streamer
-   actor process. Actor pids come from the GCS actor table. It stops at the cap (16; quick
+   its descendants (Playwright's node driver, and every Chromium process when the session
+   has its own), its streamer actor process, and its share of the node's shared Chromium
+   (the `browser:<node>` actor and its descendants, divided evenly among the node's
+   sessions). Actor pids come from the GCS actor table. It stops at the cap (16; quick
    4) or once the node is saturated, in two windows in a row: the CPU of our own processes
    >= 180 % (the machine is shared: what others use is reported, not counted), a workflow
    step failed (timed out), or events/s per session fell below half of what one session
@@ -145,33 +147,50 @@ def _part(proc: psutil.Process, actor_pid: int) -> str:
 
 
 def session_processes(actors: dict[str, dict[str, Any]],
-                      session_id: str) -> dict[int, tuple[str, psutil.Process]]:
-    """pid -> (part, process) for one session: its actor's tree plus its streamer."""
-    out: dict[int, tuple[str, psutil.Process]] = {}
+                      session_id: str) -> dict[int, tuple[str, psutil.Process, float]]:
+    """pid -> (part, process, share) for one session: its actor's tree, and its share of
+    the actors its node's sessions share, which is divided evenly among them: the
+    streamer (`streamer:<node>`) and the shared Chromium (`browser:<node>` and its tree).
+    A streamer of its own (`streamer:<session>`) counts whole."""
+    out: dict[int, tuple[str, psutil.Process, float]] = {}
     session = actors.get(f"session:{session_id}")
-    if session is not None:
-        for proc in _tree(session["pid"]):
-            with contextlib.suppress(psutil.Error):
-                out[proc.pid] = (_part(proc, session["pid"]), proc)
-    streamer = actors.get(f"streamer:{session_id}")
-    if streamer is not None:
+    if session is None:
+        return out
+    for proc in _tree(session["pid"]):
         with contextlib.suppress(psutil.Error):
-            out[streamer["pid"]] = ("streamer actor (python)", psutil.Process(streamer["pid"]))
+            out[proc.pid] = (_part(proc, session["pid"]), proc, 1.0)
+    node = session["node_id"]
+    sharing = sum(1 for name, actor in actors.items()
+                  if name.startswith("session:") and actor["node_id"] == node)
+    shared = [(actors.get(f"streamer:{session_id}"), "streamer actor (python)", 1.0, False),
+              (actors.get(f"streamer:{node}"), "streamer actor (python)", 1.0 / sharing, False),
+              (actors.get(f"browser:{node}"), "browser host actor (python)", 1.0 / sharing,
+               True)]
+    for actor, part, share, tree in shared:
+        if actor is None:
+            continue
+        for proc in _tree(actor["pid"]) if tree else _tree(actor["pid"])[:1]:
+            with contextlib.suppress(psutil.Error):
+                kind = part if proc.pid == actor["pid"] else _part(proc, -1)
+                if kind == "playwright driver (node)":  # the host's Playwright server
+                    kind = "browser server (node)"
+                out[proc.pid] = (kind, proc, share)
     return out
 
 
 def session_memory(actors: dict[str, dict[str, Any]], session_id: str) -> dict[str, Any]:
-    """Summed RSS, USS and PSS (MB) of a session's processes, in total and by part."""
+    """Summed RSS, USS and PSS (MB) of a session's processes, in total and by part; shared
+    processes count with the session's share."""
     parts: dict[str, dict[str, float]] = {}
     total = {"rss": 0.0, "uss": 0.0, "pss": 0.0, "processes": 0}
-    for part, proc in session_processes(actors, session_id).values():
+    for part, proc, share in session_processes(actors, session_id).values():
         try:
             mem = proc.memory_full_info()
         except psutil.Error:
             continue
         row = parts.setdefault(part, {"rss": 0.0, "uss": 0.0, "pss": 0.0, "processes": 0})
         for key in ("rss", "uss", "pss"):
-            value = getattr(mem, key) / _MB
+            value = share * getattr(mem, key) / _MB
             row[key] += value
             total[key] += value
         row["processes"] += 1
@@ -181,12 +200,17 @@ def session_memory(actors: dict[str, dict[str, Any]], session_id: str) -> dict[s
                                      for k, v in row.items()} for p, row in parts.items()}}
 
 
-def cpu_seconds(pids: list[int]) -> float:
+def process_shares(processes: dict[int, tuple[str, psutil.Process, float]]) -> dict[int, float]:
+    return {pid: share for pid, (_, _, share) in processes.items()}
+
+
+def cpu_seconds(shares: dict[int, float]) -> float:
+    """CPU seconds of processes, each counted with its share."""
     total = 0.0
-    for pid in pids:
+    for pid, share in shares.items():
         try:
             times = psutil.Process(pid).cpu_times()
-            total += times.user + times.system
+            total += share * (times.user + times.system)
         except psutil.Error:
             continue
     return total
@@ -298,7 +322,7 @@ async def memory_run(running: RunningStack, plan: dict[str, Any]) -> dict[str, A
                     before = {i["id"]: i for i in (await api.get("/sessions")).json()
                               if i["id"] in sessions}
                     actors = actor_table()
-                    own = {s: list(session_processes(actors, s)) for s in sessions}
+                    own = {s: process_shares(session_processes(actors, s)) for s in sessions}
                     w0, cpu0 = time.time(), meter.snapshot()
                     own0 = {s: cpu_seconds(p) for s, p in own.items()}
                     await asyncio.sleep(plan["window_s"])
@@ -651,10 +675,11 @@ async def _scale_sessions(base: str, ws: str, site: Any, registry: Any, nodes: i
             chromium.scan()
             node_of = {info["id"]: info["node_id"] for info in infos}
             actors = actor_table()
-            node_pids: dict[str, list[int]] = {}
+            node_pids: dict[str, dict[int, float]] = {}
             for sid in sids:
-                node_pids.setdefault(node_of[sid], []).extend(
-                    session_processes(actors, sid).keys())
+                shares = node_pids.setdefault(node_of[sid], {})
+                for pid, share in process_shares(session_processes(actors, sid)).items():
+                    shares[pid] = shares.get(pid, 0.0) + share
             meter, window, attached = CpuMeter(), {}, set()
 
             def on_attached(run: str) -> None:

@@ -13,6 +13,7 @@ import psutil
 
 _RAY_GROUPS = {
     "BrowserSession": "session actor",
+    "BrowserHost": "browser host actor",
     "Streamer": "streamer actor",
     "ServeReplica": "gateway replica",
     "ProxyActor": "serve proxy",

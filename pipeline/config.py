@@ -84,7 +84,17 @@ class Settings(BaseSettings):
         default=None, description="A Chromium binary; default: Playwright's, else `chromium`."
     )
     headless: bool = True
+    shared_browser: bool = Field(
+        default=True,
+        description="One Chromium per node, shared by its sessions (each in its own browser "
+        "context, with its own Playwright); false: every session launches its own Chromium.",
+    )
     browser_args: list[str] = Field(default_factory=list, description="Extra Chromium flags.")
+    driver_node_options: str = Field(
+        default="--max-semi-space-size=1",
+        description="NODE_OPTIONS of each session's Playwright driver (a node process). A 1 MB "
+        "young generation saves ~20 MB per session; empty: node's defaults.",
+    )
 
     # Recording (the seed's rrweb options are the defaults)
     checkout_every_ms: int = Field(default=5_000, ge=500)

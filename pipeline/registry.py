@@ -1,10 +1,12 @@
 """SessionRegistry: the named actor that creates, knows and stops every session.
 
-It owns each session's two actors, `session:<id>` (holding a `browser` slot) and
-`streamer:<id>` (pinned to the same node), so the Ray dashboard shows both under
-their names and they live as long as the registry. The `browser` resource is the
-pool: Ray places session actors where a slot is free (spread across nodes) and
-holds them while none is; the registry reports that queue.
+It owns each session's actor, `session:<id>` (holding a `browser` slot), and two
+actors per node that the node's sessions share: `streamer:<node id>`, which keeps
+every session's stream (a StreamHost), and `browser:<node id>`, the shared Chromium.
+The Ray dashboard shows them under their names, and they live as long as the
+registry. The `browser` resource is the pool: Ray places session actors where a slot
+is free (spread across nodes) and holds them while none is; the registry reports that
+queue.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import ray
 from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from pipeline.browser_host import BrowserHost
 from pipeline.config import Settings
 from pipeline.errors import PoolFull, SessionNotFound, StreamUnavailable
 from pipeline.logs import configure_logging
@@ -33,8 +36,8 @@ from pipeline.models import (
     SessionStatus,
     StreamStats,
 )
-from pipeline.session import ActorSink, BrowserSession
-from pipeline.streamer import EventStreamer
+from pipeline.session import ActorHost, ActorSink, BrowserSession
+from pipeline.stream_host import StreamHandle, StreamHost
 
 REGISTRY_NAME = "registry"
 _STATUS_TIMEOUT_S = 5.0
@@ -52,14 +55,23 @@ class BrowserSessionActor(BrowserSession):
         configure_logging()
         super().__init__(session_id, settings, sink=None, metrics=SessionMetrics())
 
-    def connect(self, streamer: Any) -> None:
+    def connect(self, streamer: Any, host: Any = None) -> None:
+        """`host`: the node's BrowserHost actor, when sessions share a Chromium."""
         self.set_sink(ActorSink(streamer))
+        if host is not None:
+            self.use_host(ActorHost(host))
 
 
-class StreamerActor(EventStreamer):
-    def __init__(self, session_id: str, settings: Settings, first_seq: int = 1) -> None:
+class BrowserHostActor(BrowserHost):
+    def __init__(self, settings: Settings) -> None:
         configure_logging()
-        super().__init__(session_id, settings, first_seq, metrics=StreamMetrics())
+        super().__init__(settings)
+
+
+class StreamerActor(StreamHost):
+    def __init__(self, settings: Settings) -> None:
+        configure_logging()
+        super().__init__(settings, metrics=StreamMetrics())
 
 
 class _NodeLost(Exception):
@@ -90,6 +102,9 @@ class SessionRegistry:
         self._metrics_task: asyncio.Task[None] | None = None
         self._spares: list[_Entry] = []  # placed, Chromium running, no spec yet
         self._warming: asyncio.Task[None] | None = None
+        self._hosts: dict[str, Any] = {}  # node id -> its BrowserHost actor
+        self._line = asyncio.Lock()  # sessions waiting for a slot, first come first placed
+        self._streamers: dict[str, Any] = {}  # node id -> its StreamHost actor
 
     # -- creating and running sessions -------------------------------------------------------
 
@@ -152,7 +167,7 @@ class SessionRegistry:
                 await asyncio.sleep(self._settings.ended_retention_s)
                 streamer, entry.streamer = entry.streamer, None
                 with contextlib.suppress(Exception):
-                    ray.kill(streamer)
+                    await streamer.drop.remote()
 
     async def _run_once(self, entry: _Entry) -> None:
         record = entry.record
@@ -175,19 +190,50 @@ class SessionRegistry:
         """Creates the session actor where Ray finds a browser slot, then its streamer on the
         same node, and connects them."""
         record, ns = entry.record, self._settings.namespace
-        entry.session = ray.remote(BrowserSessionActor).options(
-            name=f"session:{record.id}{suffix}", namespace=ns, num_cpus=0,
-            resources={"browser": 1}, max_concurrency=1_000, scheduling_strategy="SPREAD",
-        ).remote(record.id, self._settings)
-        # Resolves once Ray found a browser slot: the session is placed.
-        record.node_id = await entry.session.node_id.remote()
+        # Ray does not place actors that wait for the same resource in the order they
+        # asked: when a slot frees, a session created a moment ago can take it before one
+        # that has waited. Sessions that have to wait therefore line up here and ask Ray
+        # one at a time.
+        full = self._slots_wanted() + len(self._spares) > self._slots_total()
+        async with self._line if full else contextlib.nullcontext():
+            entry.session = ray.remote(BrowserSessionActor).options(
+                name=f"session:{record.id}{suffix}", namespace=ns, num_cpus=0,
+                resources={"browser": 1}, max_concurrency=1_000, scheduling_strategy="SPREAD",
+            ).remote(record.id, self._settings)
+            # Resolves once Ray found a browser slot: the session is placed.
+            record.node_id = await entry.session.node_id.remote()
         entry.placed = True
-        entry.streamer = ray.remote(StreamerActor).options(
-            name=f"streamer:{record.id}{suffix}", namespace=ns, num_cpus=0,
-            max_concurrency=10_000,
-            scheduling_strategy=NodeAffinitySchedulingStrategy(record.node_id, soft=False),
-        ).remote(record.id, self._settings, (record.restarts << _EPOCH_BITS) + 1)
-        await entry.session.connect.remote(entry.streamer)
+        streamer = self._streamer(record.node_id)
+        await streamer.open.remote(record.id, (record.restarts << _EPOCH_BITS) + 1)
+        entry.streamer = StreamHandle(streamer, record.id)
+        host = self._host(record.node_id) if self._settings.shared_browser else None
+        await entry.session.connect.remote(entry.streamer, host)
+
+    def _streamer(self, node_id: str) -> Any:
+        """The node's StreamHost actor, created on first use; this handle keeps it alive."""
+        streamer = self._streamers.get(node_id)
+        if streamer is None:
+            streamer = ray.remote(StreamerActor).options(
+                name=f"streamer:{node_id}", namespace=self._settings.namespace, num_cpus=0,
+                max_concurrency=10_000,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+            ).remote(self._settings)
+            self._streamers[node_id] = streamer
+        return streamer
+
+    def _host(self, node_id: str) -> Any:
+        """The node's shared Chromium: its BrowserHost actor, created on first use. This
+        handle is the one that keeps it alive (a looked-up handle would not), and Ray
+        restarts it on the same node if its worker dies; it goes with its node."""
+        host = self._hosts.get(node_id)
+        if host is None:
+            host = ray.remote(BrowserHostActor).options(
+                name=f"browser:{node_id}", namespace=self._settings.namespace,
+                num_cpus=0, max_concurrency=1_000, max_restarts=-1,
+                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
+            ).remote(self._settings)
+            self._hosts[node_id] = host
+        return host
 
     # -- warm browsers --------------------------------------------------------------------------
 
@@ -216,10 +262,12 @@ class SessionRegistry:
             self._spares.append(spare)
 
     def _forget_actors(self, entry: _Entry) -> None:
-        for handle in (entry.session, entry.streamer):
-            if handle is not None:
-                with contextlib.suppress(Exception):
-                    ray.kill(handle)
+        if entry.session is not None:
+            with contextlib.suppress(Exception):
+                ray.kill(entry.session)
+        if entry.streamer is not None:
+            with contextlib.suppress(Exception):
+                entry.streamer.drop.remote()
         entry.session = entry.streamer = None
         entry.placed = False
         entry.ready.clear()
@@ -339,6 +387,16 @@ class SessionRegistry:
                              return_exceptions=True)
         for spare in spares:
             self._forget_actors(spare)
+        hosts, self._hosts = list(self._hosts.values()), {}
+        await asyncio.gather(*(asyncio.wait_for(h.close.remote(), _STATUS_TIMEOUT_S)
+                               for h in hosts), return_exceptions=True)
+        for host in hosts:
+            with contextlib.suppress(Exception):
+                ray.kill(host)
+        streamers, self._streamers = list(self._streamers.values()), {}
+        for streamer in streamers:
+            with contextlib.suppress(Exception):
+                ray.kill(streamer)
 
     async def _report_metrics(self) -> None:
         while True:

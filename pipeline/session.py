@@ -1,7 +1,10 @@
-"""BrowserSession: one Chromium, one recorded page, one workflow.
+"""BrowserSession: one browser context, one recorded page, one workflow.
 
-Runs as the Ray actor `session:<id>` holding a `browser` slot. The class is plain
-Python; its only link to the streamer is a `BatchSink`, so it runs without Ray too.
+Runs as the Ray actor `session:<id>` holding a `browser` slot. Its Chromium is either
+its own or its node's shared one (a `SharedBrowser`: the node's BrowserHost actor),
+which it drives through its own Playwright either way. The class is plain Python; its
+only links to other actors are a `BatchSink` and a `SharedBrowser`, so it runs without
+Ray too.
 """
 
 from __future__ import annotations
@@ -12,11 +15,12 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any, Protocol
 
-from playwright.async_api import Browser, BrowserContext, Page, Playwright, async_playwright
+from playwright.async_api import Browser, BrowserContext, Page, Playwright
+from playwright.async_api import Error as PlaywrightError
 
-from pipeline.browser import launch_chromium
+from pipeline.browser import launch_chromium, resolve_executable, start_playwright
 from pipeline.config import Settings
-from pipeline.errors import InvalidTransition
+from pipeline.errors import BrowserLaunchError, InvalidTransition
 from pipeline.metrics import SessionMetrics
 from pipeline.models import (
     SESSION_TRANSITIONS,
@@ -60,12 +64,31 @@ class ActorSink:
         await self._handle.close.remote()
 
 
+class SharedBrowser(Protocol):
+    """A node's shared Chromium (the BrowserHost actor in production)."""
+
+    async def endpoint(self, executable: str | None, failed: str | None = None) -> str: ...
+
+
+class ActorHost:
+    """A SharedBrowser backed by a BrowserHost Ray actor handle."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    async def endpoint(self, executable: str | None, failed: str | None = None) -> str:
+        return await self._handle.endpoint.remote(executable, failed)
+
+
 class BrowserSession:
     """A session is created, optionally warmed up (Chromium launched ahead of need), then
     started with its spec, and stopped."""
 
     def __init__(self, session_id: str, settings: Settings, sink: BatchSink | None,
-                 metrics: SessionMetrics | None = None) -> None:
+                 metrics: SessionMetrics | None = None,
+                 host: SharedBrowser | None = None) -> None:
+        """With a `host` the session opens its context in that shared Chromium; without
+        one it launches a Chromium of its own."""
         self.session_id = session_id
         self._log = logging.LoggerAdapter(_log, {"session_id": session_id})
         self._metrics = metrics
@@ -86,6 +109,8 @@ class BrowserSession:
         self._sender: asyncio.Task[None] | None = None
         self._launching: asyncio.Task[None] | None = None
         self._playwright: Playwright | None = None
+        self._host = host
+        self._endpoint: str | None = None  # the shared Chromium last connected to
         self._browser: Browser | None = None
         self._context: BrowserContext | None = None
         self._page: Page | None = None
@@ -100,6 +125,12 @@ class BrowserSession:
             raise InvalidTransition(f"session {self.session_id}", self._state, "connect")
         self._sink = sink
 
+    def use_host(self, host: SharedBrowser) -> None:
+        """Opens the session in `host`'s shared Chromium instead of launching one."""
+        if self._state is not SessionState.PENDING or self._browser is not None:
+            raise InvalidTransition(f"session {self.session_id}", self._state, "change browser")
+        self._host = host
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def warm_up(self) -> None:
@@ -107,10 +138,9 @@ class BrowserSession:
         if self._state is not SessionState.PENDING:
             raise InvalidTransition(f"session {self.session_id}", self._state, "warm up")
         if self._playwright is None:
-            self._playwright = await async_playwright().start()
+            self._playwright = await start_playwright(self._settings)
         if self._browser is None:
-            self._browser = await launch_chromium(self._playwright, self._settings)
-            self._browser.on("disconnected", lambda _: self._on_crash("browser disconnected"))
+            await self._connect_browser()
 
     async def start(self, spec: SessionSpec) -> SessionStatus:
         """Opens the first page of `spec`; the workflow then runs on its own."""
@@ -147,7 +177,7 @@ class BrowserSession:
             await self._start_demo_site()
         self._sender = asyncio.create_task(self._send_batches(), name="send-batches")
         if self._playwright is None:
-            self._playwright = await async_playwright().start()
+            self._playwright = await start_playwright(self._settings)
         await self._open_page()
         assert self._page is not None and self._start_url is not None
         await self._page.goto(self._start_url, wait_until="load", timeout=30_000)
@@ -209,8 +239,8 @@ class BrowserSession:
     async def _open_page(self) -> None:
         assert self._playwright is not None
         if self._browser is None or not self._browser.is_connected():
-            self._browser = await launch_chromium(self._playwright, self._settings)
-            self._browser.on("disconnected", lambda _: self._on_crash("browser disconnected"))
+            await self._connect_browser()
+        assert self._browser is not None
         viewport = self._spec.viewport
         self._context = await self._browser.new_context(
             viewport={"width": viewport.width, "height": viewport.height}
@@ -220,6 +250,21 @@ class BrowserSession:
         self._page.on("framenavigated", self._on_navigated)
         self._recorder = PageRecorder(init_script(self._settings), self._enqueue)
         await self._recorder.attach(self._context, self._page)
+
+    async def _connect_browser(self) -> None:
+        assert self._playwright is not None
+        if self._host is None:
+            browser = await launch_chromium(self._playwright, self._settings)
+        else:
+            executable = resolve_executable(self._playwright, self._settings.chromium)
+            # Reconnecting after a crash names the lost endpoint, so the host replaces it.
+            self._endpoint = await self._host.endpoint(executable, self._endpoint)
+            try:
+                browser = await self._playwright.chromium.connect(self._endpoint)
+            except PlaywrightError as exc:
+                raise BrowserLaunchError(executable, str(exc).splitlines()[0]) from exc
+        browser.on("disconnected", lambda _: self._on_crash("browser disconnected"))
+        self._browser = browser
 
     def _on_navigated(self, frame: Any) -> None:
         if self._page is not None and frame == self._page.main_frame:
@@ -342,6 +387,7 @@ class BrowserSession:
         if self._recorder is not None:
             await self._recorder.detach()
         if self._browser is not None:
+            # A shared Chromium only loses this session's context and connection.
             with contextlib.suppress(Exception):
                 await self._browser.close()
         if self._playwright is not None:
@@ -366,4 +412,4 @@ class BrowserSession:
                 await self._sink.close()
 
 
-__all__ = ["ActorSink", "BatchSink", "BrowserSession"]
+__all__ = ["ActorHost", "ActorSink", "BatchSink", "BrowserSession", "SharedBrowser"]

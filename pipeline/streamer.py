@@ -1,7 +1,8 @@
 """EventStreamer: numbers, compresses and buffers one session's batches; serves long-poll reads.
 
-Runs as the Ray actor `streamer:<session id>` on its session's node; the class is
-plain Python so it can be tested without Ray.
+Lives in its node's StreamHost actor (`streamer:<node id>`, pipeline/stream_host.py)
+beside the streams of the node's other sessions; the class is plain Python so it can
+be tested without Ray.
 """
 
 from __future__ import annotations

@@ -65,7 +65,9 @@ async def test_session_lifecycle_and_named_actors(api, stack, demo_site) -> None
 
     namespace = stack.settings.namespace
     assert ray.get_actor(f"session:{sid}", namespace=namespace)
-    assert ray.get_actor(f"streamer:{sid}", namespace=namespace)
+    # The node's sessions share its streamer and its Chromium.
+    assert ray.get_actor(f"streamer:{info['node_id']}", namespace=namespace)
+    assert ray.get_actor(f"browser:{info['node_id']}", namespace=namespace)
     assert sid in {s["id"] for s in (await api.get("/sessions")).json()}
 
     stopped = (await api.delete(f"/sessions/{sid}")).json()

@@ -1,0 +1,165 @@
+"""BrowserHost: one Chromium per node, shared by that node's sessions.
+
+A session's own Chromium costs ~120 MB besides its page (the browser process, the GPU,
+network and storage services, two zygotes). Sharing one per node leaves each session
+only its renderers and its BrowserContext, which keeps cookies and storage apart.
+
+The host runs Playwright's browser server (`launch-server`: one Playwright server
+process and its Chromium) on 127.0.0.1 behind an unguessable path. Each session
+connects its own Playwright to it (`chromium.connect`) and sees only the contexts it
+created. Connecting over raw CDP instead (`connect_over_cdp`) makes every session's
+Playwright attach to every page in the browser, and hold up each new page and frame
+until all of them have: work that grows with the square of the sessions.
+
+Runs as the Ray actor `browser:<node id>`; the class is plain Python so it runs
+without Ray too. The server exits when its Chromium dies, and is started under
+`setpriv --pdeathsig KILL`, so not even a killed host leaves it behind (Playwright
+closes Chromium when its server goes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import orjson
+
+# The driver's node binary and CLI, the way Playwright's Python package runs them itself.
+from playwright._impl._driver import compute_driver_executable
+
+from pipeline.browser import launch_args
+from pipeline.config import Settings
+from pipeline.errors import BrowserLaunchError, InvalidTransition
+
+_log = logging.getLogger(__name__)
+_LAUNCH_TIMEOUT_S = 30.0
+_EXIT_WAIT_S = 5.0
+_SETPRIV = shutil.which("setpriv")
+
+
+class HostState(enum.StrEnum):
+    IDLE = "idle"  # no Chromium yet, or it died and the next endpoint() relaunches it
+    RUNNING = "running"
+    CLOSED = "closed"
+
+
+class BrowserHost:
+    """Launches the browser server on first use and again after its Chromium died; hands
+    out its endpoint."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._state = HostState.IDLE
+        self._process: asyncio.subprocess.Process | None = None
+        self._chromium: int | None = None
+        self._endpoint: str | None = None
+        self._launches = 0
+        self._lock = asyncio.Lock()
+
+    async def endpoint(self, executable: str | None, failed: str | None = None) -> str:
+        """The browser server's WebSocket URL, launching it first if needed; `executable`
+        is the Chromium binary (None: Playwright's own).
+
+        `failed` is an endpoint the caller lost its connection to. A server whose Chromium
+        died exits; while that one still winds down it is waited for, so that every
+        session on the node reports the same crash and only the first relaunches.
+        """
+        async with self._lock:
+            if self._state is HostState.CLOSED:
+                raise InvalidTransition("browser host", self._state, "endpoint")
+            if failed is not None and failed == self._endpoint and self._process is not None:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._process.wait(), _EXIT_WAIT_S)
+            if self._process is None or self._process.returncode is not None:
+                await self._launch(executable)
+            assert self._endpoint is not None
+            return self._endpoint
+
+    def pid(self) -> int | None:
+        """Chromium's browser process, while it runs."""
+        if self._process is None or self._process.returncode is not None:
+            return None
+        return self._chromium
+
+    def launches(self) -> int:
+        return self._launches
+
+    async def close(self) -> None:
+        """Stops the server and its Chromium; idempotent."""
+        async with self._lock:
+            self._state = HostState.CLOSED
+            await self._stop_server()
+
+    async def _launch(self, executable: str | None) -> None:
+        await self._stop_server()  # what is left of a dead one goes first
+        settings = self._settings
+        config = {"headless": settings.headless, "args": launch_args(settings),
+                  "host": "127.0.0.1", "handleSIGINT": False, "handleSIGTERM": False,
+                  "handleSIGHUP": False}
+        if executable:
+            config["executablePath"] = executable
+        handle, name = tempfile.mkstemp(prefix="rrstream-browser-", suffix=".json")
+        os.write(handle, orjson.dumps(config))
+        os.close(handle)
+        node, cli = compute_driver_executable()
+        command = [node, cli, "launch-server", "--browser", "chromium", "--config", name]
+        if _SETPRIV:
+            command = [_SETPRIV, "--pdeathsig", "KILL", "--", *command]
+        try:
+            self._process = await asyncio.create_subprocess_exec(
+                *command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL)
+            assert self._process.stdout is not None
+            # The server prints its endpoint once Chromium runs; the config is read by then.
+            line = await asyncio.wait_for(self._process.stdout.readline(), _LAUNCH_TIMEOUT_S)
+        except OSError as exc:
+            raise BrowserLaunchError(executable, str(exc)) from exc
+        except TimeoutError:
+            line = b""
+        finally:
+            os.unlink(name)
+        if not line.startswith(b"ws://"):
+            await self._stop_server()
+            raise BrowserLaunchError(executable, "the browser server printed no endpoint")
+        self._endpoint = line.decode().strip()
+        self._chromium = _browser_process(self._process.pid)
+        self._launches += 1
+        self._state = HostState.RUNNING
+        _log.info("shared Chromium running (server pid %d, browser pid %s, launch %d)",
+                  self._process.pid, self._chromium, self._launches)
+
+    async def _stop_server(self) -> None:
+        process, self._process = self._process, None
+        self._endpoint = self._chromium = None
+        if self._state is HostState.RUNNING:
+            self._state = HostState.IDLE
+        if process is not None and process.returncode is None:
+            process.terminate()  # the server closes Chromium on its way out
+            try:
+                await asyncio.wait_for(process.wait(), _EXIT_WAIT_S)
+            except TimeoutError:
+                process.kill()
+                await process.wait()
+
+
+def _browser_process(server_pid: int) -> int | None:
+    """The Chromium browser process the server started: its child without `--type=`."""
+    try:
+        children = Path(f"/proc/{server_pid}/task/{server_pid}/children").read_text().split()
+        for pid in children:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+            if not any(arg.startswith(b"--type=") for arg in cmdline):
+                return int(pid)
+    except OSError:
+        pass
+    return None
+
+
+__all__ = ["BrowserHost", "HostState"]

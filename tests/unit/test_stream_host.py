@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from pipeline.config import Settings
+from pipeline.errors import StreamUnavailable
+from pipeline.stream_host import StreamHost
+from tests.unit.test_streamer import batch
+
+
+async def test_each_session_has_its_own_numbering_and_buffer() -> None:
+    host = StreamHost(Settings())
+    host.open("a")
+    host.open("b", first_seq=(1 << 40) + 1)  # a session restarted on this node
+    assert await host.push("a", [batch(1, True), batch(2)]) == 2
+    assert await host.push("b", [batch(7, True)]) == (1 << 40) + 1
+    assert [c.seq for c in (await host.read("a", None, 0)).chunks] == [1, 2]
+    assert [c.first_ts for c in (await host.read("b", None, 0)).chunks] == [7.0]
+    assert (host.stats("a").events, host.stats("b").events) == (2, 1)
+    assert host.codec("a") == Settings().codec
+
+
+async def test_closing_one_stream_ends_only_its_readers() -> None:
+    host = StreamHost(Settings())
+    host.open("a")
+    host.open("b")
+    await host.push("a", [batch(1, True)])
+    await host.push("b", [batch(1, True)])
+    waiting_a = asyncio.create_task(host.read("a", 1, 10))
+    waiting_b = asyncio.create_task(host.read("b", 1, 0.2))
+    await asyncio.sleep(0)
+    host.close("a")
+    assert (await waiting_a).ended
+    assert not (await waiting_b).ended
+
+
+async def test_a_dropped_stream_is_unavailable_and_its_waiting_reader_ends() -> None:
+    host = StreamHost(Settings())
+    host.open("a")
+    await host.push("a", [batch(1, True)])
+    waiting = asyncio.create_task(host.read("a", 1, 10))
+    await asyncio.sleep(0)
+    host.drop("a")
+    host.drop("a")  # idempotent
+    assert (await waiting).ended
+    assert host.sessions() == []
+    with pytest.raises(StreamUnavailable):
+        await host.read("a", None, 0)
