@@ -77,6 +77,8 @@ def _up(args: argparse.Namespace) -> int:
         else:
             print(f"[rrstream] viewer:         {base}/", flush=True)
         print(f"[rrstream] Ray dashboard:  {dashboard_url}", flush=True)
+        # Ray 2.60 turns on token authentication: the dashboard asks for the token first.
+        print("[rrstream]   it asks for Ray's token: `ray get-auth-token` prints it", flush=True)
         print("[rrstream] Ctrl-C stops everything.", flush=True)
         stop.wait()
     finally:

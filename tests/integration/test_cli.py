@@ -41,6 +41,7 @@ def test_up_runs_the_demo_and_ctrl_c_leaves_no_chromium() -> None:
         viewer = re.search(r"viewer:\s+(\S+)", output).group(1)
         assert viewer.startswith(f"http://127.0.0.1:{port}/?session=")
         assert f"Ray dashboard:  http://127.0.0.1:{dashboard_port}" in output
+        assert "ray get-auth-token" in output  # the dashboard asks for the token
         session_id = viewer.rsplit("=", 1)[1]
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
