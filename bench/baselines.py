@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
 import struct
 import subprocess
@@ -56,7 +55,7 @@ from bench.pipeline import stress_run
 from bench.procs import OTHERS, ChromiumWatch, CpuMeter, machine_info
 from bench.stack import bench_settings, bench_stack, free_port, reap, until_routed_to_us
 from bench.stress_server import StressServer
-from bench.tables import fmt, spread, table
+from bench.tables import fmt, publish, spread, table
 
 FULL = {"rates": [500, 2000], "seconds": 10.0}
 QUICK = {"rates": [500], "seconds": 5.0}
@@ -335,10 +334,7 @@ def main(argv: list[str] | None = None) -> int:
                 result["runs"] += asyncio.run(rrstream_runs(running, plan["rates"],
                                                             plan["seconds"]))
             result["rrstream_chromium_left_running"] = running.leftovers
-    print(report(result))
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"\nwrote {out_path}")
+    publish(report(result), result, out_path)
     return 0
 
 

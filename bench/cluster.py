@@ -80,7 +80,7 @@ from bench.stack import (
     until_routed_to_us,
 )
 from bench.stress_server import StressServer
-from bench.tables import fmt, spread, table
+from bench.tables import fmt, publish, spread, table
 from bench.viewer_client import time_first_snapshot, watch_run
 
 FULL = {"max_sessions": 16, "window_s": 20.0, "settle_s": 3.0, "starts": 10, "profile_reps": 5,
@@ -1007,10 +1007,7 @@ def main(argv: list[str] | None = None) -> int:
             for nodes in plan["nodes"]:
                 _log(f"scale: {nodes} node(s) …")
                 result["scale"].append(run_scale_child(nodes, plan))
-    print(report(result))
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {out_path}")
+    publish(report(result), result, out_path)
     return 0
 
 

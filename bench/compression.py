@@ -67,7 +67,7 @@ from bench.lock import bench_lock
 from bench.procs import ChromiumWatch, machine_info
 from bench.stack import reap
 from bench.stress_server import StressServer
-from bench.tables import table
+from bench.tables import publish, table
 from pipeline.codec import (
     DeflateRawDecoder,
     DeflateRawEncoder,
@@ -460,9 +460,7 @@ def main(argv: list[str] | None = None) -> int:
         result["recordings"] = [analyse(name, batches, plan["windows"], plan["passes"],
                                         node is not None)
                                 for name, batches in recordings.items()]
-    print(report(result))
-    out_path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {out_path}")
+    publish(report(result), result, out_path)
     return 0
 
 

@@ -48,7 +48,7 @@ import httpx
 from bench.lock import bench_lock
 from bench.procs import GATEWAY, HAPROXY, OTHERS, SERVE_PROXY, CpuMeter, machine_info
 from bench.stack import RunningStack, bench_settings, bench_stack, ours, until_routed_to_us
-from bench.tables import fmt, table
+from bench.tables import fmt, publish, table
 
 FULL = {"viewers": [1, 10, 100, 500], "seconds": 15.0, "warmup": 2.0, "rate": 2000,
         "retries": 2, "busy_limit": 25.0}
@@ -349,10 +349,7 @@ def main(argv: list[str] | None = None) -> int:
                 steps = asyncio.run(run_ingress(running, plan, args.ws_deflate))
             result["ingress"][ingress] = {"steps": steps,
                                           "chromium_left_running": running.leftovers}
-    print(report(result))
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {out_path}")
+    publish(report(result), result, out_path)
     return 0
 
 

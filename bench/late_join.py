@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import statistics
 import sys
@@ -43,7 +42,7 @@ from playwright.async_api import async_playwright
 from bench.lock import bench_lock
 from bench.procs import machine_info
 from bench.stack import RunningStack, bench_settings, bench_stack, ours, until_routed_to_us
-from bench.tables import table
+from bench.tables import publish, table
 from pipeline.browser import launch_chromium
 
 FULL = {"rate": 2000, "joins": 10, "seconds": 60.0}
@@ -209,10 +208,7 @@ def main(argv: list[str] | None = None) -> int:
     median = summary["ws_to_shown_ms"]["median"]
     summary["target_met"] = median is not None and median < TARGET_MS and not summary["failed"]
     result["summary"] = summary
-    print(report(result))
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
-    print(f"\nwrote {out_path}")
+    publish(report(result), result, out_path)
     return 0
 
 

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -42,7 +41,7 @@ from bench.lock import bench_lock
 from bench.pipeline import stress_run
 from bench.procs import OTHERS, machine_info
 from bench.stack import RunningStack, bench_settings, bench_stack, until_routed_to_us
-from bench.tables import fmt, table
+from bench.tables import fmt, publish, table
 
 FULL = {"flush": [25, 10, 5], "rate": 5000, "seconds": 20.0,
         "capacity": [20_000, 80_000, 120_000, 160_000], "capacity_seconds": 5.0}
@@ -202,10 +201,7 @@ def main(argv: list[str] | None = None) -> int:
                 window = asyncio.run(run_window(running, plan))
             window["chromium_left_running"] = running.leftovers
             result["windows"].append(window)
-    print(report(result))
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {out_path}")
+    publish(report(result), result, out_path)
     return 0
 
 

@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import sys
 import time
 import uuid
@@ -62,6 +61,7 @@ from bench.stress_server import StressServer
 from bench.tables import fmt as _fmt
 from bench.tables import median_of as _median
 from bench.tables import pct as _pct  # noqa: F401 (kept for importers)
+from bench.tables import publish
 from bench.tables import spread as _spread
 from bench.tables import table as _table
 from bench.viewer_client import time_first_snapshot, watch_run
@@ -275,10 +275,7 @@ def main(argv: list[str] | None = None) -> int:
                                                        "max_batch_chars", "viewer_queue_frames",
                                                        "browser_slots", "checkout_every_ms"}),
               **result}
-    print(report(result))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"\nwrote {args.out}")
+    publish(report(result), result, args.out)
     return 0 if result["sustained_per_s"] is not None else 1
 
 

@@ -1,9 +1,11 @@
-"""Small helpers the benchmarks share: percentiles and plain-text tables."""
+"""Small helpers the benchmarks share: percentiles, plain-text tables, and the results file."""
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
+from pathlib import Path
 from typing import Any
 
 
@@ -38,3 +40,11 @@ def fmt(value: float | None) -> str | None:
 
 
 __all__ = ["fmt", "median_of", "pct", "spread", "table"]
+
+
+def publish(table_text: str, result: dict[str, Any], out_path: Path) -> None:
+    """Prints a benchmark's table and writes its whole result as JSON."""
+    print(table_text)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    print(f"\nwrote {out_path}")
