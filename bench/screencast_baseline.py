@@ -19,7 +19,6 @@ runs its loop and repaints its counter every ~250 ms exactly as it does elsewher
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import contextlib
@@ -28,9 +27,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, WebSocket
 from playwright.async_api import async_playwright
 
+from bench.relay import Relay
+from bench.relay import main as relay_main
 from pipeline.browser import launch_chromium
 from pipeline.config import Settings
 
@@ -38,21 +39,13 @@ SCREENCAST = {"format": "jpeg", "quality": 60, "maxWidth": 1280, "everyNthFrame"
 _STUB = "window.__rrstreamAddCustomEvent = () => {};"
 
 
-def build_app(url: str, seconds_max: float) -> tuple[FastAPI, uvicorn.Server]:
-    state: dict[str, Any] = {"ready": False, "frames": 0, "sent": 0}
-    queue: asyncio.Queue[bytes] = asyncio.Queue()
-    viewers: set[WebSocket] = set()
-    acks: set[asyncio.Task[Any]] = set()
+async def _send_bytes(ws: WebSocket, message: bytes) -> None:
+    await ws.send_bytes(message)
 
-    async def broadcast() -> None:
-        while True:
-            message = await queue.get()
-            for ws in list(viewers):
-                try:
-                    await ws.send_bytes(message)
-                    state["sent"] += 1
-                except Exception:
-                    viewers.discard(ws)
+
+def build_server(url: str, seconds_max: float) -> uvicorn.Server:
+    relay = Relay(_send_bytes, frames=0)
+    acks: set[asyncio.Task[Any]] = set()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -68,17 +61,17 @@ def build_app(url: str, seconds_max: float) -> tuple[FastAPI, uvicorn.Server]:
                                                           {"sessionId": params["sessionId"]}))
                     acks.add(task)
                     task.add_done_callback(acks.discard)
-                    state["frames"] += 1
+                    relay.state["frames"] += 1
                     stamp = float(params.get("metadata", {}).get("timestamp") or 0.0)
-                    queue.put_nowait(struct.pack(">d", stamp) + base64.b64decode(params["data"]))
+                    relay.queue.put_nowait(
+                        struct.pack(">d", stamp) + base64.b64decode(params["data"]))
 
                 cdp.on("Page.screencastFrame", on_frame)
-                broadcaster = asyncio.create_task(broadcast())
+                broadcaster = asyncio.create_task(relay.broadcast())
                 await page.goto(url, wait_until="load")
                 await cdp.send("Page.startScreencast", SCREENCAST)
-                state["ready"] = True
-                stop = asyncio.get_running_loop().call_later(
-                    seconds_max, lambda: setattr(server, "should_exit", True))
+                relay.state["ready"] = True
+                stop = relay.stop_after(seconds_max)
                 try:
                     yield
                 finally:
@@ -89,39 +82,8 @@ def build_app(url: str, seconds_max: float) -> tuple[FastAPI, uvicorn.Server]:
             finally:
                 await browser.close()
 
-    app = FastAPI(lifespan=lifespan)
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
-        return {**state, "viewers": len(viewers), "queued": queue.qsize()}
-
-    @app.websocket("/ws")
-    async def ws_endpoint(ws: WebSocket) -> None:
-        await ws.accept()
-        viewers.add(ws)
-        try:
-            while True:
-                await ws.receive_text()
-        except WebSocketDisconnect:
-            pass
-        finally:
-            viewers.discard(ws)
-
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning"))
-    return app, server
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.screencast_baseline")
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--seconds-max", type=float, default=300.0)
-    args = parser.parse_args(argv)
-    _, server = build_app(args.url, args.seconds_max)
-    server.config.port = args.port
-    server.run()
-    return 0
+    return relay.build(lifespan)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(relay_main("python -m bench.screencast_baseline", build_server))

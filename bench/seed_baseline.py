@@ -21,7 +21,6 @@ SIGTERM (closing Chromium) or after `--seconds-max`, whichever comes first.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -30,9 +29,11 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, WebSocket, WebSocketDisconnect
+from fastapi import FastAPI, WebSocket
 from playwright.async_api import async_playwright
 
+from bench.relay import Relay
+from bench.relay import main as relay_main
 from pipeline.browser import launch_chromium
 from pipeline.config import Settings
 
@@ -56,21 +57,12 @@ def init_script() -> str:
     return "if (window.top === window) {\n" + RRWEB_UMD.read_text() + "\n" + _RECORD + "\n}\n"
 
 
-def build_app(url: str, seconds_max: float) -> FastAPI:
-    state: dict[str, Any] = {"ready": False, "events": 0, "sent": 0}
-    queue: asyncio.Queue[Any] = asyncio.Queue()
-    viewers: set[WebSocket] = set()
+async def _send_text(ws: WebSocket, text: str) -> None:
+    await ws.send_text(text)
 
-    async def broadcast() -> None:
-        while True:
-            event = await queue.get()
-            text = json.dumps(event)
-            for ws in list(viewers):
-                try:
-                    await ws.send_text(text)
-                    state["sent"] += 1
-                except Exception:
-                    viewers.discard(ws)
+
+def build_server(url: str, seconds_max: float) -> uvicorn.Server:
+    relay = Relay(_send_text, encode=json.dumps, events=0)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -80,16 +72,15 @@ def build_app(url: str, seconds_max: float) -> FastAPI:
                 page = await browser.new_page()
 
                 def send_event(event: Any) -> None:  # the seed's sendRRWebEvent
-                    state["events"] += 1
-                    queue.put_nowait(event)
+                    relay.state["events"] += 1
+                    relay.queue.put_nowait(event)
 
                 await page.expose_function("sendRRWebEvent", send_event)
                 await page.add_init_script(init_script())
-                broadcaster = asyncio.create_task(broadcast())
+                broadcaster = asyncio.create_task(relay.broadcast())
                 await page.goto(url, wait_until="load")
-                state["ready"] = True
-                loop = asyncio.get_running_loop()
-                stop = loop.call_later(seconds_max, lambda: setattr(server, "should_exit", True))
+                relay.state["ready"] = True
+                stop = relay.stop_after(seconds_max)
                 try:
                     yield
                 finally:
@@ -98,42 +89,8 @@ def build_app(url: str, seconds_max: float) -> FastAPI:
             finally:
                 await browser.close()
 
-    app = FastAPI(lifespan=lifespan)
-
-    @app.get("/healthz")
-    async def healthz() -> dict[str, Any]:
-        return {**state, "viewers": len(viewers), "queued": queue.qsize()}
-
-    @app.websocket("/ws")
-    async def ws_endpoint(ws: WebSocket) -> None:
-        await ws.accept()
-        viewers.add(ws)
-        try:
-            while True:
-                await ws.receive_text()
-        except WebSocketDisconnect:
-            pass
-        finally:
-            viewers.discard(ws)
-
-    config = uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning")
-    server = uvicorn.Server(config)
-    app.state.server = server
-    return app
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.seed_baseline")
-    parser.add_argument("--url", required=True)
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--seconds-max", type=float, default=300.0)
-    args = parser.parse_args(argv)
-    app = build_app(args.url, args.seconds_max)
-    server: uvicorn.Server = app.state.server
-    server.config.port = args.port
-    server.run()
-    return 0
+    return relay.build(lifespan)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(relay_main("python -m bench.seed_baseline", build_server))
