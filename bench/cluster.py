@@ -760,13 +760,13 @@ def scale_child(nodes: int, rate: int, seconds: float, out: Path) -> None:
 
     from pipeline.config import Settings
     from pipeline.registry import REGISTRY_NAME
-    from serve.app import deploy_gateway, ingress_environment, shutdown
+    from serve.app import deploy_gateway, ray_environment, shutdown
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks
     os.environ["RAY_USAGE_STATS_ENABLED"] = "0"
     settings = Settings(port=free_port(), proxy_location="HeadOnly", browser_slots=2,
                         warm_browsers=0, ended_retention_s=15)
-    os.environ.update(ingress_environment(settings))
+    os.environ.update(ray_environment(settings))
     chromium = ChromiumWatch()
     result: dict[str, Any] = {}
     t0 = time.monotonic()

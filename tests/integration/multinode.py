@@ -19,7 +19,7 @@ from ray.cluster_utils import Cluster
 from pipeline.codec import make_decoder
 from pipeline.config import Settings
 from pipeline.protocol import decode_frame
-from serve.app import deploy_gateway, ingress_environment, shutdown
+from serve.app import deploy_gateway, ray_environment, shutdown
 from tests.conftest import _serve_site, free_port
 
 NODE_IP = "127.0.0.2"
@@ -114,7 +114,7 @@ async def scenario(cluster: Cluster, base: str, site_url: str) -> dict:
 def main(out_path: str) -> None:
     settings = Settings(port=free_port(), proxy_location="HeadOnly", browser_slots=2,
                         warm_browsers=0)
-    os.environ.update(ingress_environment(settings))
+    os.environ.update(ray_environment(settings))
     cluster = Cluster(initialize_head=True, head_node_args={
         "node_ip_address": NODE_IP, "resources": {"browser": 2}, "num_cpus": 1,
         "include_dashboard": False})

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
 import json
 
 import orjson
+import psutil
 import pytest
 import ray
 import websockets
@@ -79,6 +81,26 @@ async def test_session_lifecycle_and_named_actors(api, stack, demo_site) -> None
 async def test_ray_runs_on_loopback(stack) -> None:
     addresses = {n["NodeManagerAddress"] for n in ray.nodes() if n["Alive"]}
     assert addresses and all(ipaddress.ip_address(a).is_loopback for a in addresses), addresses
+
+
+async def test_data_path_runs_at_normal_priority(api, demo_site) -> None:
+    """Ray starts workers at nice 15 unless told otherwise (serve.app.ray_environment);
+    every process a stream passes through is a worker or its child."""
+    sid = (await api.post("/sessions", json={"url": f"{demo_site.url}/index.html"})).json()["id"]
+    try:
+        await wait_for_state(api, sid, {"idle"})
+        nice: dict[str, list[int]] = {}
+        for proc in psutil.Process().children(recursive=True):  # the embedded Ray's
+            with contextlib.suppress(psutil.Error):
+                title = (proc.cmdline() or [""])[0]
+                for kind in ("ray::BrowserSessionActor", "ray::StreamerActor",
+                             "ray::ServeReplica:rrstream:Gateway", "playwright/driver/node"):
+                    if title.startswith(kind) or title.endswith(kind):
+                        nice.setdefault(kind, []).append(proc.nice())
+        assert len(nice) == 4, nice
+        assert all(n == 0 for values in nice.values() for n in values), nice
+    finally:
+        await api.delete(f"/sessions/{sid}")
 
 
 @pytest.mark.parametrize(("body", "field"), [

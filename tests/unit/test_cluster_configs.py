@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parents[2]
 CLUSTER = ROOT / "cluster"
 RAY_CONFIGS = ["aws.yaml", "local.yaml", "loopback.yaml"]
 HAPROXY_ON = "RAY_SERVE_ENABLE_HA_PROXY=1"
+WORKERS_AT_NORMAL_PRIORITY = "RAY_worker_niceness=0"
 RAY_SCHEMA = json.loads((Path(ray.autoscaler.__file__).parent / "ray-schema.json").read_text())
 
 
@@ -121,13 +122,14 @@ def test_local_provider_declares_slots_in_ray_start(
 
 
 @pytest.mark.parametrize("name", RAY_CONFIGS)
-def test_every_ray_start_enables_the_haproxy_ingress(name: str) -> None:
+def test_every_ray_start_enables_the_haproxy_ingress_and_normal_priority(name: str) -> None:
     config = load(name)
     starts = [c for c in start_commands(config) if "ray start" in c]
     assert len(starts) == 2
     for command in starts:
-        assert HAPROXY_ON in command
-        assert command.index(HAPROXY_ON) < command.index("ray start"), command
+        for setting in (HAPROXY_ON, WORKERS_AT_NORMAL_PRIORITY):
+            assert setting in command
+            assert command.index(setting) < command.index("ray start"), command
 
 
 @pytest.mark.parametrize("name", RAY_CONFIGS)
