@@ -9,7 +9,7 @@ for each viewer count N:
 
 1. creates a session on bench/stress_page.html at `--rate` events/s (default 2,000);
 2. starts `python -m bench.viewer_swarm` (a separate process) with N viewers: each says
-   `hello` with `acks: true`, reads frame headers only and acks every 100 ms; about one
+   `hello` with `acks: true`, reads frame headers only and acks every 500 ms; about one
    viewer in ten (always at least one) decodes everything to check the content and
    measure latency per event;
 3. once every viewer has its first frame, lets the page go; after `--warmup` seconds

@@ -150,9 +150,16 @@ class SessionRegistry:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
+            record.ended_at = record.ended_at or time.time()
+            if entry.stopping:
+                # Stopped while being placed: the session refuses to be connected once
+                # stopped, and stopped is what was asked for.
+                record.state, record.error = SessionState.STOPPED, None
+                _log.info("session %s stopped while starting (%s)", record.id,
+                          type(exc).__name__, extra={"session_id": record.id})
+                return
             record.state = SessionState.FAILED
             record.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            record.ended_at = time.time()
             _log.error("session %s failed: %s", record.id, record.error,
                        extra={"session_id": record.id})
         finally:

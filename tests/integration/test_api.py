@@ -103,6 +103,21 @@ async def test_data_path_runs_at_normal_priority(api, demo_site) -> None:
         await api.delete(f"/sessions/{sid}")
 
 
+async def test_a_session_stopped_while_starting_ends_stopped(api, demo_site) -> None:
+    """DELETE at staggered moments of a start: always `stopped`, never `failed`. (A stop
+    between placing and connecting, which the first session on a node makes wide while
+    its streamer starts, used to end `failed` with InvalidTransition.)"""
+
+    async def start_then_stop(delay_s: float) -> dict:
+        sid = (await api.post("/sessions", json={"url": f"{demo_site.url}/"})).json()["id"]
+        await asyncio.sleep(delay_s)
+        await api.delete(f"/sessions/{sid}")
+        return await wait_for_state(api, sid, {"stopped", "failed"})
+
+    ended = await asyncio.gather(*(start_then_stop(i * 0.04) for i in range(8)))
+    assert [(s["state"], s["error"]) for s in ended] == [("stopped", None)] * 8, ended
+
+
 @pytest.mark.parametrize(("body", "field"), [
     ({"url": "ftp://example.com"}, "body.url"),
     ({"url": "javascript:alert(1)"}, "body.url"),
