@@ -26,6 +26,11 @@ reads commands on stdin: `{"cmd": "window", "start": T0, "end": T1}` (wall-clock
 statistics cover frames that arrived in it) and `{"cmd": "stop"}`, after which it closes
 every socket and writes `{"event": "result", ...}`. End of stdin counts as stop;
 `--max-seconds` bounds the whole run.
+
+Python's garbage collector is off from the moment every viewer is attached: its full
+collections, over the samples this process keeps, took 40-90 ms every 4-5 s at 100
+viewers, and each one showed up as a latency spike of the whole swarm (a browser's
+collector runs incrementally). The run is bounded, and what it keeps is kept anyway.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import gc
 import json
 import math
 import resource
@@ -199,13 +205,15 @@ async def _sweep_acks(viewers: list[SwarmViewer]) -> None:
                     await _ack(viewer, now)
 
 
-async def _loop_lag(samples: array) -> None:
-    """How late this process's event loop wakes up: the swarm's own delay in the figures."""
+async def _loop_lag(samples: array, at: array) -> None:
+    """How late this process's event loop wakes up (`samples`, ms, woken at wall time `at`):
+    the swarm's own delay in the figures."""
     period = 0.05
     while True:
         t0 = time.perf_counter()
         await asyncio.sleep(period)
         samples.append((time.perf_counter() - t0 - period) * 1000.0)
+        at.append(time.time())
 
 
 def _pct(values: list[float] | array, q: float) -> float | None:
@@ -216,14 +224,17 @@ def _pct(values: list[float] | array, q: float) -> float | None:
 
 
 def summarize(viewers: list[SwarmViewer], start: float, end: float,
-              lag: array) -> dict[str, Any]:
+              lag_ms: array, lag_at: array) -> dict[str, Any]:
     """Statistics over frames that arrived in [start, end] (wall seconds)."""
+    lag = [ms for ms, at in zip(lag_ms, lag_at, strict=True) if start <= at <= end]
     span = max(end - start, 1e-9)
     newest: list[float] = []  # arrival - last_ts: the frame's freshest event
     oldest: list[float] = []  # arrival - first_ts: the frame's oldest event
     served: list[float] = []  # arrival - ingest_ts: streamer -> gateway -> ingress -> here
     per_viewer_events: list[float] = []
     seconds: dict[int, list[float]] = {}  # second of the window -> newest-event latencies
+    upstream: dict[int, list[float]] = {}  # ... -> ingest_ts - last_ts: page -> streamer
+    downstream: dict[int, list[float]] = {}  # ... -> arrival - ingest_ts: streamer -> here
     per_viewer_frames: list[float] = []
     frames = events = batches = 0
     for v in viewers:
@@ -232,7 +243,10 @@ def summarize(viewers: list[SwarmViewer], start: float, end: float,
             if start <= arrival <= end:
                 ms = arrival * 1000.0
                 newest.append(ms - v.last_ts[i])
-                seconds.setdefault(int(arrival - start), []).append(ms - v.last_ts[i])
+                second = int(arrival - start)
+                seconds.setdefault(second, []).append(ms - v.last_ts[i])
+                upstream.setdefault(second, []).append(v.ingest_ts[i] - v.last_ts[i])
+                downstream.setdefault(second, []).append(ms - v.ingest_ts[i])
                 oldest.append(ms - v.first_ts[i])
                 served.append(ms - v.ingest_ts[i])
                 n_frames += 1
@@ -289,12 +303,15 @@ def summarize(viewers: list[SwarmViewer], start: float, end: float,
         "acks_sent": sum(v.acks_sent for v in viewers),
         "closed": sorted({v.closed for v in viewers if v.closed}),
         "loop_lag_ms": {"p50": _pct(lag, 0.5), "p99": _pct(lag, 0.99),
-                        "max": round(max(lag), 1) if len(lag) else None},
+                        "max": round(max(lag), 1) if lag else None},
         "attach_spread_s": round(max(attach) - min(attach), 2) if attach else None,
         "per_viewer_events_per_s": [round(x, 1) for x in per_viewer_events],
         # One row per second of the window: a stall shows up as one bad second.
+        # Its p99 split: page -> streamer ingest, and streamer -> this socket.
         "timeline": [{"second": k, "frames": len(v), "p50": _pct(v, 0.5), "p99": _pct(v, 0.99),
-                      "max": round(max(v), 1)} for k, v in sorted(seconds.items())],
+                      "max": round(max(v), 1), "page_to_ingest_p99": _pct(upstream[k], 0.99),
+                      "ingest_to_viewer_p99": _pct(downstream[k], 0.99)}
+                     for k, v in sorted(seconds.items())],
     }
 
 
@@ -321,11 +338,12 @@ async def run(args: argparse.Namespace) -> None:
     attached = asyncio.Event()
     counter = [0]
     gate = asyncio.Semaphore(args.connect_concurrency)
-    lag: array = array("d")
+    lag_ms, lag_at = array("d"), array("d")
     t0 = time.time()
     tasks = [asyncio.create_task(_run_viewer(v, args.url, args.ws_deflate, attached, counter,
                                              len(viewers), gate)) for v in viewers]
-    helpers = [asyncio.create_task(_sweep_acks(viewers)), asyncio.create_task(_loop_lag(lag))]
+    helpers = [asyncio.create_task(_sweep_acks(viewers)),
+               asyncio.create_task(_loop_lag(lag_ms, lag_at))]
     commands: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
     helpers.append(asyncio.create_task(_commands(commands)))
     window = (t0, t0 + args.max_seconds)
@@ -334,6 +352,8 @@ async def run(args: argparse.Namespace) -> None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(attached.wait(), args.attach_timeout)
             ok = sum(1 for v in viewers if v.first_frame is not None)
+            gc.collect()
+            gc.disable()  # see the module's docstring
             _emit({"event": "attached", "viewers": len(viewers), "attached": ok,
                    "seconds": round(time.time() - t0, 2),
                    "errors": sorted({v.error for v in viewers if v.error})[:5]})
@@ -341,9 +361,6 @@ async def run(args: argparse.Namespace) -> None:
                 command = await commands.get()
                 if command.get("cmd") == "window":
                     window = (float(command["start"]), float(command["end"]))
-                    lag = array("d")  # loop lag from here on only
-                    helpers[1].cancel()
-                    helpers[1] = asyncio.create_task(_loop_lag(lag))
                 elif command.get("cmd") == "stop":
                     break
     except TimeoutError:
@@ -354,7 +371,8 @@ async def run(args: argparse.Namespace) -> None:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, *helpers, return_exceptions=True)
-    _emit({"event": "result", **summarize(viewers, window[0], window[1], lag)})
+    gc.enable()
+    _emit({"event": "result", **summarize(viewers, window[0], window[1], lag_ms, lag_at)})
 
 
 def _raise_fd_limit(viewers: int) -> None:
