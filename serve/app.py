@@ -83,6 +83,9 @@ def start_ray(settings: Settings, *, dashboard: bool = True, log_to_driver: bool
     # balancer to stop sending to it. Nothing stands in front of an embedded Ray: that
     # was 30 s of every Ctrl-C.
     os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "1")
+    # Serve's own logs (an access-log line per request: the viewer page polls /sessions
+    # every 2 s) go to Ray's log files only, not to the terminal of `rrstream up`.
+    os.environ.setdefault("RAY_SERVE_LOG_TO_STDERR", "0")
     ray.init(
         address="local",  # a new Ray, never whatever cluster /tmp/ray last recorded
         namespace=settings.namespace,

@@ -60,6 +60,8 @@ def test_up_runs_the_demo_and_ctrl_c_leaves_no_chromium() -> None:
         rest, _ = process.communicate(timeout=120)
     assert process.returncode == 0, rest
     assert "[rrstream] stopped." in rest
+    # Serve's access log stays in Ray's log files (the requests above would show here).
+    assert "GET /sessions/{session_id} 200" not in output + rest  # Serve logs the route
     _, alive = psutil.wait_procs(chromium, timeout=10)
     assert not alive, f"Chromium left running: {[p.pid for p in alive]}"
 
