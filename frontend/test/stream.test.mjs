@@ -9,9 +9,11 @@ import { CODECS, loadFixtures } from "./fixtures.mjs";
 // Seams: a player that records calls, a connection that records reconnects.
 class RecordingPlayer {
   segments = [];
+  newest = [];
   events = [];
-  startSegment(firstTimestamp) {
+  startSegment(firstTimestamp, newestTimestamp) {
     this.segments.push(firstTimestamp);
+    this.newest.push(newestTimestamp);
   }
   addEvent(event) {
     this.events.push(event);
@@ -91,8 +93,10 @@ for (const codec of CODECS) {
     assert.equal(c.resets, 1);
     assert.equal(c.segmentsStarted, 2);
     assert.deepEqual(player.events, allEvents);
-    // Each segment's baseline source is its first event's page timestamp.
+    // Each segment's baseline source is its first event's page timestamp, and the
+    // newest one in the frame that starts it (a joiner's backlog applies at once).
     assert.deepEqual(player.segments, [frames[0].first_ts, frames[secondSegment].first_ts]);
+    assert.deepEqual(player.newest, [frames[0].last_ts, frames[secondSegment].last_ts]);
     assert.equal(connection.reconnects.length, 0);
     assert.equal(connection.healthy, frames.length);
   });

@@ -15,6 +15,10 @@ const REPLAYER_CONFIG = {
   pauseAnimation: false,
   // Node-not-found warnings are routine in live mode (we may join mid-mutation).
   showWarning: false,
+  // A joining viewer's backlog is older than the clock's start and is applied at once
+  // ("sync"). With the virtual DOM, rrweb collects sync mutations there and writes them
+  // out only on a flush that live mode never does: the page froze at the checkout.
+  useVirtualDom: false,
 };
 
 export class LivePlayer {
@@ -58,12 +62,17 @@ export class LivePlayer {
 
   /**
    * A checkout begins: builds a new Replayer whose clock starts `bufferMs`
-   * before the checkout's first event. The baseline comes from the page's
-   * timestamps, never from this machine's clock, which may differ.
+   * before the newest event of the frame that starts the segment. A live
+   * checkout's frame is a few ms of events; a joining (or reset) viewer's frame
+   * is the segment so far, up to `checkout_every_ms` of it, which then applies
+   * at once instead of replaying in real time behind the page. The baseline
+   * comes from the page's timestamps, never from this machine's clock, which
+   * may differ.
    * @param {number} firstTimestamp the checkout's first event timestamp
+   * @param {number} [newestTimestamp] the newest event timestamp in its frame
    */
-  startSegment(firstTimestamp) {
-    const entry = this.#create(firstTimestamp - this.#bufferMs);
+  startSegment(firstTimestamp, newestTimestamp = firstTimestamp) {
+    const entry = this.#create(Math.max(firstTimestamp, newestTimestamp) - this.#bufferMs);
     if (!this.#active) {
       this.#show(entry);
       return;

@@ -33,7 +33,7 @@ export class LiveStream extends EventTarget {
   /**
    * @param {object} options
    * @param {string} options.sessionId
-   * @param {{startSegment(baselineSource: number): void, addEvent(event: object): void}} options.player
+   * @param {{startSegment(firstTimestamp: number, newestTimestamp: number): void, addEvent(event: object): void}} options.player
    * @param {string} [options.url] the stream's WebSocket URL (default: this origin's)
    * @param {(options: object) => Connection} [options.connect] builds the connection
    * @param {{warn: Function}} [options.log]
@@ -152,7 +152,8 @@ export class LiveStream extends EventTarget {
     if (frame.reset) this.#counters.resets += 1;
     if (frame.segmentStart) {
       this.#counters.segmentsStarted += 1;
-      this.#player.startSegment(batches[0]?.[0]?.timestamp ?? frame.firstTs);
+      const first = batches[0]?.[0]?.timestamp ?? frame.firstTs;
+      this.#player.startSegment(first, Math.max(first, frame.lastTs));
     }
     let events = 0;
     for (const batch of batches) {
