@@ -23,7 +23,6 @@ FLAG_RESET = 0x02
 
 class CloseCode(enum.IntEnum):
     SESSION_ENDED = 1000
-    GOING_AWAY = 1001
     INTERNAL_ERROR = 1011
     BAD_HELLO = 4400
     UNAUTHORIZED = 4401

@@ -96,13 +96,19 @@ async def _refuse(websocket: WebSocket, code: CloseCode, reason: str) -> None:
 async def _read_hello(websocket: WebSocket) -> Hello | None:
     """The client's hello, or None after closing the socket with the reason why."""
     try:
-        raw = await asyncio.wait_for(websocket.receive_text(), HELLO_TIMEOUT_S)
+        message = await asyncio.wait_for(websocket.receive(), HELLO_TIMEOUT_S)
     except TimeoutError:
         await _refuse(websocket, CloseCode.HELLO_TIMEOUT,
                       f"no hello within {HELLO_TIMEOUT_S:.0f} s")
         return None
-    except (WebSocketDisconnect, RuntimeError, KeyError):
-        return None  # gone before saying hello, or sent binary
+    except (WebSocketDisconnect, RuntimeError):
+        return None  # gone before saying hello
+    if message["type"] == "websocket.disconnect":
+        return None
+    raw = message.get("text")
+    if raw is None:
+        await _refuse(websocket, CloseCode.BAD_HELLO, "the hello must be a text message")
+        return None
     try:
         hello = CLIENT_MESSAGE.validate_json(raw)
     except ValidationError as exc:
@@ -131,8 +137,10 @@ async def _receive(websocket: WebSocket, viewer: Viewer) -> None:
             await _refuse(websocket, CloseCode.BAD_HELLO,
                           f"bad message: {exc.errors()[0]['msg']}")
             return
-        if isinstance(parsed, Ack):
-            viewer.ack(parsed.seq)
+        if not isinstance(parsed, Ack):
+            await _refuse(websocket, CloseCode.BAD_HELLO, "after hello only acks are accepted")
+            return
+        viewer.ack(parsed.seq)
 
 
 async def _until_first_done(*coros: Any) -> None:
@@ -247,6 +255,19 @@ class Gateway:
 
     async def _serve_viewer(self, websocket: WebSocket, session_id: str) -> None:
         await websocket.accept()
+        try:
+            await self._stream_to(websocket, session_id)
+        except (WebSocketDisconnect, asyncio.CancelledError):
+            raise
+        except Exception as exc:
+            # Without this the server drops the TCP connection and the viewer sees 1006
+            # with no reason; it reconnects either way, nothing recorded is lost.
+            _log.exception("viewer of session %s: %s", session_id, exc,
+                           extra={"session_id": session_id})
+            await _refuse(websocket, CloseCode.INTERNAL_ERROR,
+                          f"internal error: {type(exc).__name__}")
+
+    async def _stream_to(self, websocket: WebSocket, session_id: str) -> None:
         try:
             await self._registry.get.remote(session_id)
         except SessionNotFound as exc:

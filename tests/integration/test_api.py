@@ -149,13 +149,24 @@ async def test_websocket_refuses_unknown_sessions_and_bad_hellos(api, stack, dem
     assert closed.value.rcvd.reason == "no session with id 'nope'"
 
     sid = (await api.post("/sessions", json={"url": f"{demo_site.url}/"})).json()["id"]
-    for bad in ("not json", json.dumps({"type": "hello", "protocol": 99})):
+    good = json.dumps({"type": "hello", "protocol": 1})
+    cases = {
+        "not json": ["not json"],
+        "protocol 99": [json.dumps({"type": "hello", "protocol": 99})],
+        "binary hello": [good.encode()],
+        "a second hello": [good, good],
+        "a bad ack": [good, json.dumps({"type": "ack", "seq": "many"})],
+    }
+    for case, messages in cases.items():
         async with websockets.connect(f"{stack.ws_url}/sessions/{sid}/stream") as ws:
-            await ws.send(bad)
+            for message in messages:
+                await ws.send(message)
             with pytest.raises(websockets.ConnectionClosed) as closed:
                 while True:
                     await ws.recv()
-        assert closed.value.rcvd.code == 4400, bad
+        assert closed.value.rcvd is not None, case
+        assert closed.value.rcvd.code == 4400, (case, closed.value.rcvd)
+        assert closed.value.rcvd.reason, case
     await api.delete(f"/sessions/{sid}")
 
 
