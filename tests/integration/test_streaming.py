@@ -171,5 +171,7 @@ async def test_a_paused_viewer_is_moved_forward_and_costs_the_others_nothing(
     segment = max(fast.segment_lengths)
     assert deepest <= stack.settings.viewer_queue_frames + segment, (deepest, segment)
     assert len(during) > 100, "the fast viewer kept receiving"
-    # Not a speed target: the paused viewer must not hold the others back by seconds.
-    assert statistics.median(during) < max(4 * statistics.median(before), 500)
+    # Not a speed target: the others' latency while one viewer is paused is what it was
+    # before (medians 13 and 15 ms here), with room for a shared machine's noise.
+    assert statistics.median(during) <= 1.5 * statistics.median(before) + 10, (
+        statistics.median(before), statistics.median(during))
