@@ -68,7 +68,9 @@ class Viewer:
         self._window = window_bytes
 
     def prime(self, chunks: list[Chunk], reset: ResetReason | None) -> None:
-        if reset is not None and chunks:
+        """`reset`: why the viewer starts at a checkout; its first frame says so, even when
+        nothing is buffered yet and that frame comes later."""
+        if reset is not None:
             self._reset = reset
         self.offer(chunks)
 
@@ -131,8 +133,7 @@ class Viewer:
         self._wake.clear()
         if not self.window_open:
             return Delivery()
-        delivery = Delivery(reset=self._reset)
-        self._reset = None
+        delivery = Delivery()
         # What is queued goes out now, as few frames as segments allow: under load a
         # viewer gets fewer, larger frames instead of one per page batch.
         room = None if self._window is None else self._window - self._in_flight_bytes
@@ -143,6 +144,8 @@ class Viewer:
             delivery.frames[-1].append(chunk)
             if room is not None:
                 room -= len(chunk.payload)
+        if delivery.frames:  # the reason goes with the frames it explains
+            delivery.reset, self._reset = self._reset, None
         if self._pending:
             self._wake.set()  # the window closed first; the rest goes after an ack
         elif self._end is not None:

@@ -92,3 +92,15 @@ async def test_a_minimum_interval_joins_what_arrives_meanwhile_into_one_frame() 
     second = await viewer.next(0.5, min_interval_s=0.05)
     await feeding
     assert [[c.seq for c in f] for f in second.frames] == [[2, 3, 4, 5]]
+
+
+async def test_a_viewer_joining_an_empty_stream_gets_its_reset_with_the_first_frame() -> None:
+    viewer = Viewer(max_frames=100)
+    viewer.prime([], "join")  # the session has recorded nothing yet
+    assert (await viewer.next(0.01)).reset is None  # nothing to send, nothing said
+    viewer.offer(chunks(1, 2, {1}))
+    delivery = await viewer.next(0.1)
+    assert delivery.reset == "join"
+    assert [[c.seq for c in f] for f in delivery.frames] == [[1, 2]]
+    viewer.offer(chunks(3, 3, set()))
+    assert (await viewer.next(0.1)).reset is None
