@@ -44,6 +44,10 @@ class Settings(BaseSettings):
     viewer_queue_frames: int = Field(
         default=256, ge=8, description="Frames queued per viewer before it is moved forward."
     )
+    hello_timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="A viewer that says no hello within this closes with 4408.",
+    )
     assets_dir: str | None = Field(
         default=None, description="Built frontend (default: frontend/dist beside the packages)."
     )

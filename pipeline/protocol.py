@@ -14,7 +14,6 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 PROTOCOL_VERSION = 1
-HELLO_TIMEOUT_S = 10.0
 
 _HEADER = struct.Struct("<BBHIQQdddB")
 FLAG_SEGMENT_START = 0x01
@@ -171,7 +170,6 @@ __all__ = [
     "Ack",
     "FLAG_RESET",
     "FLAG_SEGMENT_START",
-    "HELLO_TIMEOUT_S",
     "PROTOCOL_VERSION",
     "Chunk",
     "CloseCode",

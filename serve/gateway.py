@@ -28,7 +28,6 @@ from pipeline.metrics import GatewayMetrics
 from pipeline.models import PoolStatus, SessionInfo, SessionSpec
 from pipeline.protocol import (
     CLIENT_MESSAGE,
-    HELLO_TIMEOUT_S,
     PROTOCOL_VERSION,
     Ack,
     CloseCode,
@@ -93,13 +92,12 @@ async def _refuse(websocket: WebSocket, code: CloseCode, reason: str) -> None:
         await websocket.close(code, reason[:120])
 
 
-async def _read_hello(websocket: WebSocket) -> Hello | None:
+async def _read_hello(websocket: WebSocket, timeout_s: float) -> Hello | None:
     """The client's hello, or None after closing the socket with the reason why."""
     try:
-        message = await asyncio.wait_for(websocket.receive(), HELLO_TIMEOUT_S)
+        message = await asyncio.wait_for(websocket.receive(), timeout_s)
     except TimeoutError:
-        await _refuse(websocket, CloseCode.HELLO_TIMEOUT,
-                      f"no hello within {HELLO_TIMEOUT_S:.0f} s")
+        await _refuse(websocket, CloseCode.HELLO_TIMEOUT, f"no hello within {timeout_s:g} s")
         return None
     except (WebSocketDisconnect, RuntimeError):
         return None  # gone before saying hello
@@ -273,7 +271,7 @@ class Gateway:
         except SessionNotFound as exc:
             await _refuse(websocket, CloseCode.UNKNOWN_SESSION, str(unwrap(exc)))
             return
-        hello = await _read_hello(websocket)
+        hello = await _read_hello(websocket, self._settings.hello_timeout_s)
         if hello is None:
             return
         try:

@@ -40,7 +40,7 @@ def stack() -> Iterator[Stack]:
 
     settings = Settings(port=free_port(), dashboard_port=free_port(), browser_slots=8,
                         ended_retention_s=120, viewer_queue_frames=64,
-                        viewer_window_bytes=256 * 1024)
+                        viewer_window_bytes=256 * 1024, hello_timeout_s=2.0)
     start_ray(settings, dashboard=False, log_to_driver=False)
     try:
         deploy_gateway(settings)

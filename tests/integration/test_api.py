@@ -167,6 +167,13 @@ async def test_websocket_refuses_unknown_sessions_and_bad_hellos(api, stack, dem
         assert closed.value.rcvd is not None, case
         assert closed.value.rcvd.code == 4400, (case, closed.value.rcvd)
         assert closed.value.rcvd.reason, case
+
+    async with websockets.connect(f"{stack.ws_url}/sessions/{sid}/stream") as ws:
+        error = json.loads(await ws.recv())  # says nothing: the hello timeout (2 s here)
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await ws.recv()
+    assert error["code"] == 4408 and closed.value.rcvd.code == 4408
+    assert closed.value.rcvd.reason == "no hello within 2 s"
     await api.delete(f"/sessions/{sid}")
 
 
