@@ -42,7 +42,9 @@ class Settings(BaseSettings):
         "server holds frames back, so a stalled viewer fills its queue, not socket buffers.",
     )
     viewer_queue_frames: int = Field(
-        default=256, ge=8, description="Frames queued per viewer before it is moved forward."
+        default=256, ge=8,
+        description="Page batches queued per viewer (they leave as fewer, larger frames) "
+        "before a viewer that falls behind is moved forward to its newest queued checkout.",
     )
     hello_timeout_s: float = Field(
         default=10.0, gt=0,
