@@ -16,16 +16,23 @@ from typing import Any
 import orjson
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from ray import serve
 
 from pipeline.config import Settings
-from pipeline.errors import PoolFull, SessionNotFound, StreamUnavailable, unwrap
+from pipeline.errors import (
+    PoolFull,
+    RecordingInProgress,
+    RecordingNotFound,
+    SessionNotFound,
+    StreamUnavailable,
+    unwrap,
+)
 from pipeline.logs import configure_logging
 from pipeline.metrics import GatewayMetrics
-from pipeline.models import PoolStatus, SessionInfo, SessionSpec
+from pipeline.models import PoolStatus, RecordingInfo, SessionInfo, SessionSpec
 from pipeline.protocol import (
     CLIENT_MESSAGE,
     PROTOCOL_VERSION,
@@ -64,6 +71,16 @@ app = FastAPI(
 @app.exception_handler(SessionNotFound)
 async def _session_not_found(_: Request, exc: SessionNotFound) -> JSONResponse:
     return JSONResponse(status_code=404, content={"detail": str(unwrap(exc))})
+
+
+@app.exception_handler(RecordingNotFound)
+async def _recording_not_found(_: Request, exc: RecordingNotFound) -> JSONResponse:
+    return JSONResponse(status_code=404, content={"detail": str(unwrap(exc))})
+
+
+@app.exception_handler(RecordingInProgress)
+async def _recording_in_progress(_: Request, exc: RecordingInProgress) -> JSONResponse:
+    return JSONResponse(status_code=409, content={"detail": str(unwrap(exc))})
 
 
 @app.exception_handler(PoolFull)
@@ -218,6 +235,35 @@ class Gateway:
     async def pool(self) -> PoolStatus:
         """The browser pool: nodes, slots used and free, sessions per node, the queue."""
         return await self._registry.pool.remote()
+
+    @app.get("/recordings", response_model=list[RecordingInfo])
+    async def list_recordings(self) -> list[RecordingInfo]:
+        """Every stored recording, on every node, newest first."""
+        return await self._registry.recordings.remote()
+
+    @app.get("/recordings/{recording_id}", response_model=RecordingInfo,
+             responses={404: {"description": "No such recording"}})
+    async def get_recording(self, recording_id: str) -> RecordingInfo:
+        return await self._registry.recording.remote(recording_id)
+
+    @app.delete("/recordings/{recording_id}", status_code=204,
+                responses={404: {"description": "No such recording"},
+                           409: {"description": "Its session is still recording"}})
+    async def delete_recording(self, recording_id: str) -> Response:
+        await self._registry.delete_recording.remote(recording_id)
+        return Response(status_code=204)
+
+    @app.get("/recordings/{recording_id}/frames", response_class=Response,
+             responses={200: {"content": {"application/octet-stream": {}},
+                              "description": "Records of a 4-byte little-endian length "
+                              "and one protocol v1 binary frame (docs/protocol.md)"},
+                        404: {"description": "No such recording"}})
+    async def recording_frames(self, recording_id: str) -> Response:
+        """The recording's stored frames, as its node wrote them."""
+        host = await self._registry.recording_host.remote(recording_id)
+        frames = await host.recording_frames.remote(recording_id)
+        return Response(frames, media_type="application/octet-stream", headers={
+            "Content-Disposition": f'attachment; filename="{recording_id}.frames"'})
 
     @app.get("/healthz")
     async def healthz(self) -> dict[str, Any]:
