@@ -11,6 +11,7 @@ actors hold the streams, so any replica can serve any viewer of any session.
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -44,9 +45,12 @@ from pipeline.protocol import (
     Reset,
     Status,
     Welcome,
+    decode_frame,
     encode_frame,
+    mark_reset,
 )
 from pipeline.recorder import assets_dir
+from pipeline.recording import iter_frames
 from pipeline.registry import get_or_create_registry
 from serve.info import session_info
 from serve.uvicorn_options import disable_permessage_deflate
@@ -140,7 +144,7 @@ async def _read_hello(websocket: WebSocket, timeout_s: float) -> Hello | None:
     return hello
 
 
-async def _receive(websocket: WebSocket, viewer: Viewer) -> None:
+async def _receive(websocket: WebSocket, on_ack: Callable[[int], None]) -> None:
     """Reads acks until the client leaves (a handler that only sends would never notice)."""
     while True:
         message = await websocket.receive()
@@ -155,7 +159,33 @@ async def _receive(websocket: WebSocket, viewer: Viewer) -> None:
         if not isinstance(parsed, Ack):
             await _refuse(websocket, CloseCode.BAD_HELLO, "after hello only acks are accepted")
             return
-        viewer.ack(parsed.seq)
+        on_ack(parsed.seq)
+
+
+async def _replay(websocket: WebSocket, frames: bytes) -> None:
+    """Sends a recording's frames in real time by their page timestamps: each frame when
+    its newest event is as far from the recording's first event as it was in the page.
+    A frame that does not continue the sequence (a restart after a node was lost) starts
+    over, as a live stream's RESET frame does."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    first_ts: float | None = None
+    last_seq: int | None = None
+    for frame in iter_frames(frames):
+        header, _ = decode_frame(frame)
+        if last_seq is None or header.first_seq != last_seq + 1:
+            if not header.segment_start:
+                continue  # nothing decodes before a segment start
+            await websocket.send_text(Reset(reason="join" if last_seq is None else "gap",
+                                            seq=header.first_seq).model_dump_json())
+            frame = mark_reset(frame)
+        if first_ts is None:
+            first_ts = header.first_ts
+        delay = started + (header.last_ts - first_ts) / 1000.0 - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await websocket.send_bytes(frame)
+        last_seq = header.last_seq
 
 
 async def _until_first_done(*coros: Any) -> None:
@@ -297,6 +327,44 @@ class Gateway:
             session_id = max(demos, key=lambda r: r.created_at).id if demos else ""
         await self._serve_viewer(websocket, session_id)
 
+    @app.websocket("/recordings/{recording_id}/stream")
+    async def replay_recording(self, websocket: WebSocket, recording_id: str) -> None:
+        """Replays a stored recording in real time over protocol v1 (docs/protocol.md)."""
+        await websocket.accept()
+        try:
+            host = await self._registry.recording_host.remote(recording_id)
+            info = await host.recording.remote(recording_id)
+        except RecordingNotFound as exc:
+            await _refuse(websocket, CloseCode.UNKNOWN_SESSION, str(unwrap(exc)))
+            return
+        hello = await _read_hello(websocket, self._settings.hello_timeout_s)
+        if hello is None:
+            return
+        frames = await host.recording_frames.remote(recording_id)
+        await websocket.send_text(Welcome(session_id=recording_id, codec=info.codec,
+                                          resume="reset", state="stopped").model_dump_json())
+        replay = asyncio.ensure_future(_replay(websocket, frames))
+        receive = asyncio.ensure_future(_receive(websocket, lambda seq: None))
+        try:
+            await asyncio.wait([replay, receive], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (replay, receive):
+                task.cancel()
+            await asyncio.gather(replay, receive, return_exceptions=True)
+        if replay.cancelled():
+            return  # the client left, or was refused for a bad message, first
+        failure = replay.exception()
+        if isinstance(failure, WebSocketDisconnect | RuntimeError):
+            return
+        if failure is not None:
+            _log.error("replay of recording %s: %s", recording_id, failure, exc_info=failure)
+            await _refuse(websocket, CloseCode.INTERNAL_ERROR,
+                          f"internal error: {type(failure).__name__}")
+            return
+        with contextlib.suppress(Exception):
+            await websocket.send_text(End(reason="stopped", state="stopped").model_dump_json())
+            await websocket.close(CloseCode.SESSION_ENDED, "recording replayed")
+
     async def _serve_viewer(self, websocket: WebSocket, session_id: str) -> None:
         await websocket.accept()
         try:
@@ -342,7 +410,7 @@ class Gateway:
                 state=hub.status.state,
             ).model_dump_json())
             await _until_first_done(
-                self._send(websocket, session_id, hub, viewer), _receive(websocket, viewer)
+                self._send(websocket, session_id, hub, viewer), _receive(websocket, viewer.ack)
             )
         finally:
             hub.detach(viewer)

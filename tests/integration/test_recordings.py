@@ -11,7 +11,7 @@ import pytest
 import websockets
 
 from pipeline.codec import make_decoder
-from pipeline.protocol import decode_frame
+from pipeline.protocol import CloseCode, decode_frame
 from pipeline.recording import iter_frames
 from tests.integration.test_api import hello
 
@@ -48,6 +48,14 @@ def recorded_batches(frames: bytes, codec: str) -> dict[int, str]:
     return batches
 
 
+async def wait_until_finished(api, sid: str) -> dict:
+    deadline = time.monotonic() + 30
+    while (info := (await api.get(f"/recordings/{sid}")).json()).get("ended_at") is None:
+        assert time.monotonic() < deadline, f"recording never finished: {info}"
+        await asyncio.sleep(0.25)
+    return info
+
+
 async def test_a_session_is_recorded_listed_fetched_and_deleted(api, stack, demo_site) -> None:
     response = await api.post("/sessions", json={
         "url": f"{demo_site.url}/list.html",
@@ -68,10 +76,7 @@ async def test_a_session_is_recorded_listed_fetched_and_deleted(api, stack, demo
 
     assert (await api.delete(f"/sessions/{sid}")).status_code == 200
     live = await viewer
-    deadline = time.monotonic() + 30
-    while (info := (await api.get(f"/recordings/{sid}")).json()).get("ended_at") is None:
-        assert time.monotonic() < deadline, f"recording never finished: {info}"
-        await asyncio.sleep(0.25)
+    info = await wait_until_finished(api, sid)
 
     listed = (await api.get("/recordings")).json()
     assert sid in [r["id"] for r in listed]
@@ -108,3 +113,60 @@ async def test_a_file_name_is_not_a_recording_id(api, path) -> None:
     response = await api.get(path)
     assert response.status_code == 404
     assert response.json()["detail"].startswith("no recording with id")
+
+
+async def test_a_recording_replays_in_real_time_over_protocol_v1(api, stack, demo_site) -> None:
+    sid = (await api.post("/sessions", json={
+        "url": f"{demo_site.url}/list.html", "close_when_done": True,
+        "steps": [{"action": "wait", "ms": 500}, {"action": "click", "selector": "#add-item"},
+                  {"action": "wait", "ms": 1500}, {"action": "click", "selector": "#add-item"},
+                  {"action": "wait", "ms": 500}],
+    })).json()["id"]
+    info = await wait_until_finished(api, sid)
+    recorded = recorded_batches((await api.get(f"/recordings/{sid}/frames")).content,
+                                info["codec"])
+
+    controls: list[dict] = []
+    replayed: dict[int, str] = {}
+    arrivals: list[tuple[float, float, float]] = []  # (received, first_ts, last_ts)
+    async with websockets.connect(f"{stack.ws_url}/recordings/{sid}/stream",
+                                  max_size=None) as ws:
+        welcome = await hello(ws)
+        assert welcome["type"] == "welcome", welcome
+        assert (welcome["codec"], welcome["resume"], welcome["session_id"]) == (
+            info["codec"], "reset", sid)
+        decoder = make_decoder(welcome["codec"])
+        with pytest.raises(websockets.ConnectionClosedOK) as closed:
+            async with asyncio.timeout(60):
+                while True:
+                    message = await ws.recv()
+                    if isinstance(message, str):
+                        controls.append(json.loads(message))
+                        continue
+                    header, payload = decode_frame(message)
+                    arrivals.append((time.monotonic(), header.first_ts, header.last_ts))
+                    if not replayed:
+                        assert header.reset and header.segment_start
+                    text = decoder.decode(payload, segment_start=header.segment_start)
+                    replayed.update(zip(range(header.first_seq, header.last_seq + 1),
+                                        text.decode().splitlines(), strict=True))
+    assert closed.value.rcvd.code == 1000
+    assert controls[0] == {"type": "reset", "reason": "join", "seq": 1}
+    assert controls[-1] == {"type": "end", "reason": "stopped", "state": "stopped"}
+    assert replayed == recorded
+    # Paced by the page's clock: each frame leaves when its newest event is as far from
+    # the first event as it was in the page, never earlier, and not much later.
+    start, first_ts = arrivals[0][0], arrivals[0][1]
+    for received, _, last_ts in arrivals:
+        due = (last_ts - first_ts) / 1000.0
+        assert due - 0.05 <= received - start <= due + 1.0, (received - start, due)
+    assert (arrivals[-1][2] - first_ts) > 1500  # the session's waits are in the replay
+
+
+async def test_replaying_an_unknown_recording_closes_4404(stack) -> None:
+    async with websockets.connect(f"{stack.ws_url}/recordings/nosuchid/stream") as ws:
+        with pytest.raises(websockets.ConnectionClosed) as closed:
+            await asyncio.wait_for(ws.recv(), 10)
+            await asyncio.wait_for(ws.recv(), 10)
+    assert closed.value.rcvd.code == CloseCode.UNKNOWN_SESSION
+    assert "no recording with id 'nosuchid'" in closed.value.rcvd.reason
