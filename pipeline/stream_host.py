@@ -16,6 +16,7 @@ its session in every call and is used like an actor handle of that session's str
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,16 +75,20 @@ class StreamHost:
 
     # -- recordings stored on this node ---------------------------------------------------------
 
-    def recordings(self) -> list[RecordingInfo]:
+    # Reading runs on a thread: a large recording must not hold up this node's streams.
+
+    async def recordings(self) -> list[RecordingInfo]:
         """This node's recordings, newest first."""
-        return self._recordings.list() if self._recordings is not None else []
+        if self._recordings is None:
+            return []
+        return await asyncio.to_thread(self._recordings.list)
 
     def recording(self, recording_id: str) -> RecordingInfo:
         return self._store(recording_id).info(recording_id)
 
-    def recording_frames(self, recording_id: str) -> bytes:
+    async def recording_frames(self, recording_id: str) -> bytes:
         """The recording's `.frames` file as stored."""
-        return self._store(recording_id).frames(recording_id)
+        return await asyncio.to_thread(self._store(recording_id).frames, recording_id)
 
     def delete_recording(self, recording_id: str) -> None:
         """Deletes a finished recording; one still being written raises RecordingInProgress."""

@@ -145,9 +145,9 @@ async def test_stream_host_serves_its_recordings(tmp_path: Path) -> None:
     with pytest.raises(RecordingInProgress):
         host.delete_recording("a")
     host.close("a")
-    assert [r.id for r in host.recordings()] == ["a"]
+    assert [r.id for r in await host.recordings()] == ["a"]
     assert host.recording("a").batches == 2
-    assert len(list(iter_frames(host.recording_frames("a")))) == 2
+    assert len(list(iter_frames(await host.recording_frames("a")))) == 2
     host.delete_recording("a")
     with pytest.raises(RecordingNotFound):
         host.recording("a")
@@ -158,6 +158,6 @@ async def test_an_empty_recordings_dir_turns_recording_off(tmp_path: Path) -> No
     host.open("a")
     await host.push("a", [batch(1, True)])
     host.close("a")
-    assert host.recordings() == []
+    assert await host.recordings() == []
     with pytest.raises(RecordingNotFound):
-        host.recording_frames("a")
+        await host.recording_frames("a")
