@@ -46,10 +46,6 @@ class RecordingWriter:
         self._failed = False
         self._closed = False
 
-    @property
-    def info(self) -> RecordingInfo:
-        return self._info.model_copy()
-
     def append(self, chunk: Chunk) -> None:
         if self._failed or self._closed:
             return

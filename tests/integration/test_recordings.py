@@ -155,11 +155,12 @@ async def test_a_recording_replays_in_real_time_over_protocol_v1(api, stack, dem
     assert controls[-1] == {"type": "end", "reason": "stopped", "state": "stopped"}
     assert replayed == recorded
     # Paced by the page's clock: each frame leaves when its newest event is as far from
-    # the first event as it was in the page, never earlier, and not much later.
+    # the first event as it was in the page, never earlier, and not much later (the
+    # bound is loose: this machine is shared).
     start, first_ts = arrivals[0][0], arrivals[0][1]
     for received, _, last_ts in arrivals:
         due = (last_ts - first_ts) / 1000.0
-        assert due - 0.05 <= received - start <= due + 1.0, (received - start, due)
+        assert due - 0.05 <= received - start <= due + 2.0, (received - start, due)
     assert (arrivals[-1][2] - first_ts) > 1500  # the session's waits are in the replay
 
 
