@@ -19,16 +19,18 @@ import pytest
 
 from pipeline.config import Settings
 
+_RECORDINGS_DIR = pytest.StashKey[str]()
+
 
 def pytest_configure(config: pytest.Config) -> None:
     # Nothing a test starts (actors, CLI subprocesses, test clusters) records into the
     # user's ~/.rrstream.
-    config._rrstream_recordings = tempfile.mkdtemp(prefix="rrstream-recordings-")
-    os.environ.setdefault("RRSTREAM_RECORDINGS_DIR", config._rrstream_recordings)
+    config.stash[_RECORDINGS_DIR] = tempfile.mkdtemp(prefix="rrstream-recordings-")
+    os.environ.setdefault("RRSTREAM_RECORDINGS_DIR", config.stash[_RECORDINGS_DIR])
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
-    shutil.rmtree(config._rrstream_recordings, ignore_errors=True)
+    shutil.rmtree(config.stash[_RECORDINGS_DIR], ignore_errors=True)
 
 
 def free_port() -> int:
