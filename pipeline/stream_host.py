@@ -39,6 +39,11 @@ class StreamHost:
     def open(self, session_id: str, first_seq: int = 1) -> None:
         """Starts a session's stream; `first_seq` continues the numbering of a session
         restarted after its node was lost. Reopening replaces the stream."""
+        earlier = self._streams.get(session_id)
+        if earlier is not None:
+            # Its readers move on to the new stream; its recording is finished first, so
+            # the new one appends after everything the earlier one wrote.
+            earlier.finish_recording()
         recording = (self._recordings.writer(session_id, self._settings.codec)
                      if self._recordings is not None else None)
         self._streams[session_id] = EventStreamer(session_id, self._settings, first_seq,

@@ -135,9 +135,13 @@ class EventStreamer:
     def close(self) -> None:
         """No more batches will come; readers drain what is buffered and see `ended`."""
         self._ended = True
+        self.finish_recording()
+        self._wake()
+
+    def finish_recording(self) -> None:
+        """Flushes and closes the recording (idempotent); the stream itself goes on."""
         if self._recording is not None:
             self._recording.close()
-        self._wake()
 
     def _wake(self) -> None:
         self._changed.set()
