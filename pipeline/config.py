@@ -129,6 +129,11 @@ class Settings(BaseSettings):
     ended_retention_s: float = Field(
         default=600.0, ge=0, description="How long an ended session's stream stays readable."
     )
+    recordings_dir: str = Field(
+        default="~/.rrstream/recordings",
+        description="Where each node stores the recordings of its sessions (`~` is expanded "
+        "on the node); empty: nothing is recorded.",
+    )
     step_delay_ms: int = Field(default=0, ge=0, description="Pause between workflow steps.")
 
 

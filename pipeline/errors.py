@@ -3,6 +3,8 @@
 RRStreamError
  ├── SessionNotFound
  ├── StreamUnavailable
+ ├── RecordingNotFound
+ ├── RecordingInProgress
  ├── PoolFull
  ├── InvalidTransition
  ├── BrowserNotFound
@@ -40,6 +42,21 @@ class StreamUnavailable(RRStreamError):
         self.session_id, self.state, self.reason = session_id, state, reason
         detail = f": {reason}" if reason else ""
         super().__init__(f"session {session_id} is {state} and has no stream{detail}")
+
+
+class RecordingNotFound(RRStreamError):
+    def __init__(self, recording_id: str) -> None:
+        self.recording_id = recording_id
+        super().__init__(f"no recording with id {recording_id!r}")
+
+
+class RecordingInProgress(RRStreamError):
+    """The recording's session is still streaming into it."""
+
+    def __init__(self, recording_id: str) -> None:
+        self.recording_id = recording_id
+        super().__init__(f"recording {recording_id!r} is still being written; stop its "
+                         "session first")
 
 
 class PoolFull(RRStreamError):
@@ -87,6 +104,8 @@ __all__ = [
     "BrowserNotFound",
     "InvalidTransition",
     "PoolFull",
+    "RecordingInProgress",
+    "RecordingNotFound",
     "RRStreamError",
     "SessionNotFound",
     "StepFailed",

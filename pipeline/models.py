@@ -125,6 +125,20 @@ class StreamStats(BaseModel):
     ended: bool = False
 
 
+class RecordingInfo(BaseModel):
+    """A stored recording's metadata: `<recordings_dir>/<id>.json` beside its frames."""
+
+    id: str = Field(description="The recorded session's id.")
+    codec: str = Field(description="Codec of the frames' payloads, as in `welcome`.")
+    created_at: float
+    ended_at: float | None = Field(default=None, description="None while still recording.")
+    batches: int = 0
+    events: int = 0
+    bytes_compressed: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+
+
 class NodeSlots(BaseModel):
     """One Ray node of the browser pool."""
 
@@ -193,6 +207,7 @@ __all__ = [
     "SESSION_TRANSITIONS",
     "NodeSlots",
     "PoolStatus",
+    "RecordingInfo",
     "SessionInfo",
     "SessionRecord",
     "SessionSpec",

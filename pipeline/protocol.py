@@ -85,6 +85,13 @@ def encode_frame(session_id: str, chunks: list[Chunk], *, reset: bool = False) -
     return b"".join([header, sid, *(c.payload for c in chunks)])
 
 
+def mark_reset(frame: bytes) -> bytes:
+    """The same frame with the RESET flag set; it must start a segment."""
+    if not frame[1] & FLAG_SEGMENT_START:
+        raise ValueError("a reset frame must start a segment")
+    return b"".join([frame[:1], bytes([frame[1] | FLAG_RESET]), frame[2:]])
+
+
 def decode_frame(frame: bytes) -> tuple[FrameHeader, bytes]:
     """Splits a binary frame into its header and compressed payload."""
     if len(frame) < _HEADER.size:
@@ -183,6 +190,7 @@ __all__ = [
     "Welcome",
     "decode_frame",
     "encode_frame",
+    "mark_reset",
 ]
 
 

@@ -24,12 +24,19 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pipeline.browser_host import BrowserHost
 from pipeline.config import Settings
-from pipeline.errors import PoolFull, SessionNotFound, StreamUnavailable
+from pipeline.errors import (
+    PoolFull,
+    RecordingInProgress,
+    RecordingNotFound,
+    SessionNotFound,
+    StreamUnavailable,
+)
 from pipeline.logs import configure_logging
 from pipeline.metrics import RegistryMetrics, SessionMetrics, StreamMetrics
 from pipeline.models import (
     NodeSlots,
     PoolStatus,
+    RecordingInfo,
     SessionRecord,
     SessionSpec,
     SessionState,
@@ -383,6 +390,59 @@ class SessionRegistry:
         record.state, record.error, entry.last_status = status.state, status.error, status
         record.ended_at = record.ended_at or time.time()
         return record
+
+    # -- recordings ---------------------------------------------------------------------------
+    # Each node stores the recordings of the sessions it streamed; its StreamHost serves them.
+
+    async def recordings(self) -> list[RecordingInfo]:
+        """Every node's recordings, newest first."""
+        found = [info for _, listed in await self._ask_stream_hosts("recordings")
+                 if not isinstance(listed, BaseException) for info in listed]
+        return sorted(found, key=lambda r: r.created_at, reverse=True)
+
+    async def recording(self, recording_id: str) -> RecordingInfo:
+        info, _ = await self._find_recording(recording_id)
+        return info
+
+    async def recording_host(self, recording_id: str) -> Any:
+        """The StreamHost actor that stores the recording, to fetch its frames from."""
+        _, host = await self._find_recording(recording_id)
+        return host
+
+    async def delete_recording(self, recording_id: str) -> None:
+        """Deletes the recording wherever it is stored."""
+        answers = await self._ask_stream_hosts("delete_recording", recording_id)
+        errors = [a for _, a in answers if isinstance(a, BaseException)]
+        if any(isinstance(e, RecordingInProgress) for e in errors):
+            raise RecordingInProgress(recording_id)
+        if len(errors) == len(answers):
+            raise RecordingNotFound(recording_id)
+
+    async def _find_recording(self, recording_id: str) -> tuple[RecordingInfo, Any]:
+        for host, info in await self._ask_stream_hosts("recording", recording_id):
+            if isinstance(info, RecordingInfo):
+                return info, host
+        raise RecordingNotFound(recording_id)
+
+    async def _ask_stream_hosts(self, method: str,
+                                *args: Any) -> list[tuple[Any, Any | BaseException]]:
+        """Calls `method` on the StreamHost of every live node that runs sessions (creating
+        it where missing, as recordings outlive the registry that made them); each answer
+        is a result or the error it raised. An unreachable node's error is logged."""
+        for node in ray.nodes():
+            if node["Alive"] and node["Resources"].get("browser", 0) > 0:
+                self._streamer(node["NodeID"])
+        hosts = list(self._streamers.values())
+        answers = await asyncio.gather(
+            *(asyncio.wait_for(getattr(h, method).remote(*args), _STATUS_TIMEOUT_S)
+              for h in hosts),
+            return_exceptions=True)
+        for answer in answers:
+            if isinstance(answer, BaseException) and not isinstance(
+                    answer, RecordingNotFound | RecordingInProgress):
+                _log.warning("a node's recordings are unreachable: %s",
+                             str(answer).splitlines()[0] if str(answer) else type(answer))
+        return list(zip(hosts, answers, strict=True))
 
     async def shutdown(self) -> None:
         """Stops every session (used before Ray goes down, so no Chromium is left)."""

@@ -5,6 +5,10 @@ that takes a few per cent of a core: numbering, compressing and buffering batche
 One StreamHost per node keeps an EventStreamer per session instead, each with its own
 sequence numbers, codec context and buffer, exactly as a streamer of its own would.
 
+It also holds the node's recordings (pipeline/recording.py): every stream writes its
+session's recording as it goes, and the registry asks each node's StreamHost for the
+recordings it stores.
+
 Runs as the Ray actor `streamer:<node id>`. Callers hold a `StreamHandle`, which names
 its session in every call and is used like an actor handle of that session's streamer:
 `await handle.read.remote(after_seq, timeout_s, reader, viewers)`.
@@ -12,14 +16,16 @@ its session in every call and is used like an actor handle of that session's str
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any
 
 from pipeline.config import Settings
-from pipeline.errors import StreamUnavailable
+from pipeline.errors import RecordingInProgress, RecordingNotFound, StreamUnavailable
 from pipeline.metrics import StreamMetrics
-from pipeline.models import StreamStats
+from pipeline.models import RecordingInfo, StreamStats
 from pipeline.protocol import PageBatch
+from pipeline.recording import RecordingStore
 from pipeline.streamer import EventStreamer, ReadResult
 
 
@@ -28,12 +34,20 @@ class StreamHost:
         self._settings = settings
         self._metrics = metrics
         self._streams: dict[str, EventStreamer] = {}
+        self._recordings = RecordingStore.from_settings(settings)
 
     def open(self, session_id: str, first_seq: int = 1) -> None:
         """Starts a session's stream; `first_seq` continues the numbering of a session
         restarted after its node was lost. Reopening replaces the stream."""
+        earlier = self._streams.get(session_id)
+        if earlier is not None:
+            # Its readers move on to the new stream; its recording is finished first, so
+            # the new one appends after everything the earlier one wrote.
+            earlier.finish_recording()
+        recording = (self._recordings.writer(session_id, self._settings.codec)
+                     if self._recordings is not None else None)
         self._streams[session_id] = EventStreamer(session_id, self._settings, first_seq,
-                                                  metrics=self._metrics)
+                                                  metrics=self._metrics, recording=recording)
 
     async def push(self, session_id: str, batches: list[PageBatch]) -> int:
         return await self._stream(session_id).push(batches)
@@ -63,6 +77,35 @@ class StreamHost:
 
     def sessions(self) -> list[str]:
         return list(self._streams)
+
+    # -- recordings stored on this node ---------------------------------------------------------
+
+    # Reading runs on a thread: a large recording must not hold up this node's streams.
+
+    async def recordings(self) -> list[RecordingInfo]:
+        """This node's recordings, newest first."""
+        if self._recordings is None:
+            return []
+        return await asyncio.to_thread(self._recordings.list)
+
+    def recording(self, recording_id: str) -> RecordingInfo:
+        return self._store(recording_id).info(recording_id)
+
+    async def recording_frames(self, recording_id: str) -> bytes:
+        """The recording's `.frames` file as stored."""
+        return await asyncio.to_thread(self._store(recording_id).frames, recording_id)
+
+    def delete_recording(self, recording_id: str) -> None:
+        """Deletes a finished recording; one still being written raises RecordingInProgress."""
+        stream = self._streams.get(recording_id)
+        if stream is not None and not stream.ended:
+            raise RecordingInProgress(recording_id)
+        self._store(recording_id).delete(recording_id)
+
+    def _store(self, recording_id: str) -> RecordingStore:
+        if self._recordings is None:
+            raise RecordingNotFound(recording_id)
+        return self._recordings
 
     def _stream(self, session_id: str) -> EventStreamer:
         try:

@@ -19,6 +19,7 @@ from pipeline.config import Settings
 from pipeline.metrics import StreamMetrics
 from pipeline.models import StreamStats
 from pipeline.protocol import Chunk, PageBatch
+from pipeline.recording import RecordingWriter
 
 _RATE_WINDOW_S = 5.0
 _log = logging.getLogger(__name__)
@@ -35,8 +36,10 @@ class ReadResult:
 
 class EventStreamer:
     def __init__(self, session_id: str, settings: Settings, first_seq: int = 1,
-                 metrics: StreamMetrics | None = None) -> None:
-        """`first_seq` continues the numbering of a session restarted on another node."""
+                 metrics: StreamMetrics | None = None,
+                 recording: RecordingWriter | None = None) -> None:
+        """`first_seq` continues the numbering of a session restarted on another node;
+        `recording` stores every chunk exactly as viewers get it."""
         self.session_id = session_id
         self._metrics = metrics
         self._log = logging.LoggerAdapter(_log, {"session_id": session_id})
@@ -51,7 +54,12 @@ class EventStreamer:
         self._recent: deque[tuple[float, int]] = deque()
         self._readers: dict[str, tuple[int, float]] = {}
         self._changed = asyncio.Event()
+        self._recording = recording
         self._ended = False
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
 
     def codec(self) -> str:
         return self._codec
@@ -69,8 +77,11 @@ class EventStreamer:
             start = batch.checkout or self._seq == self._first_seq - 1
             payload = self._encoder.encode(data, segment_start=start)
             self._seq += 1
-            self._buffer.append(Chunk(self._seq, start, batch.event_count, batch.first_ts,
-                                      batch.last_ts, now, payload))
+            chunk = Chunk(self._seq, start, batch.event_count, batch.first_ts, batch.last_ts,
+                          now, payload)
+            self._buffer.append(chunk)
+            if self._recording is not None:
+                self._recording.append(chunk)
             self._events += batch.event_count
             self._bytes_raw += len(data)
             self._bytes_compressed += len(payload)
@@ -124,7 +135,13 @@ class EventStreamer:
     def close(self) -> None:
         """No more batches will come; readers drain what is buffered and see `ended`."""
         self._ended = True
+        self.finish_recording()
         self._wake()
+
+    def finish_recording(self) -> None:
+        """Flushes and closes the recording (idempotent); the stream itself goes on."""
+        if self._recording is not None:
+            self._recording.close()
 
     def _wake(self) -> None:
         self._changed.set()

@@ -11,21 +11,29 @@ actors hold the streams, so any replica can serve any viewer of any session.
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import orjson
 from fastapi import FastAPI, Request, WebSocket, WebSocketDisconnect
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 from ray import serve
 
 from pipeline.config import Settings
-from pipeline.errors import PoolFull, SessionNotFound, StreamUnavailable, unwrap
+from pipeline.errors import (
+    PoolFull,
+    RecordingInProgress,
+    RecordingNotFound,
+    SessionNotFound,
+    StreamUnavailable,
+    unwrap,
+)
 from pipeline.logs import configure_logging
 from pipeline.metrics import GatewayMetrics
-from pipeline.models import PoolStatus, SessionInfo, SessionSpec
+from pipeline.models import PoolStatus, RecordingInfo, SessionInfo, SessionSpec
 from pipeline.protocol import (
     CLIENT_MESSAGE,
     PROTOCOL_VERSION,
@@ -37,9 +45,12 @@ from pipeline.protocol import (
     Reset,
     Status,
     Welcome,
+    decode_frame,
     encode_frame,
+    mark_reset,
 )
 from pipeline.recorder import assets_dir
+from pipeline.recording import iter_frames
 from pipeline.registry import get_or_create_registry
 from serve.info import session_info
 from serve.uvicorn_options import disable_permessage_deflate
@@ -64,6 +75,16 @@ app = FastAPI(
 @app.exception_handler(SessionNotFound)
 async def _session_not_found(_: Request, exc: SessionNotFound) -> JSONResponse:
     return JSONResponse(status_code=404, content={"detail": str(unwrap(exc))})
+
+
+@app.exception_handler(RecordingNotFound)
+async def _recording_not_found(_: Request, exc: RecordingNotFound) -> JSONResponse:
+    return JSONResponse(status_code=404, content={"detail": str(unwrap(exc))})
+
+
+@app.exception_handler(RecordingInProgress)
+async def _recording_in_progress(_: Request, exc: RecordingInProgress) -> JSONResponse:
+    return JSONResponse(status_code=409, content={"detail": str(unwrap(exc))})
 
 
 @app.exception_handler(PoolFull)
@@ -123,7 +144,7 @@ async def _read_hello(websocket: WebSocket, timeout_s: float) -> Hello | None:
     return hello
 
 
-async def _receive(websocket: WebSocket, viewer: Viewer) -> None:
+async def _receive(websocket: WebSocket, on_ack: Callable[[int], None]) -> None:
     """Reads acks until the client leaves (a handler that only sends would never notice)."""
     while True:
         message = await websocket.receive()
@@ -138,7 +159,33 @@ async def _receive(websocket: WebSocket, viewer: Viewer) -> None:
         if not isinstance(parsed, Ack):
             await _refuse(websocket, CloseCode.BAD_HELLO, "after hello only acks are accepted")
             return
-        viewer.ack(parsed.seq)
+        on_ack(parsed.seq)
+
+
+async def _replay(websocket: WebSocket, frames: bytes) -> None:
+    """Sends a recording's frames in real time by their page timestamps: each frame when
+    its newest event is as far from the recording's first event as it was in the page.
+    A frame that does not continue the sequence (a restart after a node was lost) starts
+    over, as a live stream's RESET frame does."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    first_ts: float | None = None
+    last_seq: int | None = None
+    for frame in iter_frames(frames):
+        header, _ = decode_frame(frame)
+        if last_seq is None or header.first_seq != last_seq + 1:
+            if not header.segment_start:
+                continue  # nothing decodes before a segment start
+            await websocket.send_text(Reset(reason="join" if last_seq is None else "gap",
+                                            seq=header.first_seq).model_dump_json())
+            frame = mark_reset(frame)
+        if first_ts is None:
+            first_ts = header.first_ts
+        delay = started + (header.last_ts - first_ts) / 1000.0 - loop.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        await websocket.send_bytes(frame)
+        last_seq = header.last_seq
 
 
 async def _until_first_done(*coros: Any) -> None:
@@ -219,6 +266,35 @@ class Gateway:
         """The browser pool: nodes, slots used and free, sessions per node, the queue."""
         return await self._registry.pool.remote()
 
+    @app.get("/recordings", response_model=list[RecordingInfo])
+    async def list_recordings(self) -> list[RecordingInfo]:
+        """Every stored recording, on every node, newest first."""
+        return await self._registry.recordings.remote()
+
+    @app.get("/recordings/{recording_id}", response_model=RecordingInfo,
+             responses={404: {"description": "No such recording"}})
+    async def get_recording(self, recording_id: str) -> RecordingInfo:
+        return await self._registry.recording.remote(recording_id)
+
+    @app.delete("/recordings/{recording_id}", status_code=204,
+                responses={404: {"description": "No such recording"},
+                           409: {"description": "Its session is still recording"}})
+    async def delete_recording(self, recording_id: str) -> Response:
+        await self._registry.delete_recording.remote(recording_id)
+        return Response(status_code=204)
+
+    @app.get("/recordings/{recording_id}/frames", response_class=Response,
+             responses={200: {"content": {"application/octet-stream": {}},
+                              "description": "Records of a 4-byte little-endian length "
+                              "and one protocol v1 binary frame (docs/protocol.md)"},
+                        404: {"description": "No such recording"}})
+    async def recording_frames(self, recording_id: str) -> Response:
+        """The recording's stored frames, as its node wrote them."""
+        host = await self._registry.recording_host.remote(recording_id)
+        frames = await host.recording_frames.remote(recording_id)
+        return Response(frames, media_type="application/octet-stream", headers={
+            "Content-Disposition": f'attachment; filename="{recording_id}.frames"'})
+
     @app.get("/healthz")
     async def healthz(self) -> dict[str, Any]:
         hubs = self._hubs.values()
@@ -250,6 +326,44 @@ class Gateway:
             demos = [r for r in records if r.spec.demo and not r.state.ended]
             session_id = max(demos, key=lambda r: r.created_at).id if demos else ""
         await self._serve_viewer(websocket, session_id)
+
+    @app.websocket("/recordings/{recording_id}/stream")
+    async def replay_recording(self, websocket: WebSocket, recording_id: str) -> None:
+        """Replays a stored recording in real time over protocol v1 (docs/protocol.md)."""
+        await websocket.accept()
+        try:
+            host = await self._registry.recording_host.remote(recording_id)
+            info = await host.recording.remote(recording_id)
+        except RecordingNotFound as exc:
+            await _refuse(websocket, CloseCode.UNKNOWN_SESSION, str(unwrap(exc)))
+            return
+        hello = await _read_hello(websocket, self._settings.hello_timeout_s)
+        if hello is None:
+            return
+        frames = await host.recording_frames.remote(recording_id)
+        await websocket.send_text(Welcome(session_id=recording_id, codec=info.codec,
+                                          resume="reset", state="stopped").model_dump_json())
+        replay = asyncio.ensure_future(_replay(websocket, frames))
+        receive = asyncio.ensure_future(_receive(websocket, lambda seq: None))
+        try:
+            await asyncio.wait([replay, receive], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in (replay, receive):
+                task.cancel()
+            await asyncio.gather(replay, receive, return_exceptions=True)
+        if replay.cancelled():
+            return  # the client left, or was refused for a bad message, first
+        failure = replay.exception()
+        if isinstance(failure, WebSocketDisconnect | RuntimeError):
+            return
+        if failure is not None:
+            _log.error("replay of recording %s: %s", recording_id, failure, exc_info=failure)
+            await _refuse(websocket, CloseCode.INTERNAL_ERROR,
+                          f"internal error: {type(failure).__name__}")
+            return
+        with contextlib.suppress(Exception):
+            await websocket.send_text(End(reason="stopped", state="stopped").model_dump_json())
+            await websocket.close(CloseCode.SESSION_ENDED, "recording replayed")
 
     async def _serve_viewer(self, websocket: WebSocket, session_id: str) -> None:
         await websocket.accept()
@@ -296,7 +410,7 @@ class Gateway:
                 state=hub.status.state,
             ).model_dump_json())
             await _until_first_done(
-                self._send(websocket, session_id, hub, viewer), _receive(websocket, viewer)
+                self._send(websocket, session_id, hub, viewer), _receive(websocket, viewer.ack)
             )
         finally:
             hub.detach(viewer)

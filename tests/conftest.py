@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import shutil
 import socket
+import tempfile
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -15,6 +18,19 @@ import httpx
 import pytest
 
 from pipeline.config import Settings
+
+_RECORDINGS_DIR = pytest.StashKey[str]()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Nothing a test starts (actors, CLI subprocesses, test clusters) records into the
+    # user's ~/.rrstream.
+    config.stash[_RECORDINGS_DIR] = tempfile.mkdtemp(prefix="rrstream-recordings-")
+    os.environ.setdefault("RRSTREAM_RECORDINGS_DIR", config.stash[_RECORDINGS_DIR])
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    shutil.rmtree(config.stash[_RECORDINGS_DIR], ignore_errors=True)
 
 
 def free_port() -> int:
@@ -34,13 +50,14 @@ class Stack:
 
 
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     """An embedded Ray on loopback with the gateway deployed on a free port."""
     from serve.app import deploy_gateway, shutdown, start_ray
 
     settings = Settings(port=free_port(), dashboard_port=free_port(), browser_slots=8,
                         ended_retention_s=120, viewer_queue_frames=64,
-                        viewer_window_bytes=256 * 1024, hello_timeout_s=2.0)
+                        viewer_window_bytes=256 * 1024, hello_timeout_s=2.0,
+                        recordings_dir=str(tmp_path_factory.mktemp("recordings")))
     start_ray(settings, dashboard=False, log_to_driver=False)
     try:
         deploy_gateway(settings)

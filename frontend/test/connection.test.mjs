@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { Connection, streamUrl } from "../src/viewer/connection.js";
+import { Connection, recordingStreamUrl, streamUrl } from "../src/viewer/connection.js";
 
 class FakeSocket {
   static all = [];
@@ -80,6 +80,8 @@ const welcome = { type: "welcome", protocol: 1, session_id: "s1", codec: "lz4-fr
 test("stream URL follows the page's scheme and host", () => {
   assert.equal(streamUrl("a b", { protocol: "http:", host: "h:8000" }), "ws://h:8000/sessions/a%20b/stream");
   assert.equal(streamUrl("x", { protocol: "https:", host: "h" }), "wss://h/sessions/x/stream");
+  assert.equal(recordingStreamUrl("a b", { protocol: "http:", host: "h:8000" }), "ws://h:8000/recordings/a%20b/stream");
+  assert.equal(recordingStreamUrl("x", { protocol: "https:", host: "h" }), "wss://h/recordings/x/stream");
 });
 
 test("handshake: hello first, open on welcome, frames and messages pass through", () => {

@@ -8,6 +8,7 @@ from pipeline.protocol import (
     PageBatch,
     decode_frame,
     encode_frame,
+    mark_reset,
 )
 
 
@@ -24,6 +25,13 @@ def test_frame_round_trip_keeps_every_header_field() -> None:
     assert header.session_id == "abc123"
     assert header.segment_start and header.reset
     assert header.header_length == 49 + len("abc123")
+
+
+def test_mark_reset_equals_encoding_with_reset() -> None:
+    chunks = [chunk(7, True, b"one"), chunk(8, False, b"two")]
+    assert mark_reset(encode_frame("abc", chunks)) == encode_frame("abc", chunks, reset=True)
+    with pytest.raises(ValueError, match="must start a segment"):
+        mark_reset(encode_frame("abc", [chunk(9)]))
 
 
 def test_frame_without_checkout_has_no_flags() -> None:

@@ -6,6 +6,8 @@ import pytest
 
 from pipeline.config import Settings
 from pipeline.errors import StreamUnavailable
+from pipeline.protocol import decode_frame
+from pipeline.recording import iter_frames
 from pipeline.stream_host import StreamHost
 from tests.unit.test_streamer import batch
 
@@ -48,3 +50,18 @@ async def test_a_dropped_stream_is_unavailable_and_its_waiting_reader_ends() -> 
     assert host.sessions() == []
     with pytest.raises(StreamUnavailable):
         await host.read("a", None, 0)
+
+
+async def test_a_reopened_stream_appends_its_recording_after_the_earlier_one(tmp_path) -> None:
+    host = StreamHost(Settings(recordings_dir=str(tmp_path)))
+    host.open("a")
+    await host.push("a", [batch(1, True), batch(2)])
+    # A viewer's long-poll still holds the earlier stream when the session restarts.
+    waiting = asyncio.create_task(host.read("a", 2, 5.0))
+    await asyncio.sleep(0)
+    host.open("a", first_seq=(1 << 40) + 1)  # restarted on this node
+    await host.push("a", [batch(3, True)])
+    host.close("a")
+    waiting.cancel()
+    frames = iter_frames(await host.recording_frames("a"))
+    assert [decode_frame(f)[0].first_seq for f in frames] == [1, 2, (1 << 40) + 1]

@@ -35,6 +35,12 @@ export function streamUrl(sessionId, page = globalThis.location) {
   return `${scheme}//${page.host}/sessions/${encodeURIComponent(sessionId)}/stream`;
 }
 
+/** ws(s)://<host>/recordings/<id>/stream: a stored recording, replayed in real time. */
+export function recordingStreamUrl(recordingId, page = globalThis.location) {
+  const scheme = page.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${page.host}/recordings/${encodeURIComponent(recordingId)}/stream`;
+}
+
 export class Connection {
   #url;
   #resumeAfter;

@@ -1,11 +1,13 @@
-// Wires the viewer together: the URL's ?session=, the sidebar, the stream, the
-// player, the stats panel, the header badge and the test hook.
+// Wires the viewer together: the URL's ?session= (or ?recording=, a stored
+// recording replayed in real time), the sidebar, the stream, the player, the
+// stats panel, the header badge and the test hook.
 import { h } from "./dom.js";
 import { installTestHook } from "./hook.js";
 import { LivePlayer } from "./player.js";
 import { SessionList, pickSession, sessionTitle } from "./sessions.js";
 import { StartForm } from "./start-form.js";
 import { StatsPanel } from "./stats.js";
+import { recordingStreamUrl } from "./connection.js";
 import { LiveStream } from "./stream.js";
 
 const params = new URLSearchParams(location.search);
@@ -32,8 +34,11 @@ new StartForm($("start-form"), {
 let stream = null;
 let known = new Map(); // id -> SessionInfo from the last poll
 let listFailed = false;
-// Only a viewer opened without ?session= follows the newest session by itself.
-let userChose = params.has("session");
+// ?recording=<id> replays that recording until a session is picked in the sidebar.
+let recordingId = params.get("recording") || null;
+// Only a viewer opened without ?session= or ?recording= follows the newest session by itself.
+let userChose = params.has("session") || recordingId !== null;
+let replaying = false; // the stream is a recording's, not a live session's
 
 installTestHook(() => ({ stream, player }));
 reconnectButton.addEventListener("click", () => stream?.reconnect());
@@ -41,19 +46,23 @@ addEventListener("pagehide", () => stream?.close());
 
 function choose(id) {
   userChose = true;
+  recordingId = null;
   watch(id);
 }
 
 function watch(id) {
-  if (stream?.sessionId === id) return;
+  if (stream?.sessionId === id && replaying === (recordingId !== null)) return;
   stream?.close();
   stream = null;
   player.clear();
   stats.reset();
-  setSessionParam(id);
-  sessions.select(id);
+  setStreamParams(id);
+  sessions.select(recordingId === null ? id : null);
+  replaying = recordingId !== null;
   if (id) {
-    const current = new LiveStream({ sessionId: id, player });
+    const current = replaying
+      ? new LiveStream({ sessionId: id, player, url: recordingStreamUrl(id) })
+      : new LiveStream({ sessionId: id, player });
     const mine = (handler) => (event) => current === stream && handler(event.detail);
     current.addEventListener("state", mine(() => render()));
     current.addEventListener("frame", mine(({ frame, events }) => stats.onFrame(frame, events, current.counters)));
@@ -79,10 +88,12 @@ function onSessionsLoaded(list) {
   render();
 }
 
-function setSessionParam(id) {
+function setStreamParams(id) {
   const url = new URL(location.href);
-  if (id) url.searchParams.set("session", id);
-  else url.searchParams.delete("session");
+  const [set, other] = recordingId === null ? ["session", "recording"] : ["recording", "session"];
+  url.searchParams.delete(other);
+  if (id) url.searchParams.set(set, id);
+  else url.searchParams.delete(set);
   history.replaceState(history.state, "", url);
 }
 
@@ -96,8 +107,9 @@ function render() {
   reconnectButton.disabled = !stream;
   stats.onConnection(!stream ? "–" : retrying ? "reconnecting" : state, stream?.counters ?? null);
 
-  const info = stream && known.get(stream.sessionId);
+  const info = stream && !replaying && known.get(stream.sessionId);
   sessionLabel.replaceChildren(
+    stream && replaying ? h("span", { class: "header-recording", text: "recording" }) : "",
     info ? h("span", { class: "header-session-title", text: sessionTitle(info) }) : "",
     stream ? h("code", { text: stream.sessionId }) : "",
   );
@@ -109,6 +121,7 @@ function messageFor(state, detail) {
     const hint = listFailed ? "The session list is unavailable right now." : "Start a session or the demo from the sidebar.";
     return ["No session — start one", hint, "empty"];
   }
+  if (state === "ended" && replaying) return ["Recording ended", detail, player.hasContent ? "corner" : "center"];
   if (state === "ended") return ["Session ended", detail, player.hasContent ? "corner" : "center"];
   if (state === "closed") return ["Disconnected", detail, player.hasContent ? "corner" : "center"];
   if (player.hasContent) return [];
@@ -124,4 +137,4 @@ function showMessage(title = "", text = "", variant = "") {
 }
 
 sessions.start();
-watch(params.get("session") || null);
+watch(recordingId ?? (params.get("session") || null));
