@@ -45,14 +45,12 @@ from pipeline.protocol import (
     Reset,
     Status,
     Welcome,
-    decode_frame,
     encode_frame,
-    mark_reset,
 )
 from pipeline.recorder import assets_dir
-from pipeline.recording import iter_frames
 from pipeline.registry import get_or_create_registry
 from serve.info import session_info
+from serve.replay import replay_frames
 from serve.uvicorn_options import disable_permessage_deflate
 from serve.viewers import SessionHub, Viewer
 
@@ -160,32 +158,6 @@ async def _receive(websocket: WebSocket, on_ack: Callable[[int], None]) -> None:
             await _refuse(websocket, CloseCode.BAD_HELLO, "after hello only acks are accepted")
             return
         on_ack(parsed.seq)
-
-
-async def _replay(websocket: WebSocket, frames: bytes) -> None:
-    """Sends a recording's frames in real time by their page timestamps: each frame when
-    its newest event is as far from the recording's first event as it was in the page.
-    A frame that does not continue the sequence (a restart after a node was lost) starts
-    over, as a live stream's RESET frame does."""
-    loop = asyncio.get_running_loop()
-    started = loop.time()
-    first_ts: float | None = None
-    last_seq: int | None = None
-    for frame in iter_frames(frames):
-        header, _ = decode_frame(frame)
-        if last_seq is None or header.first_seq != last_seq + 1:
-            if not header.segment_start:
-                continue  # nothing decodes before a segment start
-            await websocket.send_text(Reset(reason="join" if last_seq is None else "gap",
-                                            seq=header.first_seq).model_dump_json())
-            frame = mark_reset(frame)
-        if first_ts is None:
-            first_ts = header.first_ts
-        delay = started + (header.last_ts - first_ts) / 1000.0 - loop.time()
-        if delay > 0:
-            await asyncio.sleep(delay)
-        await websocket.send_bytes(frame)
-        last_seq = header.last_seq
 
 
 async def _until_first_done(*coros: Any) -> None:
@@ -343,7 +315,7 @@ class Gateway:
         frames = await host.recording_frames.remote(recording_id)
         await websocket.send_text(Welcome(session_id=recording_id, codec=info.codec,
                                           resume="reset", state="stopped").model_dump_json())
-        replay = asyncio.ensure_future(_replay(websocket, frames))
+        replay = asyncio.ensure_future(replay_frames(websocket, frames))
         receive = asyncio.ensure_future(_receive(websocket, lambda seq: None))
         try:
             await asyncio.wait([replay, receive], return_when=asyncio.FIRST_COMPLETED)
