@@ -55,10 +55,10 @@ function watch(id) {
   stream?.close();
   stream = null;
   player.clear();
-  stats.reset();
+  replaying = recordingId !== null;
+  stats.reset({ replay: replaying });
   setStreamParams(id);
   sessions.select(recordingId === null ? id : null);
-  replaying = recordingId !== null;
   if (id) {
     const current = replaying
       ? new LiveStream({ sessionId: id, player, url: recordingStreamUrl(id) })

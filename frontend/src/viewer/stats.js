@@ -29,6 +29,7 @@ export class StatsPanel {
   #events = new SlidingWindow({ windowMs: WINDOW_MS });
   #bytes = new SlidingWindow({ windowMs: WINDOW_MS });
   #latency = new SlidingWindow({ windowMs: WINDOW_MS });
+  #replay = false;
   #status = null;
   #counters = null;
   #connection = "closed";
@@ -46,8 +47,13 @@ export class StatsPanel {
     setInterval(() => this.render(), 1000);
   }
 
-  /** A new session: forget everything. */
-  reset() {
+  /**
+   * A new session or recording: forget everything.
+   * @param {{replay?: boolean}} [options] replay: a stored recording, whose events are
+   *   as old as the recording, so there is no latency to show
+   */
+  reset({ replay = false } = {}) {
+    this.#replay = replay;
     for (const window of [this.#events, this.#bytes, this.#latency]) window.reset();
     this.#status = this.#counters = null;
     this.#lastResetReason = "";
@@ -58,7 +64,7 @@ export class StatsPanel {
   onFrame(frame, events, counters) {
     this.#events.add(events);
     this.#bytes.add(frame.byteLength);
-    this.#latency.add(Date.now() - frame.lastTs);
+    if (!this.#replay) this.#latency.add(Date.now() - frame.lastTs);
     this.#counters = counters;
   }
 
@@ -86,7 +92,7 @@ export class StatsPanel {
     this.#set("viewers", formatNumber(status.viewers));
     this.#set("eventsPerS", formatNumber(this.#events.rate(), 1));
     this.#set("kBPerS", formatNumber(this.#bytes.rate() / 1000, 1));
-    this.#set("latency", latency == null ? "–" : `${formatNumber(latency)} ms`);
+    this.#set("latency", this.#replay ? "– (replay)" : latency == null ? "–" : `${formatNumber(latency)} ms`);
     this.#set("lastSeq", counters.lastSeq == null ? "–" : String(counters.lastSeq));
     this.#set("resets", formatNumber(counters.resets), this.#lastResetReason ? `last: ${this.#lastResetReason}` : "");
     this.#set("segments", formatNumber(counters.segmentsStarted));
