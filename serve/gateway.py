@@ -11,7 +11,7 @@ actors hold the streams, so any replica can serve any viewer of any session.
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
@@ -160,6 +160,21 @@ async def _receive(websocket: WebSocket, on_ack: Callable[[int], None]) -> None:
         on_ack(parsed.seq)
 
 
+async def _closing_on_failure(websocket: WebSocket, work: Awaitable[None], what: str,
+                              session_id: str) -> None:
+    """Runs an accepted socket's handler; a failure closes the socket with 1011 and a
+    reason. Without this the server drops the TCP connection and the viewer sees 1006
+    with no reason; it reconnects either way, and nothing recorded is lost."""
+    try:
+        await work
+    except (WebSocketDisconnect, asyncio.CancelledError):
+        raise
+    except Exception as exc:
+        _log.exception("%s: %s", what, exc, extra={"session_id": session_id})
+        await _refuse(websocket, CloseCode.INTERNAL_ERROR,
+                      f"internal error: {type(exc).__name__}")
+
+
 async def _until_first_done(*coros: Any) -> None:
     tasks = [asyncio.ensure_future(c) for c in coros]
     try:
@@ -303,6 +318,10 @@ class Gateway:
     async def replay_recording(self, websocket: WebSocket, recording_id: str) -> None:
         """Replays a stored recording in real time over protocol v1 (docs/protocol.md)."""
         await websocket.accept()
+        await _closing_on_failure(websocket, self._replay_to(websocket, recording_id),
+                                  f"replay of recording {recording_id}", recording_id)
+
+    async def _replay_to(self, websocket: WebSocket, recording_id: str) -> None:
         try:
             host = await self._registry.recording_host.remote(recording_id)
             info = await host.recording.remote(recording_id)
@@ -327,29 +346,17 @@ class Gateway:
             return  # the client left, or was refused for a bad message, first
         failure = replay.exception()
         if isinstance(failure, WebSocketDisconnect | RuntimeError):
-            return
+            return  # the client left mid-frame
         if failure is not None:
-            _log.error("replay of recording %s: %s", recording_id, failure, exc_info=failure)
-            await _refuse(websocket, CloseCode.INTERNAL_ERROR,
-                          f"internal error: {type(failure).__name__}")
-            return
+            raise failure
         with contextlib.suppress(Exception):
             await websocket.send_text(End(reason="stopped", state="stopped").model_dump_json())
             await websocket.close(CloseCode.SESSION_ENDED, "recording replayed")
 
     async def _serve_viewer(self, websocket: WebSocket, session_id: str) -> None:
         await websocket.accept()
-        try:
-            await self._stream_to(websocket, session_id)
-        except (WebSocketDisconnect, asyncio.CancelledError):
-            raise
-        except Exception as exc:
-            # Without this the server drops the TCP connection and the viewer sees 1006
-            # with no reason; it reconnects either way, nothing recorded is lost.
-            _log.exception("viewer of session %s: %s", session_id, exc,
-                           extra={"session_id": session_id})
-            await _refuse(websocket, CloseCode.INTERNAL_ERROR,
-                          f"internal error: {type(exc).__name__}")
+        await _closing_on_failure(websocket, self._stream_to(websocket, session_id),
+                                  f"viewer of session {session_id}", session_id)
 
     async def _stream_to(self, websocket: WebSocket, session_id: str) -> None:
         try:
