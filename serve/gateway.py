@@ -175,6 +175,13 @@ async def _closing_on_failure(websocket: WebSocket, work: Awaitable[None], what:
                       f"internal error: {type(exc).__name__}")
 
 
+async def _replay_then_end(websocket: WebSocket, frames: bytes) -> None:
+    await replay_frames(websocket, frames)
+    with contextlib.suppress(Exception):
+        await websocket.send_text(End(reason="stopped", state="stopped").model_dump_json())
+        await websocket.close(CloseCode.SESSION_ENDED, "recording replayed")
+
+
 async def _until_first_done(*coros: Any) -> None:
     tasks = [asyncio.ensure_future(c) for c in coros]
     try:
@@ -334,24 +341,9 @@ class Gateway:
         frames = await host.recording_frames.remote(recording_id)
         await websocket.send_text(Welcome(session_id=recording_id, codec=info.codec,
                                           resume="reset", state="stopped").model_dump_json())
-        replay = asyncio.ensure_future(replay_frames(websocket, frames))
-        receive = asyncio.ensure_future(_receive(websocket, lambda seq: None))
-        try:
-            await asyncio.wait([replay, receive], return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            for task in (replay, receive):
-                task.cancel()
-            await asyncio.gather(replay, receive, return_exceptions=True)
-        if replay.cancelled():
-            return  # the client left, or was refused for a bad message, first
-        failure = replay.exception()
-        if isinstance(failure, WebSocketDisconnect | RuntimeError):
-            return  # the client left mid-frame
-        if failure is not None:
-            raise failure
-        with contextlib.suppress(Exception):
-            await websocket.send_text(End(reason="stopped", state="stopped").model_dump_json())
-            await websocket.close(CloseCode.SESSION_ENDED, "recording replayed")
+        # Acks are read and ignored: a replay is paced by the clock, not by the viewer.
+        await _until_first_done(_replay_then_end(websocket, frames),
+                                _receive(websocket, lambda seq: None))
 
     async def _serve_viewer(self, websocket: WebSocket, session_id: str) -> None:
         await websocket.accept()

@@ -29,16 +29,20 @@ const ACK_BYTES = 1024 * 1024;
 // Close codes a client may send (RFC 6455 §7.4.2); ours is only a label.
 const CLIENT_GIVING_UP = 4000;
 
-/** ws(s)://<host>/sessions/<id>/stream for the page's origin. */
-export function streamUrl(sessionId, page = globalThis.location) {
+/** ws(s)://<host>/<collection>/<id>/stream for the page's origin. */
+function socketUrl(collection, id, page) {
   const scheme = page.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${page.host}/sessions/${encodeURIComponent(sessionId)}/stream`;
+  return `${scheme}//${page.host}/${collection}/${encodeURIComponent(id)}/stream`;
 }
 
-/** ws(s)://<host>/recordings/<id>/stream: a stored recording, replayed in real time. */
+/** A live session's stream. */
+export function streamUrl(sessionId, page = globalThis.location) {
+  return socketUrl("sessions", sessionId, page);
+}
+
+/** A stored recording, replayed in real time. */
 export function recordingStreamUrl(recordingId, page = globalThis.location) {
-  const scheme = page.protocol === "https:" ? "wss:" : "ws:";
-  return `${scheme}//${page.host}/recordings/${encodeURIComponent(recordingId)}/stream`;
+  return socketUrl("recordings", recordingId, page);
 }
 
 export class Connection {

@@ -60,9 +60,8 @@ function watch(id) {
   setStreamParams(id);
   sessions.select(recordingId === null ? id : null);
   if (id) {
-    const current = replaying
-      ? new LiveStream({ sessionId: id, player, url: recordingStreamUrl(id) })
-      : new LiveStream({ sessionId: id, player });
+    const current = new LiveStream({ sessionId: id, player,
+                                     url: replaying ? recordingStreamUrl(id) : undefined });
     const mine = (handler) => (event) => current === stream && handler(event.detail);
     current.addEventListener("state", mine(() => render()));
     current.addEventListener("frame", mine(({ frame, events }) => stats.onFrame(frame, events, current.counters)));
