@@ -83,7 +83,21 @@ class Settings(BaseSettings):
         default="restart",
         description="A session whose node died: start it again elsewhere, or mark it failed.",
     )
-    max_restarts: int = Field(default=3, ge=0, description="Node-loss restarts per session.")
+    on_session_crash: Literal["restart", "fail"] = Field(
+        default="restart",
+        description="A session whose actor died (its worker was killed, out of memory): "
+        "start a new actor that reopens its last URL and continues its workflow from the "
+        "step that was running, or mark it failed.",
+    )
+    max_restarts: int = Field(
+        default=3, ge=0,
+        description="Session actor replacements per session, node losses and crashes "
+        "together; past it the session fails.")
+    idle_timeout_s: float = Field(
+        default=1_800.0, ge=0,
+        description="Stop a session that has had no viewer and no running step for this "
+        "long (0: never; a session's own `idle_timeout_s` wins).",
+    )
 
     # Browser
     chromium: str | None = Field(
@@ -96,6 +110,13 @@ class Settings(BaseSettings):
         "context, with its own Playwright); false: every session launches its own Chromium.",
     )
     browser_args: list[str] = Field(default_factory=list, description="Extra Chromium flags.")
+    max_browser_crashes: int = Field(
+        default=3, ge=1,
+        description="Browser or page crashes a session recovers from within "
+        "`crash_window_s`; one more and it fails.",
+    )
+    crash_window_s: float = Field(default=60.0, gt=0,
+                                  description="The window `max_browser_crashes` counts in.")
     driver_node_options: str = Field(
         default="--max-semi-space-size=1",
         description="NODE_OPTIONS of each session's Playwright driver (a node process). A 1 MB "

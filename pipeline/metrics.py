@@ -63,13 +63,28 @@ class GatewayMetrics:
         self._latency.observe(max(now * 1000.0 - event_ts_ms, 0.0))
 
 
-class SessionMetrics:
+# What `rrstream_restarts_total{kind}` counts: each a part that died and was brought back.
+RESTART_KINDS = ("browser", "page", "session", "streamer", "browser_host", "registry")
+
+
+class RestartMetrics:
+    """Restarts by the kind of part that died (RESTART_KINDS); created in the actor that
+    brings the part back."""
+
     def __init__(self) -> None:
-        self._restarts = Counter("rrstream_browser_restarts_total",
-                                 "Browser or page restarts after a crash.")
+        self._restarts = Counter("rrstream_restarts_total",
+                                 "Parts that died and were brought back, by kind.",
+                                 tag_keys=("kind",))
 
-    def restarted(self) -> None:
-        self._restarts.inc()
+    def restarted(self, kind: str) -> None:
+        if kind not in RESTART_KINDS:
+            raise ValueError(f"unknown restart kind {kind!r}")
+        self._restarts.inc(tags={"kind": kind})
 
 
-__all__ = ["GatewayMetrics", "RegistryMetrics", "SessionMetrics", "StreamMetrics"]
+class SessionMetrics(RestartMetrics):
+    """What a session actor reports: its browser's and page's crashes."""
+
+
+__all__ = ["RESTART_KINDS", "GatewayMetrics", "RegistryMetrics", "RestartMetrics",
+           "SessionMetrics", "StreamMetrics"]

@@ -69,6 +69,11 @@ class SessionSpec(BaseModel):
         description="Run the built-in demo workflow on the bundled demo site; `url` and `steps` "
         "must then be left out.",
     )
+    idle_timeout_s: int | None = Field(
+        default=None, ge=0, le=86_400,
+        description="Stop the session after this long with no viewer and no running step "
+        "(default: RRSTREAM_IDLE_TIMEOUT_S; 0: never).",
+    )
 
     @model_validator(mode="after")
     def _url_or_demo(self) -> SessionSpec:
@@ -94,6 +99,18 @@ class StepStatus(BaseModel):
     started_at: float | None = None
     ended_at: float | None = None
     error: str | None = None
+
+
+class Checkpoint(BaseModel):
+    """Where a session's workflow is, as its actor reports it to the registry whenever it
+    changes, so that a replacement actor (after the first one died) continues from there."""
+
+    url: str | None = Field(default=None, description="The main frame's last URL.")
+    step: int = Field(default=0, description="Index of the step running or next; "
+                      "len(steps) once the workflow is done.")
+    steps: list[StepStatus] = Field(default_factory=list)
+    version: int = Field(default=0, description="Grows with every report; the registry "
+                         "keeps the highest it got.")
 
 
 class SessionStatus(BaseModel):
@@ -190,7 +207,7 @@ class SessionInfo(BaseModel):
 
 @dataclass(slots=True)
 class SessionRecord:
-    """The registry's entry for one session."""
+    """The registry's entry for one session; persisted, so a restarted registry has it."""
 
     id: str
     spec: SessionSpec
@@ -200,11 +217,15 @@ class SessionRecord:
     ended_at: float | None = None
     error: str | None = None
     queue_position: int | None = None
-    restarts: int = 0
+    restarts: int = 0  # the session actor was replaced: its node was lost, or it died
+    epoch: int = 0  # the stream's epoch (pipeline/stream.py): grows with every new stream
+    actor_name: str | None = None  # the session actor's name while it has one
+    checkpoint: Checkpoint | None = None
 
 
 __all__ = [
     "SESSION_TRANSITIONS",
+    "Checkpoint",
     "NodeSlots",
     "PoolStatus",
     "RecordingInfo",

@@ -151,9 +151,13 @@ class Status(_Message):
     error: str | None = None
 
 
+# Why a viewer starts over at a checkout (docs/protocol.md, `reset`).
+ResetReason = Literal["join", "gap", "slow_viewer", "restart"]
+
+
 class Reset(_Message):
     type: Literal["reset"] = "reset"
-    reason: Literal["join", "gap", "slow_viewer"]
+    reason: ResetReason
     seq: int
 
 
@@ -186,6 +190,7 @@ __all__ = [
     "Hello",
     "PageBatch",
     "Reset",
+    "ResetReason",
     "Status",
     "Welcome",
     "decode_frame",

@@ -2,7 +2,7 @@
 
 It owns each session's actor, `session:<id>` (holding a `browser` slot), and two
 actors per node that the node's sessions share: `streamer:<node id>`, which keeps
-every session's stream (a StreamHost), and `browser:<node id>`, the shared Chromium.
+every session's stream (a Streamer), and `browser:<node id>`, the shared Chromium.
 The Ray dashboard shows them under their names, and they live as long as the
 registry. The `browser` resource is the pool: Ray places session actors where a slot
 is free (spread across nodes) and holds them while none is; the registry reports that
@@ -22,7 +22,7 @@ import ray
 from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from pipeline.browser_host import BrowserHost
+from pipeline.actors import BrowserHostActor, BrowserSessionActor, StreamerActor
 from pipeline.config import Settings
 from pipeline.errors import (
     PoolFull,
@@ -32,7 +32,7 @@ from pipeline.errors import (
     StreamUnavailable,
 )
 from pipeline.logs import configure_logging
-from pipeline.metrics import RegistryMetrics, SessionMetrics, StreamMetrics
+from pipeline.metrics import RegistryMetrics
 from pipeline.models import (
     NodeSlots,
     PoolStatus,
@@ -43,42 +43,12 @@ from pipeline.models import (
     SessionStatus,
     StreamStats,
 )
-from pipeline.session import ActorHost, ActorSink, BrowserSession
-from pipeline.stream_host import StreamHandle, StreamHost
+from pipeline.streamer import StreamRef
 
 REGISTRY_NAME = "registry"
 _STATUS_TIMEOUT_S = 5.0
 _METRICS_EVERY_S = 5.0
-# A session restarted on another node numbers its batches from (restarts << 40) + 1:
-# later than anything before it, so no viewer mistakes new batches for old ones.
-_EPOCH_BITS = 40
 _log = logging.getLogger(__name__)
-
-
-class BrowserSessionActor(BrowserSession):
-    """BrowserSession as a Ray actor; its streamer is connected once placed beside it."""
-
-    def __init__(self, session_id: str, settings: Settings) -> None:
-        configure_logging()
-        super().__init__(session_id, settings, sink=None, metrics=SessionMetrics())
-
-    def connect(self, streamer: Any, host: Any = None) -> None:
-        """`host`: the node's BrowserHost actor, when sessions share a Chromium."""
-        self.set_sink(ActorSink(streamer))
-        if host is not None:
-            self.use_host(ActorHost(host))
-
-
-class BrowserHostActor(BrowserHost):
-    def __init__(self, settings: Settings) -> None:
-        configure_logging()
-        super().__init__(settings)
-
-
-class StreamerActor(StreamHost):
-    def __init__(self, settings: Settings) -> None:
-        configure_logging()
-        super().__init__(settings, metrics=StreamMetrics())
 
 
 class _NodeLost(Exception):
@@ -111,7 +81,7 @@ class SessionRegistry:
         self._warming: asyncio.Task[None] | None = None
         self._hosts: dict[str, Any] = {}  # node id -> its BrowserHost actor
         self._line = asyncio.Lock()  # sessions waiting for a slot, first come first placed
-        self._streamers: dict[str, Any] = {}  # node id -> its StreamHost actor
+        self._streamers: dict[str, Any] = {}  # node id -> its Streamer actor
 
     # -- creating and running sessions -------------------------------------------------------
 
@@ -181,7 +151,7 @@ class SessionRegistry:
                 await asyncio.sleep(self._settings.ended_retention_s)
                 streamer, entry.streamer = entry.streamer, None
                 with contextlib.suppress(Exception):
-                    await streamer.drop.remote()
+                    await streamer.streamer.drop.remote(streamer.session_id)
 
     async def _run_once(self, entry: _Entry) -> None:
         record = entry.record
@@ -218,13 +188,14 @@ class SessionRegistry:
             record.node_id = await entry.session.node_id.remote()
         entry.placed = True
         streamer = self._streamer(record.node_id)
-        await streamer.open.remote(record.id, (record.restarts << _EPOCH_BITS) + 1)
-        entry.streamer = StreamHandle(streamer, record.id)
+        record.epoch = record.restarts
+        await streamer.open.remote(record.id, record.epoch)
+        entry.streamer = StreamRef(streamer, record.id, record.epoch, record.node_id)
         host = self._host(record.node_id) if self._settings.shared_browser else None
         await entry.session.connect.remote(entry.streamer, host)
 
     def _streamer(self, node_id: str) -> Any:
-        """The node's StreamHost actor, created on first use; this handle keeps it alive."""
+        """The node's Streamer actor, created on first use; this handle keeps it alive."""
         streamer = self._streamers.get(node_id)
         if streamer is None:
             streamer = ray.remote(StreamerActor).options(
@@ -281,7 +252,7 @@ class SessionRegistry:
                 ray.kill(entry.session)
         if entry.streamer is not None:
             with contextlib.suppress(Exception):
-                entry.streamer.drop.remote()
+                entry.streamer.streamer.drop.remote(entry.streamer.session_id)
         entry.session = entry.streamer = None
         entry.placed = False
         entry.ready.clear()
@@ -322,7 +293,9 @@ class SessionRegistry:
                 entry.record.state = status.state
         if entry.streamer is not None:
             with contextlib.suppress(Exception):
-                stats = await asyncio.wait_for(entry.streamer.stats.remote(), _STATUS_TIMEOUT_S)
+                ref = entry.streamer
+                stats = await asyncio.wait_for(ref.streamer.stats.remote(ref.session_id),
+                                               _STATUS_TIMEOUT_S)
         entry.record.queue_position = self._queue_position(entry)
         return entry.record, status, stats
 
@@ -392,7 +365,7 @@ class SessionRegistry:
         return record
 
     # -- recordings ---------------------------------------------------------------------------
-    # Each node stores the recordings of the sessions it streamed; its StreamHost serves them.
+    # Each node stores the recordings of the sessions it streamed; its Streamer serves them.
 
     async def recordings(self) -> list[RecordingInfo]:
         """Every node's recordings, newest first."""
@@ -405,7 +378,7 @@ class SessionRegistry:
         return info
 
     async def recording_host(self, recording_id: str) -> Any:
-        """The StreamHost actor that stores the recording, to fetch its frames from."""
+        """The Streamer actor that stores the recording, to fetch its frames from."""
         _, host = await self._find_recording(recording_id)
         return host
 
@@ -426,7 +399,7 @@ class SessionRegistry:
 
     async def _ask_stream_hosts(self, method: str,
                                 *args: Any) -> list[tuple[Any, Any | BaseException]]:
-        """Calls `method` on the StreamHost of every live node that runs sessions (creating
+        """Calls `method` on the Streamer of every live node that runs sessions (creating
         it where missing, as recordings outlive the registry that made them); each answer
         is a result or the error it raised. An unreachable node's error is logged."""
         for node in ray.nodes():

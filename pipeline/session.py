@@ -44,40 +44,18 @@ _DRAIN_TIMEOUT_S = 5.0
 
 
 class BatchSink(Protocol):
-    """Where a session's batches go, in order (the streamer actor in production)."""
+    """Where a session's batches go, in order (its stream in the node's streamer actor in
+    production: pipeline/actors.py)."""
 
     async def push(self, batches: list[PageBatch]) -> int: ...
 
     async def close(self) -> None: ...
 
 
-class ActorSink:
-    """A BatchSink backed by an EventStreamer Ray actor handle."""
-
-    def __init__(self, handle: Any) -> None:
-        self._handle = handle
-
-    async def push(self, batches: list[PageBatch]) -> int:
-        return await self._handle.push.remote(batches)
-
-    async def close(self) -> None:
-        await self._handle.close.remote()
-
-
 class SharedBrowser(Protocol):
     """A node's shared Chromium (the BrowserHost actor in production)."""
 
     async def endpoint(self, executable: str | None, failed: str | None = None) -> str: ...
-
-
-class ActorHost:
-    """A SharedBrowser backed by a BrowserHost Ray actor handle."""
-
-    def __init__(self, handle: Any) -> None:
-        self._handle = handle
-
-    async def endpoint(self, executable: str | None, failed: str | None = None) -> str:
-        return await self._handle.endpoint.remote(executable, failed)
 
 
 class BrowserSession:
@@ -332,7 +310,7 @@ class BrowserSession:
     async def _recover(self, reason: str) -> None:
         self._restarts += 1
         if self._metrics is not None:
-            self._metrics.restarted()
+            self._metrics.restarted("browser")
         self._log.warning("session %s: %s, restart %d", self.session_id, reason, self._restarts)
         if self._restarts > _MAX_RECOVERIES:
             self._error = f"{reason}; gave up after {_MAX_RECOVERIES} restarts"
@@ -412,4 +390,4 @@ class BrowserSession:
                 await self._sink.close()
 
 
-__all__ = ["ActorHost", "ActorSink", "BatchSink", "BrowserSession", "SharedBrowser"]
+__all__ = ["BatchSink", "BrowserSession", "SharedBrowser"]

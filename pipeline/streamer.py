@@ -1,151 +1,147 @@
-"""EventStreamer: numbers, compresses and buffers one session's batches; serves long-poll reads.
+"""Streamer: the streams of every session on one node, in one actor.
 
-Lives in its node's StreamHost actor (`streamer:<node id>`, pipeline/stream_host.py)
-beside the streams of the node's other sessions; the class is plain Python so it can
-be tested without Ray.
+A streamer actor per session would cost a Python worker process (~60 MB) for work
+that takes a few per cent of a core: numbering, compressing and buffering batches.
+One Streamer per node keeps a SessionStream per session instead, each with its own
+sequence numbers, codec context and buffer, exactly as a streamer of its own would.
+
+It also holds the node's recordings (pipeline/recording.py): every stream writes its
+session's recording as it goes, and the registry asks each node's Streamer for the
+recordings it stores.
+
+Runs as the Ray actor `streamer:<node id>`. Every method names the session it is
+about; `push` and `close` also name the epoch the caller's stream was opened in, so a
+session actor that outlived its replacement (a zombie on a lost node) cannot write
+into the replacement's stream. `instance()` changes each time the actor starts, which
+is how its supervisor (pipeline/nodes.py) tells a restarted streamer, which has lost
+every stream, from one that was only slow to answer.
 """
 
 from __future__ import annotations
 
 import asyncio
-import logging
-import time
-from collections import deque
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
-from pipeline.buffer import StreamBuffer
-from pipeline.codec import make_encoder
 from pipeline.config import Settings
+from pipeline.errors import RecordingInProgress, RecordingNotFound, StreamUnavailable
 from pipeline.metrics import StreamMetrics
-from pipeline.models import StreamStats
-from pipeline.protocol import Chunk, PageBatch
-from pipeline.recording import RecordingWriter
-
-_RATE_WINDOW_S = 5.0
-_log = logging.getLogger(__name__)
-_READER_EXPIRY_S = 30.0
+from pipeline.models import RecordingInfo, StreamStats
+from pipeline.protocol import PageBatch
+from pipeline.recording import RecordingStore
+from pipeline.stream import ReadResult, SessionStream
 
 
-@dataclass(slots=True, frozen=True)
-class ReadResult:
-    chunks: list[Chunk]
-    reset: bool
-    ended: bool
-    last_seq: int
+@dataclass(frozen=True, slots=True)
+class StreamRef:
+    """Where one session's stream is: its node's Streamer actor and the epoch the stream
+    was opened in. Picklable; the gateway and the session actor hold one each."""
+
+    streamer: Any  # the Streamer actor's handle
+    session_id: str
+    epoch: int
+    node_id: str = ""
 
 
-class EventStreamer:
-    def __init__(self, session_id: str, settings: Settings, first_seq: int = 1,
-                 metrics: StreamMetrics | None = None,
-                 recording: RecordingWriter | None = None) -> None:
-        """`first_seq` continues the numbering of a session restarted on another node;
-        `recording` stores every chunk exactly as viewers get it."""
-        self.session_id = session_id
+class Streamer:
+    def __init__(self, settings: Settings, metrics: StreamMetrics | None = None) -> None:
+        self._settings = settings
         self._metrics = metrics
-        self._log = logging.LoggerAdapter(_log, {"session_id": session_id})
-        self._encoder = make_encoder(settings.codec)
-        self._codec = settings.codec
-        self._buffer = StreamBuffer(settings.buffer_max_bytes, settings.buffer_max_segments)
-        self._seq = first_seq - 1
-        self._first_seq = first_seq
-        self._events = 0
-        self._bytes_raw = 0
-        self._bytes_compressed = 0
-        self._recent: deque[tuple[float, int]] = deque()
-        self._readers: dict[str, tuple[int, float]] = {}
-        self._changed = asyncio.Event()
-        self._recording = recording
-        self._ended = False
+        self._streams: dict[str, SessionStream] = {}
+        self._recordings = RecordingStore.from_settings(settings)
+        self._instance = uuid.uuid4().hex
 
-    @property
-    def ended(self) -> bool:
-        return self._ended
+    def instance(self) -> str:
+        """Who this is: a new value every time the actor (re)starts with no streams."""
+        return self._instance
 
-    def codec(self) -> str:
-        return self._codec
+    def open(self, session_id: str, epoch: int = 0) -> None:
+        """Starts a session's stream in `epoch`. Reopening replaces the stream."""
+        earlier = self._streams.get(session_id)
+        if earlier is not None:
+            # Its readers move on to the new stream; its recording is finished first, so
+            # the new one appends after everything the earlier one wrote.
+            earlier.finish_recording()
+        recording = (self._recordings.writer(session_id, self._settings.codec)
+                     if self._recordings is not None else None)
+        self._streams[session_id] = SessionStream(session_id, self._settings, epoch,
+                                                  metrics=self._metrics, recording=recording)
 
-    async def push(self, batches: list[PageBatch]) -> int:
-        """Numbers and compresses batches in order; returns the last sequence number."""
-        if self._ended:
-            raise RuntimeError(f"streamer {self.session_id} is closed")
-        now = time.time() * 1000.0
-        events, raw, compressed = self._events, self._bytes_raw, self._bytes_compressed
-        for batch in batches:
-            data = batch.text.encode() + b"\n"
-            # The first batch ever starts a segment even if the page did not flag it,
-            # so the codec context and every reader have a place to begin.
-            start = batch.checkout or self._seq == self._first_seq - 1
-            payload = self._encoder.encode(data, segment_start=start)
-            self._seq += 1
-            chunk = Chunk(self._seq, start, batch.event_count, batch.first_ts, batch.last_ts,
-                          now, payload)
-            self._buffer.append(chunk)
-            if self._recording is not None:
-                self._recording.append(chunk)
-            self._events += batch.event_count
-            self._bytes_raw += len(data)
-            self._bytes_compressed += len(payload)
-        self._recent.append((now / 1000.0, self._events - events))
-        if self._metrics is not None:
-            self._metrics.recorded(self._events - events, self._bytes_raw - raw,
-                                   self._bytes_compressed - compressed)
-        self._log.debug("batches up to %d: %d events", self._seq, self._events - events,
-                        extra={"seq": self._seq})
-        self._wake()
-        return self._seq
+    async def push(self, session_id: str, epoch: int, batches: list[PageBatch]) -> int:
+        """Appends batches to the session's stream of `epoch`; returns the last sequence
+        number. A stream of another epoch (or none) raises StreamUnavailable."""
+        return await self._stream(session_id, epoch).push(batches)
 
-    async def read(self, after_seq: int | None, timeout_s: float = 10.0,
+    async def read(self, session_id: str, after_seq: int | None, timeout_s: float = 10.0,
                    reader: str | None = None, viewers: int = 0) -> ReadResult:
-        """Chunks after `after_seq`, waiting up to `timeout_s` when there are none yet."""
-        if reader is not None:
-            self.report_viewers(reader, viewers)
-        catchup = self._buffer.after(after_seq)
-        if not catchup.chunks and not self._ended and timeout_s > 0:
-            changed = self._changed
-            try:
-                await asyncio.wait_for(changed.wait(), timeout_s)
-            except TimeoutError:
-                pass
-            catchup = self._buffer.after(after_seq)
-        return ReadResult(catchup.chunks, catchup.reset, self._ended, self._seq)
+        return await self._stream(session_id).read(after_seq, timeout_s, reader, viewers)
 
-    def report_viewers(self, reader: str, viewers: int) -> None:
-        self._readers[reader] = (viewers, time.monotonic())
+    def codec(self, session_id: str) -> str:
+        return self._stream(session_id).codec()
 
-    def stats(self) -> StreamStats:
-        now = time.monotonic()
-        self._readers = {k: v for k, v in self._readers.items()
-                         if now - v[1] < _READER_EXPIRY_S}
-        wall = time.time()
-        while self._recent and wall - self._recent[0][0] > _RATE_WINDOW_S:
-            self._recent.popleft()
-        return StreamStats(
-            batches=self._seq - self._first_seq + 1,
-            events=self._events,
-            bytes_raw=self._bytes_raw,
-            bytes_compressed=self._bytes_compressed,
-            last_seq=self._seq,
-            segments_buffered=self._buffer.segment_count,
-            bytes_buffered=self._buffer.nbytes,
-            viewers=sum(v for v, _ in self._readers.values()),
-            events_per_s=sum(n for _, n in self._recent) / _RATE_WINDOW_S,
-            ended=self._ended,
-        )
+    def report_viewers(self, session_id: str, reader: str, viewers: int) -> None:
+        self._stream(session_id).report_viewers(reader, viewers)
 
-    def close(self) -> None:
-        """No more batches will come; readers drain what is buffered and see `ended`."""
-        self._ended = True
-        self.finish_recording()
-        self._wake()
+    def stats(self, session_id: str) -> StreamStats:
+        return self._stream(session_id).stats()
 
-    def finish_recording(self) -> None:
-        """Flushes and closes the recording (idempotent); the stream itself goes on."""
-        if self._recording is not None:
-            self._recording.close()
+    def close(self, session_id: str, epoch: int) -> None:
+        """No more batches for this session; its readers drain the buffer and see `ended`."""
+        self._stream(session_id, epoch).close()
 
-    def _wake(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+    def drop(self, session_id: str) -> None:
+        """Forgets a session's stream (its retention is over); idempotent."""
+        stream = self._streams.pop(session_id, None)
+        if stream is not None:
+            stream.close()  # a reader still waiting sees the end rather than a timeout
+
+    def close_all(self) -> None:
+        """Ends every stream and flushes every recording (a graceful shutdown)."""
+        for stream in self._streams.values():
+            stream.close()
+
+    def sessions(self) -> list[str]:
+        return list(self._streams)
+
+    # -- recordings stored on this node ---------------------------------------------------------
+
+    # Reading runs on a thread: a large recording must not hold up this node's streams.
+
+    async def recordings(self) -> list[RecordingInfo]:
+        """This node's recordings, newest first."""
+        if self._recordings is None:
+            return []
+        return await asyncio.to_thread(self._recordings.list)
+
+    def recording(self, recording_id: str) -> RecordingInfo:
+        return self._store(recording_id).info(recording_id)
+
+    async def recording_frames(self, recording_id: str) -> bytes:
+        """The recording's `.frames` file as stored."""
+        return await asyncio.to_thread(self._store(recording_id).frames, recording_id)
+
+    def delete_recording(self, recording_id: str) -> None:
+        """Deletes a finished recording; one still being written raises RecordingInProgress."""
+        stream = self._streams.get(recording_id)
+        if stream is not None and not stream.ended:
+            raise RecordingInProgress(recording_id)
+        self._store(recording_id).delete(recording_id)
+
+    def _store(self, recording_id: str) -> RecordingStore:
+        if self._recordings is None:
+            raise RecordingNotFound(recording_id)
+        return self._recordings
+
+    def _stream(self, session_id: str, epoch: int | None = None) -> SessionStream:
+        stream = self._streams.get(session_id)
+        if stream is None:
+            raise StreamUnavailable(session_id, "ended", "its stream is no longer kept")
+        if epoch is not None and stream.epoch != epoch:
+            raise StreamUnavailable(session_id, "restarted",
+                                    f"its stream was reopened (epoch {stream.epoch}, "
+                                    f"not {epoch})")
+        return stream
 
 
-__all__ = ["EventStreamer", "ReadResult"]
+__all__ = ["StreamRef", "Streamer"]

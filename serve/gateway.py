@@ -375,7 +375,7 @@ class Gateway:
         if hello.acks:
             viewer.use_acks(self._settings.viewer_window_bytes)
         try:
-            codec = await streamer.codec.remote()
+            codec = await streamer.streamer.codec.remote(session_id)
             await websocket.send_text(Welcome(
                 session_id=session_id, codec=codec, resume="continue" if continues else "reset",
                 state=hub.status.state,
@@ -433,7 +433,7 @@ class Gateway:
 
     def _hub(self, session_id: str, streamer: Any) -> SessionHub:
         hub = self._hubs.get(session_id)
-        if hub is not None and hub.ended and streamer != hub.streamer:
+        if hub is not None and hub.ended and streamer != hub.stream:
             self._drop_hub(hub)  # the session was restarted on another node since
             hub = None
         if hub is None:

@@ -10,18 +10,17 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 from pipeline.buffer import Catchup, StreamBuffer
-from pipeline.protocol import Chunk, End, Status
+from pipeline.protocol import Chunk, End, ResetReason, Status
+from pipeline.streamer import StreamRef
 
 _log = logging.getLogger(__name__)
 _READ_TIMEOUT_S = 10.0
 _IDLE_HUB_S = 30.0
 _HUB_KEEP_BYTES = 32 * 1024 * 1024
 _HUB_KEEP_SEGMENTS = 3
-
-ResetReason = Literal["join", "gap", "slow_viewer"]
 
 
 @dataclass(slots=True)
@@ -156,10 +155,10 @@ class Viewer:
 class SessionHub:
     """Pulls one session's stream from its streamer and feeds every local viewer."""
 
-    def __init__(self, session_id: str, streamer: Any, registry: Any, queue_frames: int,
+    def __init__(self, session_id: str, stream: StreamRef, registry: Any, queue_frames: int,
                  on_idle: Callable[[SessionHub], None]) -> None:
         self.session_id = session_id
-        self._streamer = streamer
+        self._stream = stream
         self._registry = registry
         self._queue_frames = queue_frames
         self._on_idle = on_idle
@@ -182,8 +181,8 @@ class SessionHub:
         return len(self._viewers)
 
     @property
-    def streamer(self) -> Any:
-        return self._streamer
+    def stream(self) -> StreamRef:
+        return self._stream
 
     @property
     def ended(self) -> bool:
@@ -204,7 +203,8 @@ class SessionHub:
             arriving: list[Chunk] = []
             self._joining.append(arriving)
             try:
-                result = await self._streamer.read.remote(resume_after, 0.0)
+                result = await self._stream.streamer.read.remote(self.session_id,
+                                                                 resume_after, 0.0)
             finally:
                 self._joining.remove(arriving)
             if not result.reset:
@@ -233,25 +233,27 @@ class SessionHub:
         await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _report_viewers(self) -> None:
-        self._streamer.report_viewers.remote(self._reader, len(self._viewers))
+        self._stream.streamer.report_viewers.remote(self.session_id, self._reader,
+                                                    len(self._viewers))
 
     async def _pull(self) -> None:
         after: int | None = None
         while True:
             try:
-                result = await self._streamer.read.remote(
-                    after, _READ_TIMEOUT_S, self._reader, len(self._viewers)
+                result = await self._stream.streamer.read.remote(
+                    self.session_id, after, _READ_TIMEOUT_S, self._reader, len(self._viewers)
                 )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 # The streamer died with its node: follow the session to its new one, if it
                 # was restarted; otherwise the stream is over.
-                self._streamer = await self._replacement(exc)
-                if self._streamer is None:
+                replacement = await self._replacement(exc)
+                if replacement is None:
                     self._finish(End(reason="failed", state="failed"))
                     self._on_idle(self)
                     return
+                self._stream = replacement
                 after = None
                 continue
             if result.reset:
@@ -276,14 +278,14 @@ class SessionHub:
                 self._on_idle(self)
                 return
 
-    async def _replacement(self, error: Exception) -> Any:
+    async def _replacement(self, error: Exception) -> StreamRef | None:
         _log.warning("session %s: stream unreadable (%s)", self.session_id,
                      str(error).splitlines()[0], extra={"session_id": self.session_id})
         try:
-            streamer = await self._registry.streamer.remote(self.session_id)
+            stream = await self._registry.streamer.remote(self.session_id)
         except Exception:
             return None
-        return None if streamer == self._streamer else streamer
+        return None if stream == self._stream else stream
 
     async def _final_state(self) -> End:
         try:

@@ -15,7 +15,7 @@ from pipeline.browser_host import BrowserHost
 from pipeline.config import Settings
 from pipeline.models import SessionSpec, SessionState
 from pipeline.session import BrowserSession
-from pipeline.streamer import EventStreamer
+from pipeline.stream import SessionStream
 from tests.integration.test_session import StreamerSink, recorded_events
 
 
@@ -53,12 +53,12 @@ async def host() -> AsyncIterator[BrowserHost]:
     assert not alive, "closing the host must leave no Chromium"
 
 
-def two_sessions(host: BrowserHost) -> list[tuple[BrowserSession, EventStreamer]]:
+def two_sessions(host: BrowserHost) -> list[tuple[BrowserSession, SessionStream]]:
     # No periodic checkouts: a second FullSnapshot comes only from reopening the page.
     settings = Settings(checkout_every_ms=600_000)
     out = []
     for name in ("a", "b"):
-        streamer = EventStreamer(name, settings)
+        streamer = SessionStream(name, settings)
         out.append((BrowserSession(name, settings, StreamerSink(streamer), host=host),
                     streamer))
     return out

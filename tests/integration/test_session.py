@@ -1,4 +1,4 @@
-"""BrowserSession with a real Chromium, streaming into a real EventStreamer (no Ray)."""
+"""BrowserSession with a real Chromium, streaming into a real SessionStream (no Ray)."""
 
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from pipeline.config import Settings
 from pipeline.models import SessionSpec, SessionState, StepState
 from pipeline.protocol import PageBatch
 from pipeline.session import BrowserSession
-from pipeline.streamer import EventStreamer
+from pipeline.stream import SessionStream
 
 
 class StreamerSink:
-    def __init__(self, streamer: EventStreamer) -> None:
+    def __init__(self, streamer: SessionStream) -> None:
         self.streamer = streamer
         self.pushes = 0
 
@@ -36,7 +36,7 @@ def chromium_pids() -> set[int]:
             if "chrom" in c.name().lower()}
 
 
-async def recorded_events(streamer: EventStreamer) -> list[dict]:
+async def recorded_events(streamer: SessionStream) -> list[dict]:
     result = await streamer.read(0, 0)
     decoder = make_decoder(streamer.codec())
     text = b"".join(decoder.decode(c.payload, segment_start=c.segment_start)
@@ -45,7 +45,7 @@ async def recorded_events(streamer: EventStreamer) -> list[dict]:
 
 
 async def test_records_pages_frames_and_workflow(demo_site) -> None:
-    streamer = EventStreamer("t1", Settings())
+    streamer = SessionStream("t1", Settings())
     sink = StreamerSink(streamer)
     spec = SessionSpec(url=f"{demo_site.url}/index.html", steps=[
         {"action": "wait_for", "frame": "#widget", "selector": "#widget-button"},
@@ -90,7 +90,7 @@ async def test_records_pages_frames_and_workflow(demo_site) -> None:
 
 
 async def test_a_step_failure_is_recorded_and_the_page_stays_live(demo_site) -> None:
-    streamer = EventStreamer("t2", Settings())
+    streamer = SessionStream("t2", Settings())
     spec = SessionSpec(url=f"{demo_site.url}/index.html", steps=[
         {"action": "click", "selector": "#does-not-exist", "timeout_ms": 300},
         {"action": "wait", "ms": 10},
@@ -110,7 +110,7 @@ async def test_a_step_failure_is_recorded_and_the_page_stays_live(demo_site) -> 
 async def test_an_unreachable_url_fails_the_session_cleanly() -> None:
     from tests.conftest import free_port
 
-    streamer = EventStreamer("t3", Settings())
+    streamer = SessionStream("t3", Settings())
     spec = SessionSpec(url=f"http://127.0.0.1:{free_port()}/")
     session = BrowserSession("t3", Settings(), StreamerSink(streamer))
     status = await session.start(spec)
@@ -120,7 +120,7 @@ async def test_an_unreachable_url_fails_the_session_cleanly() -> None:
 
 
 async def test_stop_while_starting_wins_cleanly(demo_site) -> None:
-    streamer = EventStreamer("t4", Settings())
+    streamer = SessionStream("t4", Settings())
     session = BrowserSession("t4", Settings(), StreamerSink(streamer))
     starting = asyncio.create_task(session.start(SessionSpec(url=f"{demo_site.url}/index.html")))
     await asyncio.sleep(0.3)
@@ -132,7 +132,7 @@ async def test_stop_while_starting_wins_cleanly(demo_site) -> None:
 
 
 async def test_a_warmed_up_session_only_opens_a_page(demo_site) -> None:
-    streamer = EventStreamer("t5", Settings())
+    streamer = SessionStream("t5", Settings())
     session = BrowserSession("t5", Settings(), StreamerSink(streamer))
     await session.warm_up()
     launched = chromium_pids()

@@ -11,22 +11,22 @@ from pipeline.config import Settings
 from pipeline.errors import RecordingInProgress, RecordingNotFound
 from pipeline.protocol import decode_frame
 from pipeline.recording import RecordingStore, iter_frames
-from pipeline.stream_host import StreamHost
-from pipeline.streamer import EventStreamer
-from tests.unit.test_streamer import batch
+from pipeline.stream import SessionStream
+from pipeline.streamer import Streamer
+from tests.unit.test_stream import batch
 
 CHECKOUTS = {1, 4, 9}
 
 
 def recorded_streamer(directory: Path, session_id: str = "s1", codec: str = "deflate-raw",
-                      first_seq: int = 1) -> EventStreamer:
+                      epoch: int = 0) -> SessionStream:
     settings = Settings(codec=codec, recordings_dir=str(directory))
     store = RecordingStore.from_settings(settings)
     assert store is not None
-    return EventStreamer(session_id, settings, first_seq, recording=store.writer(session_id, codec))
+    return SessionStream(session_id, settings, epoch, recording=store.writer(session_id, codec))
 
 
-async def push_all(streamer: EventStreamer, n: int = 12) -> None:
+async def push_all(streamer: SessionStream, n: int = 12) -> None:
     await streamer.push([batch(i, i in CHECKOUTS) for i in range(1, 6)])
     await streamer.push([batch(i, i in CHECKOUTS) for i in range(6, n + 1)])
 
@@ -67,7 +67,7 @@ async def test_decoding_from_the_first_checkout_gives_the_batch_texts(
 
 
 async def test_metadata_is_kept_at_checkouts_and_finalized_on_close(tmp_path: Path) -> None:
-    streamer = recorded_streamer(tmp_path, first_seq=(1 << 40) + 1)
+    streamer = recorded_streamer(tmp_path, epoch=1)
     store = RecordingStore(tmp_path)
     await streamer.push([batch(1, True), batch(2)])
     live = store.info("s1")
@@ -107,7 +107,7 @@ async def test_a_restarted_session_appends_to_its_recording(tmp_path: Path) -> N
     first = recorded_streamer(tmp_path)
     await first.push([batch(1, True), batch(2)])
     first.close()
-    second = recorded_streamer(tmp_path, first_seq=(1 << 40) + 1)
+    second = recorded_streamer(tmp_path, epoch=1)
     await second.push([batch(3, True)])
     second.close()
     info = RecordingStore(tmp_path).info("s1")
@@ -139,12 +139,12 @@ async def test_the_store_lists_newest_first_and_deletes(tmp_path: Path) -> None:
 
 
 async def test_stream_host_serves_its_recordings(tmp_path: Path) -> None:
-    host = StreamHost(Settings(recordings_dir=str(tmp_path)))
+    host = Streamer(Settings(recordings_dir=str(tmp_path)))
     host.open("a")
-    await host.push("a", [batch(1, True), batch(2)])
+    await host.push("a", 0, [batch(1, True), batch(2)])
     with pytest.raises(RecordingInProgress):
         host.delete_recording("a")
-    host.close("a")
+    host.close("a", 0)
     assert [r.id for r in await host.recordings()] == ["a"]
     assert host.recording("a").batches == 2
     assert len(list(iter_frames(await host.recording_frames("a")))) == 2
@@ -154,10 +154,10 @@ async def test_stream_host_serves_its_recordings(tmp_path: Path) -> None:
 
 
 async def test_an_empty_recordings_dir_turns_recording_off(tmp_path: Path) -> None:
-    host = StreamHost(Settings(recordings_dir=""))
+    host = Streamer(Settings(recordings_dir=""))
     host.open("a")
-    await host.push("a", [batch(1, True)])
-    host.close("a")
+    await host.push("a", 0, [batch(1, True)])
+    host.close("a", 0)
     assert await host.recordings() == []
     with pytest.raises(RecordingNotFound):
         await host.recording_frames("a")

@@ -2,58 +2,82 @@ from __future__ import annotations
 
 import asyncio
 
-from pipeline.codec import make_decoder
+import pytest
+
 from pipeline.config import Settings
-from pipeline.protocol import PageBatch
-from pipeline.streamer import EventStreamer
+from pipeline.errors import StreamUnavailable
+from pipeline.protocol import decode_frame
+from pipeline.recording import iter_frames
+from pipeline.streamer import Streamer
+from tests.unit.test_stream import batch
 
 
-def batch(i: int, checkout: bool = False) -> PageBatch:
-    return PageBatch(checkout, 1, float(i), float(i), f'[{{"type":3,"i":{i}}}]')
+async def test_each_session_has_its_own_numbering_and_buffer() -> None:
+    host = Streamer(Settings())
+    host.open("a")
+    host.open("b", epoch=1)  # a session restarted on this node
+    assert await host.push("a", 0, [batch(1, True), batch(2)]) == 2
+    assert await host.push("b", 1, [batch(7, True)]) == (1 << 40) + 1
+    assert [c.seq for c in (await host.read("a", None, 0)).chunks] == [1, 2]
+    assert [c.first_ts for c in (await host.read("b", None, 0)).chunks] == [7.0]
+    assert (host.stats("a").events, host.stats("b").events) == (2, 1)
+    assert host.codec("a") == Settings().codec
 
 
-async def test_numbers_compresses_and_serves_reads_in_order() -> None:
-    streamer = EventStreamer("s", Settings())
-    assert await streamer.push([batch(1, True), batch(2)]) == 2
-    assert await streamer.push([batch(3), batch(4, True), batch(5)]) == 5
-    result = await streamer.read(None, 0)
-    assert result.reset and [c.seq for c in result.chunks] == [4, 5]
-    result = await streamer.read(0, 0)
-    decoder = make_decoder(streamer.codec())
-    text = b"".join(decoder.decode(c.payload, segment_start=c.segment_start)
-                    for c in result.chunks)
-    assert text.decode().splitlines() == [f'[{{"type":3,"i":{i}}}]' for i in range(1, 6)]
-    stats = streamer.stats()
-    assert (stats.batches, stats.events, stats.segments_buffered) == (5, 5, 2)
-    assert stats.bytes_raw == len(text)
+async def test_closing_one_stream_ends_only_its_readers() -> None:
+    host = Streamer(Settings())
+    host.open("a")
+    host.open("b")
+    await host.push("a", 0, [batch(1, True)])
+    await host.push("b", 0, [batch(1, True)])
+    waiting_a = asyncio.create_task(host.read("a", 1, 10))
+    waiting_b = asyncio.create_task(host.read("b", 1, 0.2))
+    await asyncio.sleep(0)
+    host.close("a", 0)
+    assert (await waiting_a).ended
+    assert not (await waiting_b).ended
 
 
-async def test_first_batch_always_starts_a_segment() -> None:
-    streamer = EventStreamer("s", Settings())
-    await streamer.push([batch(1, checkout=False)])
-    assert (await streamer.read(None, 0)).chunks[0].segment_start
+async def test_a_dropped_stream_is_unavailable_and_its_waiting_reader_ends() -> None:
+    host = Streamer(Settings())
+    host.open("a")
+    await host.push("a", 0, [batch(1, True)])
+    waiting = asyncio.create_task(host.read("a", 1, 10))
+    await asyncio.sleep(0)
+    host.drop("a")
+    host.drop("a")  # idempotent
+    assert (await waiting).ended
+    assert host.sessions() == []
+    with pytest.raises(StreamUnavailable):
+        await host.read("a", None, 0)
 
 
-async def test_long_poll_wakes_on_push_and_on_close() -> None:
-    streamer = EventStreamer("s", Settings())
-    await streamer.push([batch(1, True)])
-    waiting = asyncio.create_task(streamer.read(1, 10))
-    await asyncio.sleep(0.05)
-    assert not waiting.done()
-    await streamer.push([batch(2)])
-    result = await asyncio.wait_for(waiting, 1)
-    assert [c.seq for c in result.chunks] == [2] and not result.ended
-    waiting = asyncio.create_task(streamer.read(2, 10))
-    await asyncio.sleep(0.05)
-    streamer.close()
-    result = await asyncio.wait_for(waiting, 1)
-    assert result.ended and result.chunks == []
+async def test_a_reopened_stream_appends_its_recording_after_the_earlier_one(tmp_path) -> None:
+    host = Streamer(Settings(recordings_dir=str(tmp_path)))
+    host.open("a")
+    await host.push("a", 0, [batch(1, True), batch(2)])
+    # A viewer's long-poll still holds the earlier stream when the session restarts.
+    waiting = asyncio.create_task(host.read("a", 2, 5.0))
+    await asyncio.sleep(0)
+    host.open("a", epoch=1)  # restarted on this node
+    await host.push("a", 1, [batch(3, True)])
+    host.close("a", 1)
+    waiting.cancel()
+    frames = iter_frames(await host.recording_frames("a"))
+    assert [decode_frame(f)[0].first_seq for f in frames] == [1, 2, (1 << 40) + 1]
 
 
-async def test_viewer_counts_add_up_across_readers() -> None:
-    streamer = EventStreamer("s", Settings())
-    await streamer.read(None, 0, reader="a", viewers=3)
-    streamer.report_viewers("b", 2)
-    assert streamer.stats().viewers == 5
-    streamer.report_viewers("a", 0)
-    assert streamer.stats().viewers == 2
+async def test_a_push_or_close_from_another_epoch_is_refused() -> None:
+    """A session actor that outlived its replacement must not write into its stream."""
+    host = Streamer(Settings())
+    host.open("a", epoch=2)
+    with pytest.raises(StreamUnavailable):
+        await host.push("a", 1, [batch(1, True)])
+    with pytest.raises(StreamUnavailable):
+        host.close("a", 1)
+    assert await host.push("a", 2, [batch(1, True)]) == (2 << 40) + 1
+    assert (await host.read("a", None, 0)).epoch == 2
+
+
+def test_a_restarted_streamer_has_a_new_instance() -> None:
+    assert Streamer(Settings()).instance() != Streamer(Settings()).instance()

@@ -1,0 +1,75 @@
+"""The Ray actors of the data path, and the adapters that let plain classes call them.
+
+Each actor class is its plain-Python core (tested without Ray) plus logging and metrics
+set up in its worker: `session:<id>` is a BrowserSessionActor, `browser:<node id>` a
+BrowserHostActor, `streamer:<node id>` a StreamerActor. The adapters below implement
+the small Protocols the cores are written against (BatchSink, SharedBrowser) over
+actor handles, so the cores never see Ray.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipeline.browser_host import BrowserHost
+from pipeline.config import Settings
+from pipeline.logs import configure_logging
+from pipeline.metrics import SessionMetrics, StreamMetrics
+from pipeline.protocol import PageBatch
+from pipeline.session import BrowserSession
+from pipeline.streamer import Streamer, StreamRef
+
+
+class StreamerSink:
+    """A BatchSink into one session's stream in its node's Streamer actor."""
+
+    def __init__(self, stream: StreamRef) -> None:
+        self.stream = stream
+
+    async def push(self, batches: list[PageBatch]) -> int:
+        ref = self.stream
+        return await ref.streamer.push.remote(ref.session_id, ref.epoch, batches)
+
+    async def close(self) -> None:
+        ref = self.stream
+        await ref.streamer.close.remote(ref.session_id, ref.epoch)
+
+
+class HostClient:
+    """A SharedBrowser backed by the node's BrowserHost actor."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    async def endpoint(self, executable: str | None, failed: str | None = None) -> str:
+        return await self._handle.endpoint.remote(executable, failed)
+
+
+class BrowserSessionActor(BrowserSession):
+    """BrowserSession as a Ray actor; its stream is connected once placed beside it."""
+
+    def __init__(self, session_id: str, settings: Settings) -> None:
+        configure_logging()
+        super().__init__(session_id, settings, sink=None, metrics=SessionMetrics())
+
+    def connect(self, stream: StreamRef, host: Any = None) -> None:
+        """`host`: the node's BrowserHost actor, when sessions share a Chromium."""
+        self.set_sink(StreamerSink(stream))
+        if host is not None:
+            self.use_host(HostClient(host))
+
+
+class BrowserHostActor(BrowserHost):
+    def __init__(self, settings: Settings) -> None:
+        configure_logging()
+        super().__init__(settings)
+
+
+class StreamerActor(Streamer):
+    def __init__(self, settings: Settings) -> None:
+        configure_logging()
+        super().__init__(settings, metrics=StreamMetrics())
+
+
+__all__ = ["BrowserHostActor", "BrowserSessionActor", "HostClient", "StreamerActor",
+           "StreamerSink"]

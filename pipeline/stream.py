@@ -1,0 +1,160 @@
+"""SessionStream: numbers, compresses and buffers one session's batches; serves long-poll reads.
+
+Lives in its node's Streamer actor (`streamer:<node id>`, pipeline/streamer.py)
+beside the streams of the node's other sessions; the class is plain Python so it can
+be tested without Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from pipeline.buffer import StreamBuffer
+from pipeline.codec import make_encoder
+from pipeline.config import Settings
+from pipeline.errors import StreamUnavailable
+from pipeline.metrics import StreamMetrics
+from pipeline.models import StreamStats
+from pipeline.protocol import Chunk, PageBatch
+from pipeline.recording import RecordingWriter
+
+_RATE_WINDOW_S = 5.0
+_log = logging.getLogger(__name__)
+_READER_EXPIRY_S = 30.0
+EPOCH_BITS = 40
+
+
+def first_seq(epoch: int) -> int:
+    """The first sequence number of a stream opened in `epoch`."""
+    return (epoch << EPOCH_BITS) + 1
+
+
+@dataclass(slots=True, frozen=True)
+class ReadResult:
+    chunks: list[Chunk]
+    reset: bool
+    ended: bool
+    last_seq: int
+    epoch: int
+
+
+class SessionStream:
+    def __init__(self, session_id: str, settings: Settings, epoch: int = 0,
+                 metrics: StreamMetrics | None = None,
+                 recording: RecordingWriter | None = None) -> None:
+        """`epoch`: see the module docstring; `recording` stores every chunk exactly as
+        viewers get it."""
+        self.session_id = session_id
+        self.epoch = epoch
+        self._metrics = metrics
+        self._log = logging.LoggerAdapter(_log, {"session_id": session_id})
+        self._encoder = make_encoder(settings.codec)
+        self._codec = settings.codec
+        self._buffer = StreamBuffer(settings.buffer_max_bytes, settings.buffer_max_segments)
+        self._first_seq = first_seq(epoch)
+        self._seq = self._first_seq - 1
+        self._events = 0
+        self._bytes_raw = 0
+        self._bytes_compressed = 0
+        self._recent: deque[tuple[float, int]] = deque()
+        self._readers: dict[str, tuple[int, float]] = {}
+        self._changed = asyncio.Event()
+        self._recording = recording
+        self._ended = False
+
+    @property
+    def ended(self) -> bool:
+        return self._ended
+
+    def codec(self) -> str:
+        return self._codec
+
+    async def push(self, batches: list[PageBatch]) -> int:
+        """Numbers and compresses batches in order; returns the last sequence number."""
+        if self._ended:
+            raise StreamUnavailable(self.session_id, "ended", "its stream was closed")
+        now = time.time() * 1000.0
+        events, raw, compressed = self._events, self._bytes_raw, self._bytes_compressed
+        for batch in batches:
+            data = batch.text.encode() + b"\n"
+            # The first batch ever starts a segment even if the page did not flag it,
+            # so the codec context and every reader have a place to begin.
+            start = batch.checkout or self._seq == self._first_seq - 1
+            payload = self._encoder.encode(data, segment_start=start)
+            self._seq += 1
+            chunk = Chunk(self._seq, start, batch.event_count, batch.first_ts, batch.last_ts,
+                          now, payload)
+            self._buffer.append(chunk)
+            if self._recording is not None:
+                self._recording.append(chunk)
+            self._events += batch.event_count
+            self._bytes_raw += len(data)
+            self._bytes_compressed += len(payload)
+        self._recent.append((now / 1000.0, self._events - events))
+        if self._metrics is not None:
+            self._metrics.recorded(self._events - events, self._bytes_raw - raw,
+                                   self._bytes_compressed - compressed)
+        self._log.debug("batches up to %d: %d events", self._seq, self._events - events,
+                        extra={"seq": self._seq})
+        self._wake()
+        return self._seq
+
+    async def read(self, after_seq: int | None, timeout_s: float = 10.0,
+                   reader: str | None = None, viewers: int = 0) -> ReadResult:
+        """Chunks after `after_seq`, waiting up to `timeout_s` when there are none yet."""
+        if reader is not None:
+            self.report_viewers(reader, viewers)
+        catchup = self._buffer.after(after_seq)
+        if not catchup.chunks and not self._ended and timeout_s > 0:
+            changed = self._changed
+            try:
+                await asyncio.wait_for(changed.wait(), timeout_s)
+            except TimeoutError:
+                pass
+            catchup = self._buffer.after(after_seq)
+        return ReadResult(catchup.chunks, catchup.reset, self._ended, self._seq, self.epoch)
+
+    def report_viewers(self, reader: str, viewers: int) -> None:
+        self._readers[reader] = (viewers, time.monotonic())
+
+    def stats(self) -> StreamStats:
+        now = time.monotonic()
+        self._readers = {k: v for k, v in self._readers.items()
+                         if now - v[1] < _READER_EXPIRY_S}
+        wall = time.time()
+        while self._recent and wall - self._recent[0][0] > _RATE_WINDOW_S:
+            self._recent.popleft()
+        return StreamStats(
+            batches=self._seq - self._first_seq + 1,
+            events=self._events,
+            bytes_raw=self._bytes_raw,
+            bytes_compressed=self._bytes_compressed,
+            last_seq=self._seq,
+            segments_buffered=self._buffer.segment_count,
+            bytes_buffered=self._buffer.nbytes,
+            viewers=sum(v for v, _ in self._readers.values()),
+            events_per_s=sum(n for _, n in self._recent) / _RATE_WINDOW_S,
+            ended=self._ended,
+        )
+
+    def close(self) -> None:
+        """No more batches will come; readers drain what is buffered and see `ended`."""
+        self._ended = True
+        self.finish_recording()
+        self._wake()
+
+    def finish_recording(self) -> None:
+        """Flushes and closes the recording (idempotent); the stream itself goes on."""
+        if self._recording is not None:
+            self._recording.close()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+
+__all__ = ["EPOCH_BITS", "ReadResult", "SessionStream", "first_seq"]

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import asyncio
+
+from pipeline.codec import make_decoder
+from pipeline.config import Settings
+from pipeline.protocol import PageBatch
+from pipeline.stream import SessionStream
+
+
+def batch(i: int, checkout: bool = False) -> PageBatch:
+    return PageBatch(checkout, 1, float(i), float(i), f'[{{"type":3,"i":{i}}}]')
+
+
+async def test_numbers_compresses_and_serves_reads_in_order() -> None:
+    streamer = SessionStream("s", Settings())
+    assert await streamer.push([batch(1, True), batch(2)]) == 2
+    assert await streamer.push([batch(3), batch(4, True), batch(5)]) == 5
+    result = await streamer.read(None, 0)
+    assert result.reset and [c.seq for c in result.chunks] == [4, 5]
+    result = await streamer.read(0, 0)
+    decoder = make_decoder(streamer.codec())
+    text = b"".join(decoder.decode(c.payload, segment_start=c.segment_start)
+                    for c in result.chunks)
+    assert text.decode().splitlines() == [f'[{{"type":3,"i":{i}}}]' for i in range(1, 6)]
+    stats = streamer.stats()
+    assert (stats.batches, stats.events, stats.segments_buffered) == (5, 5, 2)
+    assert stats.bytes_raw == len(text)
+
+
+async def test_first_batch_always_starts_a_segment() -> None:
+    streamer = SessionStream("s", Settings())
+    await streamer.push([batch(1, checkout=False)])
+    assert (await streamer.read(None, 0)).chunks[0].segment_start
+
+
+async def test_long_poll_wakes_on_push_and_on_close() -> None:
+    streamer = SessionStream("s", Settings())
+    await streamer.push([batch(1, True)])
+    waiting = asyncio.create_task(streamer.read(1, 10))
+    await asyncio.sleep(0.05)
+    assert not waiting.done()
+    await streamer.push([batch(2)])
+    result = await asyncio.wait_for(waiting, 1)
+    assert [c.seq for c in result.chunks] == [2] and not result.ended
+    waiting = asyncio.create_task(streamer.read(2, 10))
+    await asyncio.sleep(0.05)
+    streamer.close()
+    result = await asyncio.wait_for(waiting, 1)
+    assert result.ended and result.chunks == []
+
+
+async def test_viewer_counts_add_up_across_readers() -> None:
+    streamer = SessionStream("s", Settings())
+    await streamer.read(None, 0, reader="a", viewers=3)
+    streamer.report_viewers("b", 2)
+    assert streamer.stats().viewers == 5
+    streamer.report_viewers("a", 0)
+    assert streamer.stats().viewers == 2
