@@ -758,8 +758,8 @@ def scale_child(nodes: int, rate: int, seconds: float, out: Path) -> None:
     import ray
     from ray.cluster_utils import Cluster
 
+    from pipeline.actors import REGISTRY_NAME
     from pipeline.config import Settings
-    from pipeline.registry import REGISTRY_NAME
     from serve.app import deploy_gateway, ray_environment, shutdown
 
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the finally blocks

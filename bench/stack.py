@@ -113,7 +113,7 @@ def bench_stack(settings: Settings) -> Iterator[RunningStack]:
     """The whole stack on loopback, always shut down (and stray Chromium reaped) after."""
     import ray
 
-    from pipeline.registry import REGISTRY_NAME
+    from pipeline.actors import REGISTRY_NAME
     from serve.app import deploy_gateway, shutdown, start_ray
 
     stack = Stack(f"http://127.0.0.1:{settings.port}", f"ws://127.0.0.1:{settings.port}")

@@ -277,8 +277,8 @@ async def _measure(settings: Settings, page_url: str, duration_s: float,
     import ray
     from playwright.async_api import async_playwright
 
+    from pipeline.actors import REGISTRY_NAME
     from pipeline.browser import launch_chromium
-    from pipeline.registry import REGISTRY_NAME
 
     base = f"http://127.0.0.1:{settings.port}"
     build = _viewer_build(settings)  # before the page loads it: a rebuild later changes nothing

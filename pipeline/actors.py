@@ -2,19 +2,24 @@
 
 Each actor class is its plain-Python core (tested without Ray) plus logging and metrics
 set up in its worker: `session:<id>` is a BrowserSessionActor, `browser:<node id>` a
-BrowserHostActor, `streamer:<node id>` a StreamerActor. The adapters below implement
-the small Protocols the cores are written against (BatchSink, SharedBrowser) over
-actor handles, so the cores never see Ray.
+BrowserHostActor, `streamer:<node id>` a StreamerActor (the registry, `registry`, is in
+pipeline/registry_actor.py). The adapters below implement the small Protocols the cores
+are written against (BatchSink, SharedBrowser, Supervisor) over actor handles, so the
+cores never see Ray.
 """
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
+
+import ray
 
 from pipeline.browser_host import BrowserHost
 from pipeline.config import Settings
 from pipeline.logs import configure_logging
 from pipeline.metrics import SessionMetrics, StreamMetrics
+from pipeline.models import Checkpoint
 from pipeline.protocol import PageBatch
 from pipeline.session import BrowserSession
 from pipeline.streamer import Streamer, StreamRef
@@ -45,6 +50,23 @@ class HostClient:
         return await self._handle.endpoint.remote(executable, failed)
 
 
+class RegistrySupervisor:
+    """A Supervisor that tells the registry actor; fire and forget, so a registry being
+    restarted holds up no page (the next report carries everything the lost one did)."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+
+    def report(self, session_id: str, checkpoint: Checkpoint) -> None:
+        self._handle.report.remote(session_id, checkpoint)
+
+    def stream_lost(self, session_id: str) -> None:
+        self._handle.stream_lost.remote(session_id)
+
+
+REGISTRY_NAME = "registry"
+
+
 class BrowserSessionActor(BrowserSession):
     """BrowserSession as a Ray actor; its stream is connected once placed beside it."""
 
@@ -57,12 +79,23 @@ class BrowserSessionActor(BrowserSession):
         self.set_sink(StreamerSink(stream))
         if host is not None:
             self.use_host(HostClient(host))
+        registry = ray.get_actor(REGISTRY_NAME, namespace=self._settings.namespace)
+        self.set_supervisor(RegistrySupervisor(registry))
+
+    async def reconnect(self, stream: StreamRef) -> None:
+        """Its stream was reopened in a new epoch: push there, from a new checkout."""
+        await self.attach_stream(StreamerSink(stream))
 
 
 class BrowserHostActor(BrowserHost):
     def __init__(self, settings: Settings) -> None:
         configure_logging()
         super().__init__(settings)
+        self._instance = uuid.uuid4().hex
+
+    def instance(self) -> str:
+        """A new value every time the actor (re)starts (pipeline/nodes.py)."""
+        return self._instance
 
 
 class StreamerActor(Streamer):
@@ -71,5 +104,5 @@ class StreamerActor(Streamer):
         super().__init__(settings, metrics=StreamMetrics())
 
 
-__all__ = ["BrowserHostActor", "BrowserSessionActor", "HostClient", "StreamerActor",
-           "StreamerSink"]
+__all__ = ["REGISTRY_NAME", "BrowserHostActor", "BrowserSessionActor", "HostClient",
+           "RegistrySupervisor", "StreamerActor", "StreamerSink"]

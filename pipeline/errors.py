@@ -2,6 +2,9 @@
 
 RRStreamError
  ├── SessionNotFound
+ ├── RegistryUnavailable
+ ├── ActorLost
+ ├── SessionLost
  ├── StreamUnavailable
  ├── RecordingNotFound
  ├── RecordingInProgress
@@ -33,6 +36,33 @@ class SessionNotFound(RRStreamError):
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id
         super().__init__(f"no session with id {session_id!r}")
+
+
+class RegistryUnavailable(RRStreamError):
+    """The session registry does not answer: Ray is restarting it (or the GCS)."""
+
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(f"the session registry is not answering ({reason}); it is being "
+                         "restarted, try again in a few seconds")
+
+
+class ActorLost(RRStreamError):
+    """An actor is dead for good (its process was killed, or its node was lost): calls to
+    its handle can never succeed again. Raised at the Ray boundary (pipeline/cluster.py)."""
+
+    def __init__(self, what: str, reason: str) -> None:
+        self.what, self.reason = what, reason
+        super().__init__(f"{what} was lost: {reason}")
+
+
+class SessionLost(RRStreamError):
+    """A session's actor died and it was not started again: the policy says fail, or it
+    had been restarted too often already."""
+
+    def __init__(self, session_id: str, reason: str) -> None:
+        self.session_id, self.reason = session_id, reason
+        super().__init__(reason)
 
 
 class StreamUnavailable(RRStreamError):
@@ -93,6 +123,45 @@ class StepFailed(RRStreamError):
         super().__init__(f"session {session_id}: step {index} ({action}) failed: {reason}")
 
 
+def describe_error(exc: BaseException) -> str:
+    """What went wrong, in words a person reads (an HTTP message, a log line, a session's
+    error): rrstream's own errors say it themselves; Ray's and Python's are named by what
+    they mean, never by their class."""
+    exc = unwrap(exc)
+    if isinstance(exc, RRStreamError):
+        return str(exc)
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    for kind, words in _WORDS:
+        if isinstance(exc, kind):
+            return words
+    if isinstance(exc, TimeoutError):
+        return f"timed out{': ' + text if text else ''}"
+    if isinstance(exc, ConnectionError | OSError):
+        return f"connection or I/O error{': ' + text if text else ''}"
+    if isinstance(exc, LookupError | AttributeError | AssertionError | TypeError | NameError):
+        return "unexpected internal error (a bug in rrstream; the log has the details)"
+    # Playwright's and most libraries' messages are words already ("net::ERR_… at …").
+    return text or "unexpected internal error"
+
+
+def _ray_words() -> list[tuple[type[BaseException], str]]:
+    try:
+        from ray import exceptions as rex
+    except ImportError:  # a client without Ray installed
+        return []
+    return [
+        (rex.ActorUnavailableError, "the actor is not answering (it is being restarted)"),
+        (rex.ActorDiedError, "the actor died unexpectedly (its process was killed or its "
+                             "node was lost)"),
+        (rex.RayActorError, "the actor died unexpectedly"),
+        (rex.GetTimeoutError, "timed out waiting for an actor"),
+        (rex.ObjectLostError, "a result was lost with its node"),
+    ]
+
+
+_WORDS = _ray_words()
+
+
 def unwrap(exc: BaseException) -> BaseException:
     """The error an actor raised, without Ray's RayTaskError wrapping (and its traceback text)."""
     cause = getattr(exc, "cause", None)
@@ -100,15 +169,19 @@ def unwrap(exc: BaseException) -> BaseException:
 
 
 __all__ = [
+    "ActorLost",
     "BrowserLaunchError",
     "BrowserNotFound",
     "InvalidTransition",
     "PoolFull",
     "RecordingInProgress",
     "RecordingNotFound",
+    "RegistryUnavailable",
     "RRStreamError",
+    "SessionLost",
     "SessionNotFound",
     "StepFailed",
     "StreamUnavailable",
+    "describe_error",
     "unwrap",
 ]

@@ -166,6 +166,10 @@ class NodeSlots(BaseModel):
     slots_used: int
     warm: int = Field(default=0, description="Slots held by warm browsers waiting for a session.")
     sessions: list[str]
+    streamer: str = Field(default="not created", description="The node's streamer actor: "
+                          "alive, restarting, dead or not created.")
+    browser: str = Field(default="not created", description="The node's shared browser host "
+                         "actor: alive, restarting, dead or not created.")
 
 
 class PoolStatus(BaseModel):
@@ -218,7 +222,7 @@ class SessionRecord:
     error: str | None = None
     queue_position: int | None = None
     restarts: int = 0  # the session actor was replaced: its node was lost, or it died
-    epoch: int = 0  # the stream's epoch (pipeline/stream.py): grows with every new stream
+    epoch: int = -1  # its stream's epoch (pipeline/stream.py), +1 per new stream; -1: none
     actor_name: str | None = None  # the session actor's name while it has one
     checkpoint: Checkpoint | None = None
 

@@ -23,6 +23,8 @@ FLAG_RESET = 0x02
 class CloseCode(enum.IntEnum):
     SESSION_ENDED = 1000
     INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012  # the gateway replica is stopping: reconnect (to another)
+    TRY_AGAIN_LATER = 1013  # a part the stream needs is being restarted: reconnect soon
     BAD_HELLO = 4400
     UNAUTHORIZED = 4401
     UNKNOWN_SESSION = 4404

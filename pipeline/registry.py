@@ -1,12 +1,18 @@
-"""SessionRegistry: the named actor that creates, knows and stops every session.
+"""SessionRegistry: every session's record and lifecycle, and its supervision.
 
-It owns each session's actor, `session:<id>` (holding a `browser` slot), and two
-actors per node that the node's sessions share: `streamer:<node id>`, which keeps
-every session's stream (a Streamer), and `browser:<node id>`, the shared Chromium.
-The Ray dashboard shows them under their names, and they live as long as the
-registry. The `browser` resource is the pool: Ray places session actors where a slot
-is free (spread across nodes) and holds them while none is; the registry reports that
-queue.
+The registry places each session (`SessionActors`: Ray in production, a browser slot per
+session, first come first placed), opens its stream on its node's streamer (through
+`NodeActors`), starts it, and watches it until it ends. When a session actor dies it is
+replaced per RRSTREAM_ON_SESSION_CRASH / RRSTREAM_ON_NODE_LOSS (within
+RRSTREAM_MAX_RESTARTS), continuing from the last checkpoint the session reported. When a
+node's streamer comes back without its streams, each of the node's sessions gets a new
+stream in a new epoch. Every record is persisted (`RecordStore`), and the actors a session
+needs are detached and named, so a registry that Ray restarted adopts the running sessions
+instead of losing them.
+
+Plain Python: everything Ray is behind the Protocols below (pipeline/cluster.py has the Ray
+side), so unit tests drive queueing, spares, stop-while-placing and every restart path
+with fakes. docs/architecture.md tells who supervises whom and what each failure does.
 """
 
 from __future__ import annotations
@@ -16,246 +22,498 @@ import contextlib
 import logging
 import secrets
 import time
-from typing import Any
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
 
-import ray
-from ray.exceptions import RayActorError
-from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
-from pipeline.actors import BrowserHostActor, BrowserSessionActor, StreamerActor
 from pipeline.config import Settings
 from pipeline.errors import (
+    ActorLost,
     PoolFull,
-    RecordingInProgress,
-    RecordingNotFound,
+    SessionLost,
     SessionNotFound,
     StreamUnavailable,
+    describe_error,
 )
-from pipeline.logs import configure_logging
-from pipeline.metrics import RegistryMetrics
+from pipeline.idle import IdleTimeouts
 from pipeline.models import (
+    Checkpoint,
     NodeSlots,
     PoolStatus,
-    RecordingInfo,
     SessionRecord,
     SessionSpec,
     SessionState,
     SessionStatus,
     StreamStats,
 )
+from pipeline.nodes import NodeActors
+from pipeline.spares import Spare, WarmSpares
 from pipeline.streamer import StreamRef
 
-REGISTRY_NAME = "registry"
-_STATUS_TIMEOUT_S = 5.0
-_METRICS_EVERY_S = 5.0
 _log = logging.getLogger(__name__)
+_CALL_TIMEOUT_S = 5.0  # a status or stats call that takes longer is reported as unknown
+STOP_TIMEOUT_S = 4.0  # then the session actor is killed: DELETE answers within 5 s
+_STREAM_TIMEOUT_S = 30.0  # a streamer that does not come back by then fails its sessions
+_IDLE_CHECK_EVERY_S = 5.0
+_METRICS_EVERY_S = 5.0
+_SAVE_EVERY_S = 0.2
+_KEEP_ENDED = 1_000  # ended sessions' records kept (the oldest go first)
 
 
-class _NodeLost(Exception):
-    pass
+class SessionActor(Protocol):
+    """One session actor (pipeline/session.py). Every call raises ActorLost once the actor
+    is dead: its process was killed, or its node was lost."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def node_id(self) -> str: ...
+
+    async def connect(self, stream: StreamRef, host: Any) -> None: ...
+
+    async def warm_up(self) -> None: ...
+
+    async def start(self, spec: SessionSpec, resume: Checkpoint | None) -> SessionStatus: ...
+
+    async def wait_stopped(self) -> SessionStatus: ...
+
+    async def stop(self) -> SessionStatus: ...
+
+    async def status(self) -> SessionStatus: ...
+
+    async def reconnect(self, stream: StreamRef) -> None:
+        """Its stream was reopened (a new epoch): push there, starting at a checkout."""
+
+    def kill(self) -> None:
+        """Ends the actor now (frees its browser slot)."""
 
 
+@dataclass(frozen=True, slots=True)
+class PoolNode:
+    node_id: str
+    address: str
+    alive: bool
+    slots: int
+
+
+class SessionActors(Protocol):
+    """Where session actors come from: the browser pool (Ray's `browser` resource)."""
+
+    async def place(self, session_id: str, name: str) -> SessionActor:
+        """Creates a session actor where a browser slot is free, waiting while none is.
+        Cancelled, it leaves nothing behind."""
+
+    def adopt(self, name: str, node_id: str | None) -> SessionActor | None:
+        """The live session actor of that name, placed on `node_id` (a restarted registry
+        finds its sessions)."""
+
+    def names(self) -> list[str]:
+        """The names of every live session actor."""
+
+    def kill(self, name: str) -> None:
+        """Ends the live session actor of that name, if there is one."""
+
+    def nodes(self) -> list[PoolNode]:
+        """Every node of the pool, alive or not."""
+
+    def node_alive(self, node_id: str) -> bool: ...
+
+
+class RegistryReport(Protocol):
+    """Where the registry reports its gauges (Prometheus in production)."""
+
+    def report(self, by_state: dict[str, int], queued: int) -> None: ...
+
+
+class RecordStore(Protocol):
+    """Where session records outlive the registry (the GCS's key-value store in production)."""
+
+    async def load(self) -> list[SessionRecord]: ...
+
+    async def save(self, records: list[SessionRecord]) -> None: ...
+
+    async def delete(self, session_ids: list[str]) -> None: ...
+
+
+@dataclass(slots=True)
 class _Entry:
-    __slots__ = ("record", "session", "streamer", "ready", "task", "last_status", "placed",
-                 "stopping")
+    record: SessionRecord
+    actor: SessionActor | None = None
+    stream: StreamRef | None = None
+    streamer_instance: str | None = None  # the streamer instance the stream was opened in
+    connected: bool = False
+    last_status: SessionStatus | None = None
+    stopping: bool = False
+    task: asyncio.Task[None] | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)  # a stream, or the end
+    reattaching: asyncio.Lock = field(default_factory=asyncio.Lock)
 
-    def __init__(self, record: SessionRecord) -> None:
-        self.record = record
-        self.session: Any = None
-        self.streamer: Any = None
-        self.ready = asyncio.Event()  # set once both actors exist (or the session ended)
-        self.task: asyncio.Task[None] | None = None
-        self.last_status: SessionStatus | None = None
-        self.placed = False
-        self.stopping = False
+    def wake(self) -> None:
+        self.changed.set()
+        self.changed = asyncio.Event()
 
 
 class SessionRegistry:
-    def __init__(self, settings: Settings) -> None:
-        configure_logging()
+    def __init__(self, settings: Settings, actors: SessionActors, nodes: NodeActors,
+                 store: RecordStore, *, on_restart: Callable[[str], None] | None = None,
+                 metrics: RegistryReport | None = None,
+                 clock: Callable[[], float] = time.time,
+                 stop_timeout_s: float = STOP_TIMEOUT_S,
+                 idle_check_every_s: float = _IDLE_CHECK_EVERY_S) -> None:
+        """`on_restart(kind)` counts a session actor replacement (`session`) in metrics."""
         self._settings = settings
+        self._actors = actors
+        self._nodes = nodes
+        self._store = store
+        self._on_restart = on_restart or (lambda kind: None)
+        self._metrics = metrics
+        self._clock = clock
+        self._stop_timeout_s = stop_timeout_s
+        self._idle_check_every_s = idle_check_every_s
         self._entries: dict[str, _Entry] = {}
-        self._metrics = RegistryMetrics()
-        self._metrics_task: asyncio.Task[None] | None = None
-        self._spares: list[_Entry] = []  # placed, Chromium running, no spec yet
-        self._warming: asyncio.Task[None] | None = None
-        self._hosts: dict[str, Any] = {}  # node id -> its BrowserHost actor
         self._line = asyncio.Lock()  # sessions waiting for a slot, first come first placed
-        self._streamers: dict[str, Any] = {}  # node id -> its Streamer actor
+        self._spares = WarmSpares(settings.warm_browsers, self._make_spare, self._room,
+                                  self._release_spare)
+        self._idle = IdleTimeouts(settings.idle_timeout_s)
+        self._dirty: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started: asyncio.Task[None] | None = None
+        self._closed = False
 
-    # -- creating and running sessions -------------------------------------------------------
+    # -- starting: a new registry, or one Ray restarted ----------------------------------------
+
+    async def started(self) -> None:
+        """Runs once, on the first call: adopts what a previous registry left (records,
+        live session actors), then keeps spares, idle timeouts and records going."""
+        if self._started is None:
+            self._started = asyncio.create_task(self._start(), name="registry-start")
+        await asyncio.shield(self._started)
+
+    async def _start(self) -> None:
+        self._nodes.start()
+        records = await self._store.load()
+        claimed: set[str] = set()
+        for record in records:
+            entry = self._entries[record.id] = _Entry(record)
+            if record.state.ended:
+                continue
+            actor = (self._actors.adopt(record.actor_name, record.node_id)
+                     if record.actor_name else None)
+            if actor is not None:
+                claimed.add(actor.name)
+                entry.actor, entry.connected = actor, True
+            self._supervise(entry, adopted=actor is not None,
+                            lost=actor is None and record.actor_name is not None)
+        for name in self._actors.names():
+            if name not in claimed:  # a spare, or a session whose record was never saved
+                _log.info("stopping %s: no session record claims it", name)
+                self._actors.kill(name)
+        if records:
+            _log.info("registry restarted: %d sessions known, %d adopted", len(records),
+                      len(claimed))
+        for coro, name in ((self._save_records(), "save"), (self._watch_idle(), "idle"),
+                           (self._report_metrics(), "metrics")):
+            self._spawn(coro, name)
+        self._spares.refill()
+
+    # -- creating and supervising sessions ----------------------------------------------------
 
     async def create(self, spec: SessionSpec) -> SessionRecord:
-        if self._metrics_task is None:  # the actor's event loop runs only from here on
-            self._metrics_task = asyncio.create_task(self._report_metrics())
-        if self._settings.when_full == "refuse" and not self._spares:
+        await self.started()
+        if self._settings.when_full == "refuse" and not self._spares.ready:
             total, used = self._slots_total(), self._slots_wanted()
             if used >= total:
                 raise PoolFull(used, total)
-        spare = self._spares.pop(0) if self._spares else None
-        session_id = spare.record.id if spare else secrets.token_hex(6)
+        spare = self._spares.take()
+        session_id = spare.id if spare else secrets.token_hex(6)
         record = SessionRecord(id=session_id, spec=spec, state=SessionState.PENDING,
-                               created_at=time.time())
-        entry = _Entry(record)
-        if spare is not None:  # Chromium is already running beside its streamer
-            entry.session, entry.streamer, entry.placed = spare.session, spare.streamer, True
-            record.node_id = spare.record.node_id
-        self._entries[session_id] = entry
-        entry.task = asyncio.create_task(self._run(entry), name=f"run:{session_id}")
+                               created_at=self._clock())
+        entry = self._entries[session_id] = _Entry(record)
+        if spare is not None:  # placed, warmed and connected to its node's Chromium
+            entry.actor, entry.stream, entry.connected = spare.actor, spare.stream, True
+            record.node_id, record.actor_name, record.epoch = (spare.node_id, spare.actor.name,
+                                                               spare.stream.epoch)
+            entry.streamer_instance = self._nodes.streamer_instance(spare.node_id)
         record.queue_position = self._queue_position(entry)
+        self._save(record)
+        self._supervise(entry)
         _log.info("session %s created (warm: %s, queue position %s)", session_id,
                   spare is not None, record.queue_position, extra={"session_id": session_id})
-        self._keep_warm()
+        self._spares.refill()
         return record
 
-    async def _run(self, entry: _Entry) -> None:
+    def _supervise(self, entry: _Entry, *, adopted: bool = False, lost: bool = False) -> None:
+        entry.task = asyncio.create_task(self._run(entry, adopted, lost),
+                                         name=f"session:{entry.record.id}")
+
+    async def _run(self, entry: _Entry, adopted: bool, lost: bool) -> None:
+        """The session's whole life: placed, started, watched until it ends; replaced when
+        its actor is lost, as long as the policy allows."""
         record = entry.record
         try:
             while True:
                 try:
-                    await self._run_once(entry)
+                    if lost:
+                        lost = False
+                        raise ActorLost(f"session {record.id}'s actor",
+                                        "it was gone when the registry restarted")
+                    status = await (self._resume_watching(entry) if adopted
+                                    else self._start_session(entry))
+                    self._finish(entry, status.state, status.error, status)
                     break
-                except _NodeLost as exc:
-                    if (entry.stopping or self._settings.on_node_loss == "fail"
-                            or record.restarts >= self._settings.max_restarts):
-                        raise
-                    record.restarts += 1
-                    _log.warning("session %s lost its node (%s); restart %d", record.id, exc,
-                                 record.restarts, extra={"session_id": record.id})
-                    self._forget_actors(entry)
-                    record.state, record.node_id = SessionState.PENDING, None
+                except ActorLost as exc:
+                    adopted = False
+                    refusal = self._replace(entry, exc)
+                    if refusal is not None:
+                        raise SessionLost(record.id, refusal) from exc
         except asyncio.CancelledError:
-            raise
+            raise  # whoever cancelled it (stop, shutdown) lets go of its actor
         except Exception as exc:
-            record.ended_at = record.ended_at or time.time()
-            if entry.stopping:
-                # Stopped while being placed: the session refuses to be connected once
-                # stopped, and stopped is what was asked for.
-                record.state, record.error = SessionState.STOPPED, None
-                _log.info("session %s stopped while starting (%s)", record.id,
-                          type(exc).__name__, extra={"session_id": record.id})
-                return
-            record.state = SessionState.FAILED
-            record.error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            _log.error("session %s failed: %s", record.id, record.error,
-                       extra={"session_id": record.id})
-        finally:
-            entry.ready.set()
-            self._keep_warm()  # a slot may have come free
-            if entry.session is not None:
-                # Frees the browser slot. The streamer outlives its browser for a while so
-                # viewers can drain it.
-                with contextlib.suppress(Exception):
-                    ray.kill(entry.session)
-            if entry.streamer is not None:
-                await asyncio.sleep(self._settings.ended_retention_s)
-                streamer, entry.streamer = entry.streamer, None
-                with contextlib.suppress(Exception):
-                    await streamer.streamer.drop.remote(streamer.session_id)
+            if entry.stopping:  # stopped while starting: stopped is what was asked for
+                self._finish(entry, SessionState.STOPPED, None, None)
+            else:
+                self._finish(entry, SessionState.FAILED, describe_error(exc), None)
+                _log.error("session %s failed: %s", record.id, record.error,
+                           extra={"session_id": record.id})
+        self._release(entry)
+        self._spares.refill()  # a slot may have come free
 
-    async def _run_once(self, entry: _Entry) -> None:
+    async def _start_session(self, entry: _Entry) -> SessionStatus:
         record = entry.record
-        try:
-            if entry.session is None:
-                await self._place(entry, suffix=f"#{record.restarts}" if record.restarts else "")
-            record.queue_position = None
-            record.state = SessionState.STARTING
-            entry.ready.set()
-            status: SessionStatus = await entry.session.start.remote(record.spec)
-            record.state, record.error, entry.last_status = status.state, status.error, status
-            if not status.state.ended:
-                status = await entry.session.wait_stopped.remote()
-        except RayActorError as exc:
-            raise _NodeLost(str(exc).splitlines()[0]) from exc
-        entry.last_status = status
-        record.state, record.error, record.ended_at = status.state, status.error, time.time()
+        if entry.actor is None:
+            await self._place(entry)
+        if not entry.connected:
+            assert entry.actor is not None and record.node_id is not None
+            await self._open_stream(entry)
+            host = (self._nodes.browser(record.node_id).handle
+                    if self._settings.shared_browser else None)
+            assert entry.stream is not None
+            await entry.actor.connect(entry.stream, host)
+            entry.connected = True
+        assert entry.actor is not None
+        record.queue_position = None
+        record.state = SessionState.STARTING
+        self._save(record)
+        entry.wake()
+        resume = record.checkpoint if record.restarts else None
+        status = await entry.actor.start(record.spec, resume)
+        self._take_status(entry, status)
+        if not status.state.ended:
+            status = await entry.actor.wait_stopped()
+        return status
 
-    async def _place(self, entry: _Entry, suffix: str = "") -> None:
-        """Creates the session actor where Ray finds a browser slot, then its streamer on the
-        same node, and connects them."""
-        record, ns = entry.record, self._settings.namespace
+    async def _resume_watching(self, entry: _Entry) -> SessionStatus:
+        """An adopted session: check its stream is still there, then watch it again."""
+        assert entry.actor is not None
+        status = await entry.actor.status()
+        self._take_status(entry, status)
+        if status.state.ended:
+            return status
+        record = entry.record
+        assert record.node_id is not None
+        streamer = self._nodes.streamer(record.node_id)
+        entry.stream = streamer.ref(record.id, record.epoch, record.node_id)
+        try:
+            entry.streamer_instance = await self._nodes.wait_streamer(record.node_id, 5.0)
+            held = await streamer.streams()
+        except Exception:
+            held = {}
+        if held.get(record.id) != record.epoch:
+            await self._reattach(entry)  # the streamer restarted while we were away
+        entry.wake()
+        return await entry.actor.wait_stopped()
+
+    def _replace(self, entry: _Entry, exc: ActorLost) -> str | None:
+        """After the session actor died: makes way for a new one and returns None, or says
+        why there is none."""
+        record, settings = entry.record, self._settings
+        node_lost = record.node_id is not None and not self._actors.node_alive(record.node_id)
+        what = "its node was lost" if node_lost else "its browser session actor died"
+        if entry.stopping:
+            return "stopped"
+        if (settings.on_node_loss if node_lost else settings.on_session_crash) == "fail":
+            setting = "RRSTREAM_ON_NODE_LOSS" if node_lost else "RRSTREAM_ON_SESSION_CRASH"
+            return f"{what} and {setting} is fail"
+        if record.restarts >= settings.max_restarts:
+            return (f"{what}, and it had been restarted {record.restarts} times already "
+                    f"(RRSTREAM_MAX_RESTARTS)")
+        record.restarts += 1
+        self._on_restart("session")
+        _log.warning("session %s %s (%s); restart %d", record.id,
+                     "lost its node" if node_lost else "lost its actor", describe_error(exc),
+                     record.restarts, extra={"session_id": record.id})
+        self._release(entry, keep_stream=True)
+        record.state, record.node_id, record.actor_name = SessionState.PENDING, None, None
+        self._save(record)
+        return None
+
+    async def _place(self, entry: _Entry) -> None:
+        record = entry.record
+        suffix = f"#{record.restarts}" if record.restarts else ""
         # Ray does not place actors that wait for the same resource in the order they
         # asked: when a slot frees, a session created a moment ago can take it before one
         # that has waited. Sessions that have to wait therefore line up here and ask Ray
         # one at a time.
-        full = self._slots_wanted() + len(self._spares) > self._slots_total()
+        full = self._slots_wanted() + self._spares.held > self._slots_total()
+        if full and self._spares.held:
+            await self._spares.shed()  # a waiting session comes before a spare
+            full = self._slots_wanted() > self._slots_total()
         async with self._line if full else contextlib.nullcontext():
-            entry.session = ray.remote(BrowserSessionActor).options(
-                name=f"session:{record.id}{suffix}", namespace=ns, num_cpus=0,
-                resources={"browser": 1}, max_concurrency=1_000, scheduling_strategy="SPREAD",
-            ).remote(record.id, self._settings)
-            # Resolves once Ray found a browser slot: the session is placed.
-            record.node_id = await entry.session.node_id.remote()
-        entry.placed = True
-        streamer = self._streamer(record.node_id)
-        record.epoch = record.restarts
-        await streamer.open.remote(record.id, record.epoch)
-        entry.streamer = StreamRef(streamer, record.id, record.epoch, record.node_id)
-        host = self._host(record.node_id) if self._settings.shared_browser else None
-        await entry.session.connect.remote(entry.streamer, host)
+            actor = await self._actors.place(record.id, f"session:{record.id}{suffix}")
+        entry.actor, entry.connected = actor, False
+        record.node_id, record.actor_name = actor.node_id, actor.name
+        self._save(record)
 
-    def _streamer(self, node_id: str) -> Any:
-        """The node's Streamer actor, created on first use; this handle keeps it alive."""
-        streamer = self._streamers.get(node_id)
-        if streamer is None:
-            streamer = ray.remote(StreamerActor).options(
-                name=f"streamer:{node_id}", namespace=self._settings.namespace, num_cpus=0,
-                max_concurrency=10_000,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-            ).remote(self._settings)
-            self._streamers[node_id] = streamer
-        return streamer
+    async def _open_stream(self, entry: _Entry) -> None:
+        """Opens the session a stream on its node's streamer, in the next epoch."""
+        record = entry.record
+        assert record.node_id is not None
+        old = entry.stream
+        instance = await self._nodes.wait_streamer(record.node_id, _STREAM_TIMEOUT_S)
+        streamer = self._nodes.streamer(record.node_id)
+        epoch = record.epoch + 1
+        await streamer.open(record.id, epoch)
+        record.epoch, entry.streamer_instance = epoch, instance
+        entry.stream = streamer.ref(record.id, epoch, record.node_id)
+        self._save(record)
+        if old is not None and old.node_id != record.node_id:
+            # Readers of the stream on the node the session left see its end, and follow.
+            self._later(self._drop_stream(old, 0.0), f"drop:{record.id}")
+        entry.wake()
 
-    def _host(self, node_id: str) -> Any:
-        """The node's shared Chromium: its BrowserHost actor, created on first use. This
-        handle is the one that keeps it alive (a looked-up handle would not), and Ray
-        restarts it on the same node if its worker dies; it goes with its node."""
-        host = self._hosts.get(node_id)
-        if host is None:
-            host = ray.remote(BrowserHostActor).options(
-                name=f"browser:{node_id}", namespace=self._settings.namespace,
-                num_cpus=0, max_concurrency=1_000, max_restarts=-1,
-                scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, soft=False),
-            ).remote(self._settings)
-            self._hosts[node_id] = host
-        return host
+    async def _reattach(self, entry: _Entry) -> None:
+        """The session's stream is gone (its streamer restarted): a new one, a new epoch."""
+        async with entry.reattaching:
+            record = entry.record
+            if (entry.actor is None or record.state.ended or record.node_id is None
+                    or not entry.connected):
+                return
+            current = self._nodes.streamer_instance(record.node_id)
+            if entry.stream is not None and current == entry.streamer_instance:
+                try:
+                    held = await self._nodes.streamer(record.node_id).streams()
+                except Exception:
+                    held = {}
+                if held.get(record.id) == record.epoch:
+                    return  # the stream is there: someone already reopened it
+            await self._open_stream(entry)
+            assert entry.stream is not None
+            await entry.actor.reconnect(entry.stream)
+            _log.warning("session %s streams again in epoch %d", record.id, record.epoch,
+                         extra={"session_id": record.id})
 
-    # -- warm browsers --------------------------------------------------------------------------
+    async def streamer_restarted(self, node_id: str) -> None:
+        """NodeActors saw the node's streamer come back empty: every session there gets a
+        new stream."""
+        entries = [e for e in self._entries.values()
+                   if e.record.node_id == node_id and not e.record.state.ended and e.connected]
+        results = await asyncio.gather(*(self._reattach(e) for e in entries),
+                                       return_exceptions=True)
+        for entry, result in zip(entries, results, strict=True):
+            if isinstance(result, BaseException):
+                _log.error("session %s could not get a new stream: %s", entry.record.id,
+                           describe_error(result), extra={"session_id": entry.record.id})
+
+    async def stream_lost(self, session_id: str) -> None:
+        """The session could not push to its stream: check its streamer and reopen it."""
+        entry = self._entry(session_id)
+        node_id = entry.record.node_id
+        if node_id is None or entry.record.state.ended:
+            return
+        await self._nodes.check(node_id)
+        await self._nodes.wait_streamer(node_id, _STREAM_TIMEOUT_S)
+        await self._reattach_after_loss(entry)
+
+    async def _reattach_after_loss(self, entry: _Entry) -> None:
+        # The session dropped what it could not push and waits for a stream; even if the
+        # old one still exists, it gets a new one (the session takes a checkout for it).
+        async with entry.reattaching:
+            if entry.actor is None or entry.record.state.ended:
+                return
+            await self._open_stream(entry)
+            assert entry.stream is not None
+            await entry.actor.reconnect(entry.stream)
+
+    def report(self, session_id: str, checkpoint: Checkpoint) -> None:
+        """A session says where its workflow is."""
+        entry = self._entries.get(session_id)
+        if entry is None:
+            return
+        current = entry.record.checkpoint
+        if current is None or checkpoint.version > current.version:
+            entry.record.checkpoint = checkpoint
+            self._save(entry.record)
+
+    def _take_status(self, entry: _Entry, status: SessionStatus) -> None:
+        entry.last_status = status
+        entry.record.state, entry.record.error = status.state, status.error
+        self._save(entry.record)
+
+    def _finish(self, entry: _Entry, state: SessionState, error: str | None,
+                status: SessionStatus | None) -> None:
+        record = entry.record
+        if status is not None:
+            entry.last_status = status
+        record.state, record.error = state, error
+        record.ended_at = record.ended_at or self._clock()
+        record.queue_position = None
+        self._save(record)
+        entry.wake()
+
+    def _release(self, entry: _Entry, keep_stream: bool = False) -> None:
+        """Lets go of the session's actor (its browser slot); the stream stays readable for
+        RRSTREAM_ENDED_RETENTION_S once the session ended."""
+        actor, entry.actor, entry.connected = entry.actor, None, False
+        if actor is not None:
+            actor.kill()
+        if not keep_stream and entry.stream is not None and entry.record.state.ended:
+            stream, entry.stream = entry.stream, None
+            self._later(self._drop_stream(stream, self._settings.ended_retention_s),
+                        f"retain:{entry.record.id}")
+
+    async def _drop_stream(self, stream: StreamRef, after_s: float) -> None:
+        await asyncio.sleep(after_s)
+        streamer = self._nodes.streamers().get(stream.node_id)
+        if streamer is not None:
+            with contextlib.suppress(Exception):
+                await streamer.drop(stream.session_id)
+
+    # -- warm spares ----------------------------------------------------------------------------
+
+    def _room(self) -> bool:
+        """A spare may be made: nobody waits for a slot and one is free beyond the rest."""
+        return (not self._queued()
+                and self._slots_wanted() + self._spares.held < self._slots_total())
+
+    async def _make_spare(self) -> Spare:
+        spare_id = secrets.token_hex(6)
+        actor = await self._actors.place(spare_id, f"session:{spare_id}")
+        try:
+            entry = _Entry(SessionRecord(id=spare_id, spec=SessionSpec(demo=True),
+                                         state=SessionState.PENDING, created_at=self._clock(),
+                                         node_id=actor.node_id, actor_name=actor.name))
+            entry.actor = actor
+            await self._open_stream(entry)
+            host = (self._nodes.browser(actor.node_id).handle
+                    if self._settings.shared_browser else None)
+            assert entry.stream is not None
+            await actor.connect(entry.stream, host)
+            await actor.warm_up()
+        except BaseException:
+            actor.kill()
+            raise
+        return Spare(spare_id, actor, actor.node_id, entry.stream)
+
+    def _release_spare(self, spare: Spare) -> None:
+        spare.actor.kill()
+        self._later(self._drop_stream(spare.stream, 0.0), f"drop:{spare.id}")
 
     async def keep_warm(self) -> int:
         """Starts warming browsers up to RRSTREAM_WARM_BROWSERS; returns how many are ready."""
-        self._keep_warm()
-        return len(self._spares)
-
-    def _keep_warm(self) -> None:
-        if self._warming is None or self._warming.done():
-            self._warming = asyncio.create_task(self._warm(), name="warm")
-
-    async def _warm(self) -> None:
-        # A spare takes a browser slot, so only while no session waits for one.
-        while (len(self._spares) < self._settings.warm_browsers and not self._queued()
-               and self._slots_wanted() + len(self._spares) < self._slots_total()):
-            spare = _Entry(SessionRecord(id=secrets.token_hex(6), spec=SessionSpec(demo=True),
-                                         state=SessionState.PENDING, created_at=time.time()))
-            try:
-                await self._place(spare)
-                await spare.session.warm_up.remote()
-            except Exception as exc:
-                _log.warning("warming a browser failed: %s", str(exc).splitlines()[0])
-                self._forget_actors(spare)
-                return
-            self._spares.append(spare)
-
-    def _forget_actors(self, entry: _Entry) -> None:
-        if entry.session is not None:
-            with contextlib.suppress(Exception):
-                ray.kill(entry.session)
-        if entry.streamer is not None:
-            with contextlib.suppress(Exception):
-                entry.streamer.streamer.drop.remote(entry.streamer.session_id)
-        entry.session = entry.streamer = None
-        entry.placed = False
-        entry.ready.clear()
+        await self.started()
+        self._spares.refill()
+        return len(self._spares.ready)
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -266,76 +524,102 @@ class SessionRegistry:
             raise SessionNotFound(session_id) from None
 
     async def get(self, session_id: str) -> SessionRecord:
+        await self.started()
         return self._entry(session_id).record
 
     async def list(self) -> list[SessionRecord]:
+        await self.started()
         return [e.record for e in self._entries.values()]
 
-    async def streamer(self, session_id: str, wait_s: float = 60.0) -> Any:
-        """The session's streamer handle, waiting while the session waits for a slot."""
+    async def stream(self, session_id: str, after_epoch: int | None = None,
+                     wait_s: float = 60.0) -> StreamRef:
+        """The session's stream, once it has one newer than `after_epoch`; waits while the
+        session waits for a slot or its stream is being reopened. Raises StreamUnavailable
+        when the session ended without one, TimeoutError after `wait_s`."""
+        await self.started()
         entry = self._entry(session_id)
-        await asyncio.wait_for(entry.ready.wait(), wait_s)
-        if entry.streamer is None:
-            record = entry.record
-            raise StreamUnavailable(session_id, str(record.state), record.error)
-        return entry.streamer
+        async with asyncio.timeout(wait_s):
+            while True:
+                stream, record = entry.stream, entry.record
+                if stream is not None and (after_epoch is None or stream.epoch > after_epoch):
+                    return stream
+                if record.state.ended:
+                    raise StreamUnavailable(session_id, str(record.state), record.error)
+                await entry.changed.wait()
 
     async def describe(self, session_id: str) -> tuple[SessionRecord, SessionStatus | None,
                                                        StreamStats | None]:
         """The record plus the live status of both actors (None where unreachable)."""
+        await self.started()
         entry = self._entry(session_id)
+        record = entry.record
         status, stats = entry.last_status, None
-        if entry.session is not None and entry.placed and not entry.record.state.ended:
+        if entry.actor is not None and entry.connected and not record.state.ended:
             with contextlib.suppress(Exception):
-                status = await asyncio.wait_for(entry.session.status.remote(),
-                                                _STATUS_TIMEOUT_S)
+                status = await asyncio.wait_for(entry.actor.status(), _CALL_TIMEOUT_S)
                 entry.last_status = status
-                entry.record.state = status.state
-        if entry.streamer is not None:
-            with contextlib.suppress(Exception):
-                ref = entry.streamer
-                stats = await asyncio.wait_for(ref.streamer.stats.remote(ref.session_id),
-                                               _STATUS_TIMEOUT_S)
-        entry.record.queue_position = self._queue_position(entry)
-        return entry.record, status, stats
+                if not record.state.ended and record.state is not status.state:
+                    record.state = status.state
+                    self._save(record)
+        if entry.stream is not None:
+            streamer = self._nodes.streamers().get(entry.stream.node_id)
+            if streamer is not None:
+                with contextlib.suppress(Exception):
+                    stats = await asyncio.wait_for(streamer.stats(session_id), _CALL_TIMEOUT_S)
+        record.queue_position = self._queue_position(entry)
+        return record, status, stats
 
     async def describe_all(self) -> list[tuple[SessionRecord, SessionStatus | None,
                                                StreamStats | None]]:
+        await self.started()
         return list(await asyncio.gather(*(self.describe(i) for i in list(self._entries))))
 
     async def pool(self) -> PoolStatus:
-        """Nodes, their browser slots, the sessions on each, and the queue."""
+        """Nodes, their browser slots and actors, the sessions on each, and the queue."""
+        await self.started()
         live = [e for e in self._entries.values() if not e.record.state.ended]
+        spares = self._spares.ready
         nodes = []
-        for node in ray.nodes():
-            slots = int(node["Resources"].get("browser", 0)) if node["Alive"] else 0
+        for node in self._actors.nodes():
             sessions = [e.record.id for e in live
-                        if e.placed and e.record.node_id == node["NodeID"]]
-            warm = sum(1 for e in self._spares if e.record.node_id == node["NodeID"])
-            if slots or sessions or warm:
-                nodes.append(NodeSlots(node_id=node["NodeID"], address=node["NodeManagerAddress"],
-                                       alive=node["Alive"], slots_total=slots,
-                                       slots_used=len(sessions) + warm, warm=warm,
-                                       sessions=sessions))
+                        if e.actor is not None and e.record.node_id == node.node_id]
+            warm = sum(1 for s in spares if s.node_id == node.node_id)
+            slots = node.slots if node.alive else 0
+            if not (slots or sessions or warm):
+                continue
+            states = self._nodes.states(node.node_id)
+            nodes.append(NodeSlots(node_id=node.node_id, address=node.address,
+                                   alive=node.alive, slots_total=slots,
+                                   slots_used=len(sessions) + warm, warm=warm,
+                                   sessions=sessions, streamer=str(states.streamer),
+                                   browser=str(states.browser)))
         return PoolStatus(
             nodes=nodes,
             slots_total=sum(n.slots_total for n in nodes),
-            slots_used=sum(1 for e in live if e.placed) + len(self._spares),
+            slots_used=sum(1 for e in live if e.actor is not None) + len(spares),
             queue=[e.record.id for e in self._queued()],
             when_full=self._settings.when_full,
         )
 
+    async def ready(self) -> str | None:
+        """None when the registry can start sessions; else why not (GET /readyz)."""
+        await self.started()
+        if self._slots_total() < 1:
+            return "no browser slot on any live node"
+        return None
+
     def _queued(self) -> list[_Entry]:
-        waiting = [e for e in self._entries.values() if not e.placed and not e.record.state.ended]
+        waiting = [e for e in self._entries.values()
+                   if e.actor is None and not e.record.state.ended]
         return sorted(waiting, key=lambda e: e.record.created_at)
 
     def _queue_position(self, entry: _Entry) -> int | None:
-        if entry.placed or entry.record.state.ended:
+        if entry.actor is not None or entry.record.state.ended:
             return None
         return next((i + 1 for i, e in enumerate(self._queued()) if e is entry), None)
 
     def _slots_total(self) -> int:
-        return int(ray.cluster_resources().get("browser", 0))
+        return sum(n.slots for n in self._actors.nodes() if n.alive)
 
     def _slots_wanted(self) -> int:
         return sum(1 for e in self._entries.values() if not e.record.state.ended)
@@ -343,118 +627,136 @@ class SessionRegistry:
     # -- stopping -----------------------------------------------------------------------------
 
     async def stop(self, session_id: str) -> SessionRecord:
-        """Idempotent: stopping an ended session returns its record."""
+        """Stops the session within STOP_TIMEOUT_S, by force if it does not stop by itself;
+        idempotent (stopping an ended session returns its record)."""
+        await self.started()
         entry = self._entry(session_id)
         record = entry.record
         entry.stopping = True
         if record.state.ended:
             return record
-        if not entry.placed:
+        actor = entry.actor
+        if actor is None or not entry.connected:  # still waiting for a slot, or connecting
             if entry.task is not None:
                 entry.task.cancel()
-            self._forget_actors(entry)
-            entry.ready.set()
-            record.state, record.ended_at = SessionState.STOPPED, time.time()
+                await asyncio.gather(entry.task, return_exceptions=True)
+            self._finish(entry, SessionState.STOPPED, None, None)
+            self._release(entry)
             return record
         try:
-            status = await entry.session.stop.remote()
-        except RayActorError:
-            return record  # its node went away meanwhile; _run records how it ended
-        record.state, record.error, entry.last_status = status.state, status.error, status
-        record.ended_at = record.ended_at or time.time()
+            status = await asyncio.wait_for(actor.stop(), self._stop_timeout_s)
+        except (TimeoutError, ActorLost) as exc:
+            _log.warning("session %s did not stop by itself (%s); its actor is ended",
+                         record.id, describe_error(exc), extra={"session_id": record.id})
+            self._finish(entry, SessionState.STOPPED, None, None)
+            if entry.task is not None:
+                entry.task.cancel()
+            self._release(entry)
+            return record
+        self._take_status(entry, status)
+        record.ended_at = record.ended_at or self._clock()
         return record
 
-    # -- recordings ---------------------------------------------------------------------------
-    # Each node stores the recordings of the sessions it streamed; its Streamer serves them.
-
-    async def recordings(self) -> list[RecordingInfo]:
-        """Every node's recordings, newest first."""
-        found = [info for _, listed in await self._ask_stream_hosts("recordings")
-                 if not isinstance(listed, BaseException) for info in listed]
-        return sorted(found, key=lambda r: r.created_at, reverse=True)
-
-    async def recording(self, recording_id: str) -> RecordingInfo:
-        info, _ = await self._find_recording(recording_id)
-        return info
-
-    async def recording_host(self, recording_id: str) -> Any:
-        """The Streamer actor that stores the recording, to fetch its frames from."""
-        _, host = await self._find_recording(recording_id)
-        return host
-
-    async def delete_recording(self, recording_id: str) -> None:
-        """Deletes the recording wherever it is stored."""
-        answers = await self._ask_stream_hosts("delete_recording", recording_id)
-        errors = [a for _, a in answers if isinstance(a, BaseException)]
-        if any(isinstance(e, RecordingInProgress) for e in errors):
-            raise RecordingInProgress(recording_id)
-        if len(errors) == len(answers):
-            raise RecordingNotFound(recording_id)
-
-    async def _find_recording(self, recording_id: str) -> tuple[RecordingInfo, Any]:
-        for host, info in await self._ask_stream_hosts("recording", recording_id):
-            if isinstance(info, RecordingInfo):
-                return info, host
-        raise RecordingNotFound(recording_id)
-
-    async def _ask_stream_hosts(self, method: str,
-                                *args: Any) -> list[tuple[Any, Any | BaseException]]:
-        """Calls `method` on the Streamer of every live node that runs sessions (creating
-        it where missing, as recordings outlive the registry that made them); each answer
-        is a result or the error it raised. An unreachable node's error is logged."""
-        for node in ray.nodes():
-            if node["Alive"] and node["Resources"].get("browser", 0) > 0:
-                self._streamer(node["NodeID"])
-        hosts = list(self._streamers.values())
-        answers = await asyncio.gather(
-            *(asyncio.wait_for(getattr(h, method).remote(*args), _STATUS_TIMEOUT_S)
-              for h in hosts),
-            return_exceptions=True)
-        for answer in answers:
-            if isinstance(answer, BaseException) and not isinstance(
-                    answer, RecordingNotFound | RecordingInProgress):
-                _log.warning("a node's recordings are unreachable: %s",
-                             str(answer).splitlines()[0] if str(answer) else type(answer))
-        return list(zip(hosts, answers, strict=True))
-
     async def shutdown(self) -> None:
-        """Stops every session (used before Ray goes down, so no Chromium is left)."""
-        if self._warming is not None:
-            self._warming.cancel()
-        spares, self._spares = self._spares, []
+        """Stops every session and every node actor (before Ray goes down, so no Chromium
+        is left and every recording is flushed)."""
+        await self.started()
+        self._closed = True
+        spares = await self._spares.close()
         await asyncio.gather(*(self.stop(i) for i in list(self._entries)),
-                             *(s.session.stop.remote() for s in spares),
+                             *(asyncio.wait_for(s.actor.stop(), self._stop_timeout_s)
+                               for s in spares),
                              return_exceptions=True)
         for spare in spares:
-            self._forget_actors(spare)
-        hosts, self._hosts = list(self._hosts.values()), {}
-        await asyncio.gather(*(asyncio.wait_for(h.close.remote(), _STATUS_TIMEOUT_S)
-                               for h in hosts), return_exceptions=True)
-        for host in hosts:
-            with contextlib.suppress(Exception):
-                ray.kill(host)
-        streamers, self._streamers = list(self._streamers.values()), {}
-        for streamer in streamers:
-            with contextlib.suppress(Exception):
-                ray.kill(streamer)
+            spare.actor.kill()
+        await asyncio.gather(*(asyncio.wait_for(s.close_all(), _CALL_TIMEOUT_S)
+                               for s in self._nodes.streamers().values()),
+                             *(asyncio.wait_for(b.close(), _CALL_TIMEOUT_S)
+                               for b in self._nodes.browsers()),
+                             return_exceptions=True)
+        await self._nodes.close()
+        self._nodes.release_all()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._flush_records()
+
+    # -- background work ----------------------------------------------------------------------
+
+    def _spawn(self, coro: Any, name: str) -> None:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    _later = _spawn
+
+    def _save(self, record: SessionRecord) -> None:
+        self._dirty.add(record.id)
+
+    async def _save_records(self) -> None:
+        while True:
+            await asyncio.sleep(_SAVE_EVERY_S)
+            await self._flush_records()
+
+    async def _flush_records(self) -> None:
+        await self._forget_oldest_ended()
+        if not self._dirty:
+            return
+        dirty, self._dirty = self._dirty, set()
+        records = [self._entries[i].record for i in dirty if i in self._entries]
+        try:
+            await self._store.save(records)
+        except Exception as exc:  # the GCS is restarting: keep them for the next round
+            self._dirty |= dirty
+            _log.warning("session records not saved yet: %s", describe_error(exc))
+
+    async def _forget_oldest_ended(self) -> None:
+        ended = [e for e in self._entries.values()
+                 if e.record.state.ended and (e.task is None or e.task.done())]
+        if len(ended) <= _KEEP_ENDED:
+            return
+        ended.sort(key=lambda e: e.record.ended_at or 0.0)
+        gone = [e.record.id for e in ended[:len(ended) - _KEEP_ENDED]]
+        try:
+            await self._store.delete(gone)
+        except Exception as exc:
+            _log.warning("old session records not deleted yet: %s", describe_error(exc))
+            return
+        for session_id in gone:
+            self._entries.pop(session_id, None)
+            self._dirty.discard(session_id)
 
     async def _report_metrics(self) -> None:
-        while True:
-            counts: dict[str, int] = {str(state): 0 for state in SessionState}
+        while self._metrics is not None:
+            counts = {str(state): 0 for state in SessionState}
             for entry in self._entries.values():
                 counts[str(entry.record.state)] += 1
             self._metrics.report(counts, len(self._queued()))
             await asyncio.sleep(_METRICS_EVERY_S)
 
+    async def _watch_idle(self) -> None:
+        while True:
+            await asyncio.sleep(self._idle_check_every_s)
+            viewers: dict[str, int] = {}
+            for streamer in self._nodes.streamers().values():
+                with contextlib.suppress(Exception):
+                    viewers |= await asyncio.wait_for(streamer.viewers(), _CALL_TIMEOUT_S)
+            now = self._clock()
+            for entry in list(self._entries.values()):
+                record = entry.record
+                if record.state.ended or entry.stopping:
+                    self._idle.forget(record.id)
+                    continue
+                watched = viewers.get(record.id, 0)
+                if not watched and record.state is SessionState.RUNNING and entry.connected:
+                    await self.describe(record.id)  # has its workflow finished?
+                own = record.spec.idle_timeout_s
+                if self._idle.expired(record.id, now, idle=record.state is SessionState.IDLE,
+                                      viewers=watched, own_timeout_s=own):
+                    _log.info("session %s stopped after %.0f s idle with no viewer", record.id,
+                              self._idle.timeout_for(own), extra={"session_id": record.id})
+                    self._spawn(self.stop(record.id), f"idle-stop:{record.id}")
 
-def get_or_create_registry(settings: Settings) -> Any:
-    """The registry actor, created detached on first use so it outlives gateway replicas,
-    on the head node, which lives as long as the cluster."""
-    return ray.remote(SessionRegistry).options(
-        name=REGISTRY_NAME, namespace=settings.namespace, get_if_exists=True,
-        lifetime="detached", num_cpus=0, max_concurrency=10_000,
-        resources={"node:__internal_head__": 0.001},
-    ).remote(settings)
 
-
-__all__ = ["REGISTRY_NAME", "SessionRegistry", "get_or_create_registry"]
+__all__ = ["STOP_TIMEOUT_S", "PoolNode", "RecordStore", "RegistryReport", "SessionActor",
+           "SessionActors", "SessionRegistry"]

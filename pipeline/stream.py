@@ -121,10 +121,14 @@ class SessionStream:
     def report_viewers(self, reader: str, viewers: int) -> None:
         self._readers[reader] = (viewers, time.monotonic())
 
-    def stats(self) -> StreamStats:
+    def viewer_count(self) -> int:
+        """Viewers the gateway replicas reading this stream reported in the last 30 s."""
         now = time.monotonic()
         self._readers = {k: v for k, v in self._readers.items()
                          if now - v[1] < _READER_EXPIRY_S}
+        return sum(v for v, _ in self._readers.values())
+
+    def stats(self) -> StreamStats:
         wall = time.time()
         while self._recent and wall - self._recent[0][0] > _RATE_WINDOW_S:
             self._recent.popleft()
@@ -136,7 +140,7 @@ class SessionStream:
             last_seq=self._seq,
             segments_buffered=self._buffer.segment_count,
             bytes_buffered=self._buffer.nbytes,
-            viewers=sum(v for v, _ in self._readers.values()),
+            viewers=self.viewer_count(),
             events_per_s=sum(n for _, n in self._recent) / _RATE_WINDOW_S,
             ended=self._ended,
         )

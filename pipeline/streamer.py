@@ -60,9 +60,9 @@ class Streamer:
         """Starts a session's stream in `epoch`. Reopening replaces the stream."""
         earlier = self._streams.get(session_id)
         if earlier is not None:
-            # Its readers move on to the new stream; its recording is finished first, so
-            # the new one appends after everything the earlier one wrote.
-            earlier.finish_recording()
+            # Its waiting readers see its end and move on to the new stream; its recording
+            # is finished first, so the new one appends after everything the earlier wrote.
+            earlier.close()
         recording = (self._recordings.writer(session_id, self._settings.codec)
                      if self._recordings is not None else None)
         self._streams[session_id] = SessionStream(session_id, self._settings, epoch,
@@ -101,8 +101,13 @@ class Streamer:
         for stream in self._streams.values():
             stream.close()
 
-    def sessions(self) -> list[str]:
-        return list(self._streams)
+    def streams(self) -> dict[str, int]:
+        """Session id -> epoch of every stream held (a restarted registry checks these)."""
+        return {session_id: stream.epoch for session_id, stream in self._streams.items()}
+
+    def viewers(self) -> dict[str, int]:
+        """Session id -> viewers the gateway replicas reported (for idle timeouts)."""
+        return {session_id: stream.viewer_count() for session_id, stream in self._streams.items()}
 
     # -- recordings stored on this node ---------------------------------------------------------
 

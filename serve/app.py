@@ -15,8 +15,8 @@ import ray
 from ray import serve
 from ray.serve import Application
 
+from pipeline.actors import REGISTRY_NAME
 from pipeline.config import Settings
-from pipeline.registry import REGISTRY_NAME
 from serve.gateway import Gateway
 
 APP_NAME = "rrstream"

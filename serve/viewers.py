@@ -13,12 +13,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pipeline.buffer import Catchup, StreamBuffer
+from pipeline.errors import RegistryUnavailable, StreamUnavailable, describe_error
 from pipeline.protocol import Chunk, End, ResetReason, Status
+from pipeline.stream import EPOCH_BITS
 from pipeline.streamer import StreamRef
 
 _log = logging.getLogger(__name__)
 _READ_TIMEOUT_S = 10.0
 _IDLE_HUB_S = 30.0
+_FOLLOW_S = 60.0  # a session that gets no new stream within this is reported failed
+_FOLLOW_POLL_S = 10.0
 _HUB_KEEP_BYTES = 32 * 1024 * 1024
 _HUB_KEEP_SEGMENTS = 3
 
@@ -213,7 +217,12 @@ class SessionHub:
                 catchup = self._buffer.after(None)
         reason: ResetReason | None = None
         if catchup.reset:
-            reason = "join" if resume_after is None else "gap"
+            if resume_after is None:
+                reason = "join"
+            elif resume_after >> EPOCH_BITS < self._stream.epoch:
+                reason = "restart"  # it last saw a stream the session has since replaced
+            else:
+                reason = "gap"
         viewer.prime(list(catchup.chunks), reason)
         self._viewers.add(viewer)
         if self._end is not None:
@@ -238,23 +247,28 @@ class SessionHub:
 
     async def _pull(self) -> None:
         after: int | None = None
+        restarted = False  # the next chunks open a new stream of the session: viewers restart
         while True:
+            stream = self._stream
             try:
-                result = await self._stream.streamer.read.remote(
+                result = await stream.streamer.read.remote(
                     self.session_id, after, _READ_TIMEOUT_S, self._reader, len(self._viewers)
                 )
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
-                # The streamer died with its node: follow the session to its new one, if it
-                # was restarted; otherwise the stream is over.
-                replacement = await self._replacement(exc)
-                if replacement is None:
-                    self._finish(End(reason="failed", state="failed"))
-                    self._on_idle(self)
+                # Its streamer died, or the stream is gone: follow the session to its new
+                # stream (the streamer restarted, or the session moved to another node).
+                _log.warning("session %s: its stream cannot be read (%s)", self.session_id,
+                             describe_error(exc), extra={"session_id": self.session_id})
+                if not await self._follow():
                     return
-                self._stream = replacement
-                after = None
+                after, restarted = None, True
+                continue
+            if result.epoch != stream.epoch:  # reopened in place, on the same streamer
+                self._stream = StreamRef(stream.streamer, stream.session_id, result.epoch,
+                                         stream.node_id)
+                after, restarted = None, True
                 continue
             if result.reset:
                 self._buffer.clear()
@@ -266,35 +280,50 @@ class SessionHub:
                     arriving.extend(result.chunks)
                 for viewer in self._viewers:
                     if result.reset:
-                        viewer.restart(result.chunks, "gap")
+                        viewer.restart(result.chunks, "restart" if restarted else "gap")
                     else:
                         viewer.offer(result.chunks)
+                restarted = False
             self._ready.set()
             if result.ended and (not result.chunks or after == result.last_seq):
-                self._finish(await self._final_state())
-                self._on_idle(self)  # its viewers have their `end`; late ones get a new hub
+                if await self._follow():  # the session goes on in a newer stream
+                    after, restarted = None, True
+                    continue
                 return
             if not self._viewers and time.monotonic() - self._idle_since > _IDLE_HUB_S:
                 self._on_idle(self)
                 return
 
-    async def _replacement(self, error: Exception) -> StreamRef | None:
-        _log.warning("session %s: stream unreadable (%s)", self.session_id,
-                     str(error).splitlines()[0], extra={"session_id": self.session_id})
-        try:
-            stream = await self._registry.streamer.remote(self.session_id)
-        except Exception:
-            return None
-        return None if stream == self._stream else stream
+    async def _follow(self) -> bool:
+        """The stream ended or cannot be read. True once the session has a newer stream
+        (`_stream` is then that one); False when the session is over (viewers got `end`,
+        the hub is done)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _FOLLOW_S
+        while loop.time() < deadline:
+            try:
+                self._stream = await self._registry.stream(self.session_id,
+                                                            self._stream.epoch, _FOLLOW_POLL_S)
+                return True
+            except StreamUnavailable:
+                break  # the session ended
+            except (TimeoutError, RegistryUnavailable):
+                if not self._viewers and time.monotonic() - self._idle_since > _IDLE_HUB_S:
+                    break
+                await asyncio.sleep(0.2)
+        self._finish(await self._final_state())
+        self._on_idle(self)  # its viewers have their `end`; late ones get a new hub
+        return False
 
     async def _final_state(self) -> End:
         try:
-            record = await self._registry.get.remote(self.session_id)
-            failed = record.state == "failed"
-        except Exception:
-            failed = False
-        outcome = "failed" if failed else "stopped"
-        return End(reason=outcome, state=outcome)
+            record = await self._registry.get(self.session_id)
+        except Exception as exc:
+            _log.warning("session %s: its final state is unknown (%s)", self.session_id,
+                         describe_error(exc), extra={"session_id": self.session_id})
+            return End(reason="failed", state="unknown")
+        outcome = "failed" if record.state == "failed" else "stopped"
+        return End(reason=outcome, state=str(record.state))
 
     def _finish(self, end: End) -> None:
         self._end = end
@@ -305,7 +334,7 @@ class SessionHub:
     async def _poll_status(self) -> None:
         while True:
             with contextlib.suppress(Exception):
-                record, status, stats = await self._registry.describe.remote(self.session_id)
+                record, status, stats = await self._registry.describe(self.session_id)
                 self.status = Status(
                     state=str(record.state),
                     url=(status.url if status else None),

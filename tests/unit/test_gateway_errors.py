@@ -1,7 +1,7 @@
-"""The gateway's WebSocket handler closes with 1011 and a reason when it fails after accept.
+"""Every way a viewer's socket ends after accept has a close code and a reason.
 
-No Ray here: the handler runs against a stand-in socket and a registry whose call fails,
-as a registry that went away would.
+No Ray here: ViewerSockets runs against a stand-in socket and a fake registry client
+whose calls fail, as a registry that went away, or broke, would.
 """
 
 from __future__ import annotations
@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 
 from pipeline.config import Settings
-from serve.gateway import Gateway
+from pipeline.errors import RegistryUnavailable
+from serve.viewer_socket import ViewerSockets
 
 
 class _Socket:
@@ -27,24 +28,37 @@ class _Socket:
         self.closed = (code, reason)
 
 
-class _FailingCall:
-    def remote(self, *args: object) -> object:
-        async def fail() -> None:
-            raise ConnectionError("registry unreachable")
+class _Metrics:
+    def viewers(self, count: int) -> None:
+        pass
 
-        return fail()
+    def latency(self, event_ts_ms: float) -> None:
+        pass
 
 
 class _Registry:
-    get = _FailingCall()
+    def __init__(self, error: Exception) -> None:
+        self._error = error
+
+    async def get(self, session_id: str) -> None:
+        raise self._error
 
 
-async def test_a_failure_after_accept_closes_1011_with_a_reason() -> None:
-    gateway = object.__new__(Gateway.func_or_class)  # no Ray: only what the handler uses
-    gateway._registry = _Registry()
-    gateway._settings = Settings()
+async def test_a_failure_after_accept_closes_1011_with_a_reason_in_words() -> None:
+    sockets = ViewerSockets(Settings(), _Registry(KeyError("x")), _Metrics())
     socket = _Socket()
-    await gateway._serve_viewer(socket, "abc")
-    assert socket.closed == (1011, "internal error: ConnectionError")
+    await sockets.live(socket, "abc")
+    assert socket.closed is not None and socket.closed[0] == 1011
+    assert socket.closed[1].startswith("internal error: unexpected internal error")
+    assert "KeyError" not in socket.closed[1]
     error = json.loads(socket.sent[-1])
     assert error["type"] == "error" and error["code"] == 1011
+
+
+async def test_a_registry_being_restarted_closes_1013_try_again() -> None:
+    sockets = ViewerSockets(Settings(), _Registry(RegistryUnavailable("no answer within 5 s")),
+                            _Metrics())
+    socket = _Socket()
+    await sockets.live(socket, "abc")
+    assert socket.closed is not None and socket.closed[0] == 1013
+    assert "being restarted" in socket.closed[1]

@@ -47,7 +47,7 @@ async def test_a_dropped_stream_is_unavailable_and_its_waiting_reader_ends() -> 
     host.drop("a")
     host.drop("a")  # idempotent
     assert (await waiting).ended
-    assert host.sessions() == []
+    assert host.streams() == {}
     with pytest.raises(StreamUnavailable):
         await host.read("a", None, 0)
 

@@ -1,0 +1,293 @@
+"""The Ray side of the control plane: the registry's Protocols (pipeline/registry.py,
+pipeline/nodes.py) implemented over Ray actors, and its records kept in the GCS.
+
+Every actor here is detached and named, so it outlives the registry that made it and a
+restarted registry finds it by name: `session:<id>` (a browser slot each, spread over the
+nodes), `streamer:<node id>` and `browser:<node id>` (pinned to their node; Ray restarts
+them there when their process dies). Ray's errors are translated here: a session actor
+that died raises ActorLost from every call.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import ray
+from pydantic import TypeAdapter
+from ray.exceptions import ActorDiedError, RayActorError
+from ray.experimental import internal_kv
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from pipeline.actors import BrowserHostActor, BrowserSessionActor, StreamerActor
+from pipeline.config import Settings
+from pipeline.errors import ActorLost, describe_error
+from pipeline.models import (
+    Checkpoint,
+    RecordingInfo,
+    SessionRecord,
+    SessionSpec,
+    SessionStatus,
+    StreamStats,
+)
+from pipeline.registry import PoolNode
+from pipeline.streamer import StreamRef
+
+_log = logging.getLogger(__name__)
+_NODES_FRESH_S = 1.0
+_RECORD = TypeAdapter(SessionRecord)
+SESSION_PREFIX = "session:"
+
+
+class RaySessionActor:
+    """A SessionActor over a `session:<id>` actor handle."""
+
+    def __init__(self, handle: Any, name: str, node_id: str) -> None:
+        self.handle, self._name, self._node_id = handle, name, node_id
+
+    @property
+    def name(self) -> str:
+        return self._name
+
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    async def _call(self, method: str, *args: Any) -> Any:
+        try:
+            return await getattr(self.handle, method).remote(*args)
+        except RayActorError as exc:
+            raise ActorLost(f"session actor {self._name}", describe_error(exc)) from exc
+
+    async def connect(self, stream: StreamRef, host: Any) -> None:
+        await self._call("connect", stream, host)
+
+    async def warm_up(self) -> None:
+        await self._call("warm_up")
+
+    async def start(self, spec: SessionSpec, resume: Checkpoint | None) -> SessionStatus:
+        return await self._call("start", spec, resume)
+
+    async def wait_stopped(self) -> SessionStatus:
+        return await self._call("wait_stopped")
+
+    async def stop(self) -> SessionStatus:
+        return await self._call("stop")
+
+    async def status(self) -> SessionStatus:
+        return await self._call("status")
+
+    async def reconnect(self, stream: StreamRef) -> None:
+        await self._call("reconnect", stream)
+
+    def kill(self) -> None:
+        with contextlib.suppress(Exception):
+            ray.kill(self.handle)
+
+
+class _Nodes:
+    """ray.nodes(), at most a second old (it is a GCS call, and placement asks often)."""
+
+    def __init__(self) -> None:
+        self._at = 0.0
+        self._nodes: list[PoolNode] = []
+
+    def get(self, fresh: bool = False) -> list[PoolNode]:
+        if fresh or time.monotonic() - self._at > _NODES_FRESH_S:
+            self._nodes = [PoolNode(node_id=n["NodeID"], address=n["NodeManagerAddress"],
+                                    alive=bool(n["Alive"]),
+                                    slots=int(n["Resources"].get("browser", 0)))
+                           for n in ray.nodes()]
+            self._at = time.monotonic()
+        return self._nodes
+
+    def alive(self, node_id: str) -> bool:
+        return any(n.node_id == node_id and n.alive for n in self.get(fresh=True))
+
+
+class RayPlacement:
+    """SessionActors over Ray: each session actor takes one unit of the `browser` resource,
+    so Ray places it where a slot is free, spread over the nodes, and holds it while none is."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._nodes = _Nodes()
+
+    async def place(self, session_id: str, name: str) -> RaySessionActor:
+        options = {"namespace": self._settings.namespace, "lifetime": "detached",
+                   "num_cpus": 0, "resources": {"browser": 1}, "max_concurrency": 1_000,
+                   "max_restarts": 0, "scheduling_strategy": "SPREAD"}
+        try:
+            handle = ray.remote(BrowserSessionActor).options(name=name, **options).remote(
+                session_id, self._settings)
+        except ValueError:  # the name is still held by an actor on its way out
+            name = f"{name}~{time.monotonic_ns() % 1_000_000}"
+            handle = ray.remote(BrowserSessionActor).options(name=name, **options).remote(
+                session_id, self._settings)
+        try:
+            # Resolves once Ray found a browser slot: the session is placed.
+            node_id = await handle.node_id.remote()
+        except BaseException:
+            with contextlib.suppress(Exception):
+                ray.kill(handle)
+            raise
+        return RaySessionActor(handle, name, node_id)
+
+    def adopt(self, name: str, node_id: str | None) -> RaySessionActor | None:
+        try:
+            handle = ray.get_actor(name, namespace=self._settings.namespace)
+        except ValueError:
+            return None
+        return RaySessionActor(handle, name, node_id or "")
+
+    def names(self) -> list[str]:
+        return [n for n in ray.util.list_named_actors() if n.startswith(SESSION_PREFIX)]
+
+    def kill(self, name: str) -> None:
+        with contextlib.suppress(ValueError):
+            ray.kill(ray.get_actor(name, namespace=self._settings.namespace))
+
+    def nodes(self) -> list[PoolNode]:
+        return self._nodes.get()
+
+    def node_alive(self, node_id: str) -> bool:
+        return self._nodes.alive(node_id)
+
+
+class RayStreamerClient:
+    """A StreamerClient over a `streamer:<node id>` actor handle."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    async def instance(self) -> str:
+        try:
+            return await self.handle.instance.remote()
+        except ActorDiedError as exc:
+            raise ActorLost("a streamer actor", describe_error(exc)) from exc
+
+    def ref(self, session_id: str, epoch: int, node_id: str) -> StreamRef:
+        return StreamRef(self.handle, session_id, epoch, node_id)
+
+    async def open(self, session_id: str, epoch: int) -> None:
+        await self.handle.open.remote(session_id, epoch)
+
+    async def drop(self, session_id: str) -> None:
+        await self.handle.drop.remote(session_id)
+
+    async def stats(self, session_id: str) -> StreamStats:
+        return await self.handle.stats.remote(session_id)
+
+    async def streams(self) -> dict[str, int]:
+        return await self.handle.streams.remote()
+
+    async def viewers(self) -> dict[str, int]:
+        return await self.handle.viewers.remote()
+
+    async def close_all(self) -> None:
+        await self.handle.close_all.remote()
+
+    async def recordings(self) -> list[RecordingInfo]:
+        return await self.handle.recordings.remote()
+
+    async def recording(self, recording_id: str) -> RecordingInfo:
+        return await self.handle.recording.remote(recording_id)
+
+    async def delete_recording(self, recording_id: str) -> None:
+        await self.handle.delete_recording.remote(recording_id)
+
+    def release(self) -> None:
+        with contextlib.suppress(Exception):
+            ray.kill(self.handle, no_restart=True)
+
+
+class RayBrowserHostClient:
+    """A BrowserHostClient over a `browser:<node id>` actor handle."""
+
+    def __init__(self, handle: Any) -> None:
+        self.handle = handle
+
+    async def instance(self) -> str:
+        try:
+            return await self.handle.instance.remote()
+        except ActorDiedError as exc:
+            raise ActorLost("a browser host actor", describe_error(exc)) from exc
+
+    async def close(self) -> None:
+        await self.handle.close.remote()
+
+    def release(self) -> None:
+        with contextlib.suppress(Exception):
+            ray.kill(self.handle, no_restart=True)
+
+
+class RayNodeActorFactory:
+    """Makes (or finds, after a registry restart) each node's streamer and browser host."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._nodes = _Nodes()
+
+    def _options(self, name: str, node_id: str, concurrency: int) -> dict[str, Any]:
+        return {"name": name, "namespace": self._settings.namespace, "get_if_exists": True,
+                "lifetime": "detached", "num_cpus": 0, "max_concurrency": concurrency,
+                "max_restarts": -1,
+                "scheduling_strategy": NodeAffinitySchedulingStrategy(node_id, soft=False)}
+
+    def streamer(self, node_id: str) -> RayStreamerClient:
+        return RayStreamerClient(ray.remote(StreamerActor).options(
+            **self._options(f"streamer:{node_id}", node_id, 10_000)).remote(self._settings))
+
+    def browser(self, node_id: str) -> RayBrowserHostClient:
+        return RayBrowserHostClient(ray.remote(BrowserHostActor).options(
+            **self._options(f"browser:{node_id}", node_id, 1_000)).remote(self._settings))
+
+    def node_alive(self, node_id: str) -> bool:
+        return self._nodes.alive(node_id)
+
+
+class KVRecordStore:
+    """Session records in the GCS's key-value store, which outlives the registry actor (and,
+    with GCS fault tolerance, the GCS itself: it is kept in Redis)."""
+
+    def __init__(self, namespace: str) -> None:
+        self._namespace = f"rrstream:{namespace}"
+
+    async def load(self) -> list[SessionRecord]:
+        return await asyncio.to_thread(self._load)
+
+    async def save(self, records: list[SessionRecord]) -> None:
+        await asyncio.to_thread(self._save, records)
+
+    async def delete(self, session_ids: list[str]) -> None:
+        await asyncio.to_thread(self._delete, session_ids)
+
+    def _load(self) -> list[SessionRecord]:
+        records = []
+        for key in internal_kv._internal_kv_list(SESSION_PREFIX, namespace=self._namespace):
+            value = internal_kv._internal_kv_get(key, namespace=self._namespace)
+            if value is None:
+                continue
+            try:
+                records.append(_RECORD.validate_json(value))
+            except ValueError as exc:
+                _log.warning("an unreadable session record was skipped: %s", describe_error(exc))
+        return records
+
+    def _save(self, records: list[SessionRecord]) -> None:
+        for record in records:
+            internal_kv._internal_kv_put(f"{SESSION_PREFIX}{record.id}",
+                                         _RECORD.dump_json(record), overwrite=True,
+                                         namespace=self._namespace)
+
+    def _delete(self, session_ids: list[str]) -> None:
+        for session_id in session_ids:
+            internal_kv._internal_kv_del(f"{SESSION_PREFIX}{session_id}",
+                                         namespace=self._namespace)
+
+
+__all__ = ["KVRecordStore", "RayBrowserHostClient", "RayNodeActorFactory", "RayPlacement",
+           "RaySessionActor", "RayStreamerClient"]

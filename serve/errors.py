@@ -1,0 +1,115 @@
+"""The API's error answers: one JSON body for every error, `{"message": …, "detail": …}`.
+
+`message` says what happened in words a person reads; `detail` carries what a program
+may want (the validation errors of a 422, the same text otherwise). Every route documents
+the statuses it answers with this body (`responses(…)`), so the OpenAPI schema is true.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import orjson
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException
+
+from pipeline.errors import (
+    PoolFull,
+    RecordingInProgress,
+    RecordingNotFound,
+    RegistryUnavailable,
+    RRStreamError,
+    SessionNotFound,
+    StreamUnavailable,
+    describe_error,
+    unwrap,
+)
+
+_log = logging.getLogger(__name__)
+RETRY_AFTER_S = {PoolFull: 5, RegistryUnavailable: 2}
+
+
+class ErrorBody(BaseModel):
+    """What every error answers."""
+
+    message: str = Field(description="What happened, in words.")
+    detail: Any = Field(default=None, description="More for programs: the validation errors "
+                        "of a 422, else the message again.")
+
+
+_DESCRIPTIONS = {
+    404: "No such session or recording",
+    409: "The recording is still being written",
+    422: "The request is malformed; `message` names the field",
+    503: "No browser slot free (RRSTREAM_WHEN_FULL=refuse), or the session registry is "
+         "being restarted; see Retry-After",
+}
+
+
+def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses a route answers."""
+    return {status: {"model": ErrorBody, "description": _DESCRIPTIONS[status]}
+            for status in statuses}
+
+
+def error_response(status: int, message: str, detail: Any = None,
+                   headers: dict[str, str] | None = None) -> JSONResponse:
+    body = ErrorBody(message=message, detail=message if detail is None else detail)
+    return JSONResponse(status_code=status, content=body.model_dump(mode="json"),
+                        headers=headers)
+
+
+def _status_of(exc: RRStreamError) -> int:
+    if isinstance(exc, SessionNotFound | RecordingNotFound):
+        return 404
+    if isinstance(exc, RecordingInProgress | StreamUnavailable):
+        return 409
+    if isinstance(exc, PoolFull | RegistryUnavailable):
+        return 503
+    return 500
+
+
+async def _rrstream_error(_: Request, exc: Exception) -> JSONResponse:
+    error = unwrap(exc)
+    assert isinstance(error, RRStreamError)
+    status = _status_of(error)
+    retry = next((s for kind, s in RETRY_AFTER_S.items() if isinstance(error, kind)), None)
+    if status >= 500 and retry is None:
+        _log.error("request failed: %s", describe_error(error))
+    return error_response(status, str(error),
+                          headers={"Retry-After": str(retry)} if retry else None)
+
+
+async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    message = "; ".join(
+        f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
+        for e in errors
+    )
+    return error_response(422, message, orjson.loads(orjson.dumps(errors, default=str)))
+
+
+async def _http_error(_: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+    return error_response(exc.status_code, message, headers=exc.headers)
+
+
+async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+    _log.exception("request failed: %s", describe_error(exc))
+    return error_response(500, f"internal error: {describe_error(exc)}")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(RRStreamError, _rrstream_error)
+    app.add_exception_handler(RequestValidationError, _invalid_request)
+    app.add_exception_handler(HTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)
+
+
+__all__ = ["ErrorBody", "error_response", "install_error_handlers", "responses"]

@@ -1,0 +1,312 @@
+"""ViewerSockets: protocol v1 (docs/protocol.md) over one gateway replica's WebSockets.
+
+A live viewer is attached to its session's hub (serve/viewers.py: one pull loop per
+session and replica, a bounded queue per viewer); a recording replay reads the stored
+frames and paces them (serve/replay.py). Every way a socket ends has a close code and a
+reason: a refusal before `hello` (4404, 4400, 4408), the session's end (1000), a registry
+being restarted (1013, try again), a failure of ours (1011, logged).
+
+Plain Python over a RegistryClient, so unit tests run it against a fake registry and a
+real WebSocket server without Ray.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
+
+from pydantic import ValidationError
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from pipeline.config import Settings
+from pipeline.errors import (
+    RecordingNotFound,
+    RegistryUnavailable,
+    SessionNotFound,
+    StreamUnavailable,
+    describe_error,
+)
+from pipeline.protocol import (
+    CLIENT_MESSAGE,
+    PROTOCOL_VERSION,
+    Ack,
+    CloseCode,
+    End,
+    Error,
+    Hello,
+    Reset,
+    Status,
+    Welcome,
+    encode_frame,
+)
+from pipeline.streamer import StreamRef
+from serve.replay import replay_frames
+from serve.viewers import SessionHub, Viewer
+
+_log = logging.getLogger(__name__)
+_STATUS_EVERY_S = 1.0
+
+
+class GatewayReport(Protocol):
+    """Where the replica reports viewers and latency (Prometheus in production)."""
+
+    def viewers(self, count: int) -> None: ...
+
+    def latency(self, event_ts_ms: float) -> None: ...
+
+
+async def refuse(websocket: WebSocket, code: CloseCode, reason: str) -> None:
+    """Tells the client why (an `error` message), then closes with `code` and the reason."""
+    with contextlib.suppress(Exception):
+        await websocket.send_text(Error(code=code, message=reason).model_dump_json())
+        await websocket.close(code, reason[:120])
+
+
+async def _read_hello(websocket: WebSocket, timeout_s: float) -> Hello | None:
+    """The client's hello, or None after closing the socket with the reason why."""
+    try:
+        message = await asyncio.wait_for(websocket.receive(), timeout_s)
+    except TimeoutError:
+        await refuse(websocket, CloseCode.HELLO_TIMEOUT, f"no hello within {timeout_s:g} s")
+        return None
+    except (WebSocketDisconnect, RuntimeError):
+        return None  # gone before saying hello
+    if message["type"] == "websocket.disconnect":
+        return None
+    raw = message.get("text")
+    if raw is None:
+        await refuse(websocket, CloseCode.BAD_HELLO, "the hello must be a text message")
+        return None
+    try:
+        hello = CLIENT_MESSAGE.validate_json(raw)
+    except ValidationError as exc:
+        await refuse(websocket, CloseCode.BAD_HELLO, f"bad hello: {exc.errors()[0]['msg']}")
+        return None
+    if not isinstance(hello, Hello):
+        await refuse(websocket, CloseCode.BAD_HELLO, "the first message must be a hello")
+        return None
+    if hello.protocol != PROTOCOL_VERSION:
+        await refuse(websocket, CloseCode.BAD_HELLO,
+                     f"protocol {hello.protocol} unsupported; this server speaks "
+                     f"{PROTOCOL_VERSION}")
+        return None
+    return hello
+
+
+async def _receive(websocket: WebSocket, on_ack: Callable[[int], None]) -> None:
+    """Reads acks until the client leaves (a handler that only sends would never notice)."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
+        try:
+            parsed = CLIENT_MESSAGE.validate_json(message.get("text") or b"")
+        except ValidationError as exc:
+            await refuse(websocket, CloseCode.BAD_HELLO,
+                         f"bad message: {exc.errors()[0]['msg']}")
+            return
+        if not isinstance(parsed, Ack):
+            await refuse(websocket, CloseCode.BAD_HELLO, "after hello only acks are accepted")
+            return
+        on_ack(parsed.seq)
+
+
+async def _until_first_done(*coros: Any) -> None:
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            exc = task.exception()
+            if exc is not None and not isinstance(exc, WebSocketDisconnect | RuntimeError):
+                raise exc
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _closing_on_failure(websocket: WebSocket, work: Awaitable[None], what: str,
+                              session_id: str) -> None:
+    """Runs an accepted socket's handler. A registry being restarted closes the socket with
+    1013 (the viewer comes back in a moment); any other failure with 1011 and a reason.
+    Without this the server drops the TCP connection and the viewer sees 1006 with no
+    reason; nothing recorded is lost either way."""
+    try:
+        await work
+    except (WebSocketDisconnect, asyncio.CancelledError):
+        raise
+    except RegistryUnavailable as exc:
+        _log.warning("%s: %s", what, exc, extra={"session_id": session_id})
+        await refuse(websocket, CloseCode.TRY_AGAIN_LATER, str(exc))
+    except Exception as exc:
+        _log.exception("%s failed: %s", what, describe_error(exc),
+                       extra={"session_id": session_id})
+        await refuse(websocket, CloseCode.INTERNAL_ERROR,
+                     f"internal error: {describe_error(exc)}")
+
+
+class ViewerSockets:
+    """The WebSocket side of one gateway replica."""
+
+    def __init__(self, settings: Settings, registry: Any, metrics: GatewayReport) -> None:
+        """`registry`: a RegistryClient (serve/registry_client.py) or a fake of one."""
+        self._settings = settings
+        self._registry = registry
+        self._metrics = metrics
+        self._hubs: dict[str, SessionHub] = {}
+        self._viewers = 0  # open viewer streams on this replica
+        self._closing: set[asyncio.Task[None]] = set()
+
+    def health(self) -> dict[str, Any]:
+        hubs = self._hubs.values()
+        return {"hubs": len(self._hubs), "viewers": sum(h.viewer_count for h in hubs),
+                "deepest_viewer_queue": max((h.deepest_queue for h in hubs), default=0)}
+
+    async def live(self, websocket: WebSocket, session_id: str) -> None:
+        """Streams one session to one viewer."""
+        await websocket.accept()
+        await _closing_on_failure(websocket, self._stream_to(websocket, session_id),
+                                  f"viewer of session {session_id}", session_id)
+
+    async def replay(self, websocket: WebSocket, recording_id: str) -> None:
+        """Replays a stored recording in real time."""
+        await websocket.accept()
+        await _closing_on_failure(websocket, self._replay_to(websocket, recording_id),
+                                  f"replay of recording {recording_id}", recording_id)
+
+    async def close(self) -> None:
+        hubs, self._hubs = list(self._hubs.values()), {}
+        await asyncio.gather(*(h.close() for h in hubs), *self._closing,
+                             return_exceptions=True)
+
+    # -- live -------------------------------------------------------------------------------
+
+    async def _stream_to(self, websocket: WebSocket, session_id: str) -> None:
+        try:
+            await self._registry.get(session_id)
+        except SessionNotFound as exc:
+            await refuse(websocket, CloseCode.UNKNOWN_SESSION, str(exc))
+            return
+        hello = await _read_hello(websocket, self._settings.hello_timeout_s)
+        if hello is None:
+            return
+        try:
+            stream = await self._wait_for_stream(websocket, session_id)
+        except StreamUnavailable as exc:
+            with contextlib.suppress(Exception):
+                await websocket.send_text(End(reason="failed" if exc.state == "failed" else
+                                              "stopped", state=exc.state).model_dump_json())
+                await websocket.close(CloseCode.SESSION_ENDED, str(exc)[:120])
+            return
+        hub = self._hub(session_id, stream)
+        viewer, continues = await hub.attach(hello.resume_after)
+        self._viewers += 1
+        self._metrics.viewers(self._viewers)
+        if hello.acks:
+            viewer.use_acks(self._settings.viewer_window_bytes)
+        try:
+            codec = await hub.stream.streamer.codec.remote(session_id)
+            await websocket.send_text(Welcome(
+                session_id=session_id, codec=codec, resume="continue" if continues else "reset",
+                state=hub.status.state,
+            ).model_dump_json())
+            await _until_first_done(
+                self._send(websocket, session_id, hub, viewer), _receive(websocket, viewer.ack)
+            )
+        finally:
+            hub.detach(viewer)
+            self._viewers -= 1
+            self._metrics.viewers(self._viewers)
+
+    async def _wait_for_stream(self, websocket: WebSocket, session_id: str) -> StreamRef:
+        """The session's stream; while the session waits for a browser slot, the viewer
+        hears so once a second."""
+        while True:
+            try:
+                return await self._registry.stream(session_id, None, 1.0)
+            except TimeoutError:
+                record = await self._registry.get(session_id)
+                await websocket.send_text(Status(state=str(record.state)).model_dump_json())
+
+    def _frame_interval(self) -> float:
+        """Seconds between one viewer's frames so that this replica's viewers together stay
+        near `gateway_frames_per_s`: zero for a few viewers, longer as they grow. Frames
+        per second, not viewers or bytes, bound the replica's cost."""
+        budget = self._settings.gateway_frames_per_s
+        interval = self._viewers / budget if budget > 0 else 0.0
+        return interval if interval > 0.005 else 0.0
+
+    async def _send(self, websocket: WebSocket, session_id: str, hub: SessionHub,
+                    viewer: Viewer) -> None:
+        loop = asyncio.get_running_loop()
+        last_status = 0.0
+        while True:
+            delivery = await viewer.next(_STATUS_EVERY_S, self._frame_interval())
+            if delivery.reset is not None and delivery.frames:
+                await websocket.send_text(
+                    Reset(reason=delivery.reset, seq=delivery.frames[0][0].seq).model_dump_json()
+                )
+            for index, frame in enumerate(delivery.frames):
+                reset = index == 0 and delivery.reset is not None and frame[0].segment_start
+                data = encode_frame(session_id, frame, reset=reset)
+                await websocket.send_bytes(data)
+                viewer.sent(frame[-1].seq, len(data))
+                self._metrics.latency(frame[-1].last_ts)
+            now = loop.time()
+            if now - last_status >= _STATUS_EVERY_S:
+                await websocket.send_text(hub.status_json)
+                last_status = now
+            if delivery.end is not None:
+                await websocket.send_text(delivery.end.model_dump_json())
+                await websocket.close(CloseCode.SESSION_ENDED, f"session {delivery.end.reason}")
+                return
+
+    def _hub(self, session_id: str, stream: StreamRef) -> SessionHub:
+        hub = self._hubs.get(session_id)
+        if hub is not None and hub.ended:
+            self._drop_hub(hub)  # its viewers have their `end`; a new one follows the session
+            hub = None
+        if hub is None:
+            hub = SessionHub(session_id, stream, self._registry,
+                             self._settings.viewer_queue_frames, self._drop_hub)
+            self._hubs[session_id] = hub
+        return hub
+
+    def _drop_hub(self, hub: SessionHub) -> None:
+        if self._hubs.get(hub.session_id) is hub:
+            del self._hubs[hub.session_id]
+        task = asyncio.create_task(hub.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
+    # -- recordings -------------------------------------------------------------------------
+
+    async def _replay_to(self, websocket: WebSocket, recording_id: str) -> None:
+        try:
+            streamer = await self._registry.recording_streamer(recording_id)
+            info = await streamer.recording.remote(recording_id)
+        except RecordingNotFound as exc:
+            await refuse(websocket, CloseCode.UNKNOWN_SESSION, str(exc))
+            return
+        hello = await _read_hello(websocket, self._settings.hello_timeout_s)
+        if hello is None:
+            return
+        frames = await streamer.recording_frames.remote(recording_id)
+        await websocket.send_text(Welcome(session_id=recording_id, codec=info.codec,
+                                          resume="reset", state="stopped").model_dump_json())
+        # Acks are read and ignored: a replay is paced by the clock, not by the viewer.
+        await _until_first_done(_replay_then_end(websocket, frames),
+                                _receive(websocket, lambda seq: None))
+
+
+async def _replay_then_end(websocket: WebSocket, frames: bytes) -> None:
+    await replay_frames(websocket, frames)
+    with contextlib.suppress(Exception):
+        await websocket.send_text(End(reason="stopped", state="stopped").model_dump_json())
+        await websocket.close(CloseCode.SESSION_ENDED, "recording replayed")
+
+
+__all__ = ["GatewayReport", "ViewerSockets", "refuse"]
