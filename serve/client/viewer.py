@@ -443,8 +443,9 @@ class Viewer:
                         return
                     failures += 1
                     await self._backoff(failures, closed)
-                except (SequenceGap, BadFrame):
+                except (SequenceGap, BadFrame) as problem:
                     await conn.close(CLIENT_RECONNECTS, "client reconnects")
+                    self._lost_why = str(problem)
                     if self._on_gap == "raise":
                         raise
                     # Its state is gone: join again at once, with resume_after null.

@@ -293,7 +293,8 @@ async def test_a_gap_is_counted_then_the_viewer_joins_again_from_scratch() -> No
         await viewer.run()
         assert [h["resume_after"] for h in gw.hellos] == [None, None]
         assert [(g.expected, g.got) for g in viewer.gaps] == [(4, 5)]
-        assert viewer.reconnects[0].why == "closed by the viewer: client reconnects"
+        assert viewer.reconnects[0].why == "gap in the stream: expected batch 4, got batch 5"
+        assert viewer.reconnects[0].resume == "reset"
         assert applied(viewer) == [1, 2, 3, 5, 6, 7, 8]
         assert viewer.frames[-2].header.reset and viewer.frames[-2].reset_reason == "join"
 
