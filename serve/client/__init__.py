@@ -11,6 +11,7 @@ any script can use it; the CLI, the tests and the benchmarks do.
 
 from __future__ import annotations
 
+from serve.client.connection import Connection, SocketOptions, open_socket
 from serve.client.errors import (
     ApiError,
     BadFrame,
@@ -31,16 +32,7 @@ from serve.client.messages import (
     parse_control,
 )
 from serve.client.rest import Client, api_error
-from serve.client.viewer import (
-    Connection,
-    Gap,
-    Reconnect,
-    SocketOptions,
-    Viewer,
-    ViewerState,
-    ViewerStats,
-    open_socket,
-)
+from serve.client.viewer import Gap, Reconnect, Viewer, ViewerState, ViewerStats
 
 __all__ = [
     "CLIENT_RECONNECTS",
