@@ -7,7 +7,7 @@ The page is bench/stress_page.html (served by bench/stress_server.py) at each ra
 (full: 500 and 2,000 events/s for 10 s; quick: 500/s for 5 s). Three systems stream it:
 
 1. rrstream: the real stack (bench/stack.py: embedded Ray on loopback, the Serve gateway,
-   POST /sessions, protocol v1), watched by bench/viewer_client.py through
+   POST /sessions, protocol v1), watched by bench/stress_watch.py through
    bench.pipeline.stress_run, unchanged.
 2. seed: the seed's original single-process design (bench/seed_baseline.py): rrweb
    `record({emit})` calls a Playwright `expose_function` once per event, and FastAPI
@@ -56,6 +56,7 @@ from bench.procs import OTHERS, ChromiumWatch, CpuMeter, machine_info
 from bench.stack import bench_settings, bench_stack, free_port, reap, until_routed_to_us
 from bench.stress_server import StressServer
 from bench.tables import fmt, publish, spread, table
+from serve.client import Client
 
 FULL = {"rates": [500, 2000], "seconds": 10.0}
 QUICK = {"rates": [500], "seconds": 5.0}
@@ -258,7 +259,7 @@ def _rrstream_row(r: dict[str, Any], wire: int) -> dict[str, Any]:
 async def rrstream_runs(running: Any, rates: list[int], seconds: float) -> list[dict[str, Any]]:
     stack, site = running.stack, running.site
     rows = []
-    async with httpx.AsyncClient(base_url=stack.base_url, timeout=90) as api:
+    async with Client(stack.base_url, timeout=90) as api:
         await until_routed_to_us(api, running.registry, f"{site.url}/simple.html")
         for rate in rates:
             print(f"[baselines] rrstream {rate:,}/s for {seconds:g} s …", file=sys.stderr,

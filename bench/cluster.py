@@ -22,7 +22,7 @@ Three measurements, all through the public HTTP API and WebSocket protocol:
    step failed (timed out), or events/s per session fell below half of what one session
    alone did. How much slower the workflow's active steps got is reported too.
 2. Session start on a warm cluster (`start`). POST /sessions on a simple page, a viewer
-   connects as soon as the POST returns (bench/viewer_client.time_first_snapshot), times
+   connects as soon as the POST returns (bench/stress_watch.time_first_snapshot), times
    to the first FullSnapshot and its split; 10 starts one after another (quick 3), with
    `warm_browsers=1` (the default: before each start the script waits until /pool shows
    the warm browser ready), with `warm_browsers=1` and a single browser slot (so no
@@ -65,7 +65,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 
 from bench.lock import bench_lock
@@ -80,8 +79,9 @@ from bench.stack import (
     until_routed_to_us,
 )
 from bench.stress_server import StressServer
+from bench.stress_watch import time_first_snapshot, watch_run
 from bench.tables import fmt, publish, spread, table
-from bench.viewer_client import time_first_snapshot, watch_run
+from serve.client import Client, ClientError
 
 FULL = {"max_sessions": 16, "window_s": 20.0, "settle_s": 3.0, "starts": 10, "profile_reps": 5,
         "nodes": [1, 2, 3], "rate": 3000, "seconds": 5.0}
@@ -247,16 +247,9 @@ def looped_demo_steps(site_url: str) -> tuple[list[dict[str, Any]], int]:
 
 # -- 1. memory per session, sessions per node ------------------------------------------------------
 
-async def _wait_state(api: httpx.AsyncClient, sid: str, states: tuple[str, ...],
+async def _wait_state(api: Client, sid: str, states: tuple[str, ...],
                       timeout_s: float) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        info = (await api.get(f"/sessions/{sid}")).raise_for_status().json()
-        if info["state"] in states or info["state"] in _ENDED:
-            return info
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"session {sid} still {info['state']} after {timeout_s:.0f} s")
-        await asyncio.sleep(0.25)
+    return await api.wait_for_state(sid, (*states, *_ENDED), timeout_s)
 
 
 def _cycles(info: dict[str, Any], loop_len: int, since: float, until: float) -> list[float]:
@@ -298,7 +291,7 @@ async def memory_run(running: RunningStack, plan: dict[str, Any]) -> dict[str, A
     best: dict[int, float] = {}  # fastest duration seen of each active step of the cycle
     with demo_site() as site:
         steps, loop_len = looped_demo_steps(site.url)
-        async with httpx.AsyncClient(base_url=stack.base_url, timeout=90) as api:
+        async with Client(stack.base_url, timeout=90) as api:
             await until_routed_to_us(api, registry, f"{running.site.url}/simple.html")
             await asyncio.sleep(2.0)
             available_0 = psutil.virtual_memory().available / _MB
@@ -306,11 +299,8 @@ async def memory_run(running: RunningStack, plan: dict[str, Any]) -> dict[str, A
                 for n in range(1, plan["max_sessions"] + 1):
                     _log(f"memory: session {n}/{plan['max_sessions']} …")
                     t0 = time.time()
-                    response = await api.post("/sessions", json={
-                        "url": f"{site.url}/index.html", "steps": steps, "name": f"mem-{n}",
-                        "max_duration_s": 1800})
-                    response.raise_for_status()
-                    sid = response.json()["id"]
+                    sid = (await api.create_session(f"{site.url}/index.html", steps=steps,
+                                                    name=f"mem-{n}", max_duration_s=1800))["id"]
                     if not await ours(registry, sid):
                         raise RuntimeError(f"POST /sessions reached another stack ({sid})")
                     sessions.append(sid)
@@ -319,8 +309,7 @@ async def memory_run(running: RunningStack, plan: dict[str, Any]) -> dict[str, A
                     running.chromium.scan()
                     await asyncio.sleep(plan["settle_s"])
 
-                    before = {i["id"]: i for i in (await api.get("/sessions")).json()
-                              if i["id"] in sessions}
+                    before = {i["id"]: i for i in await api.sessions() if i["id"] in sessions}
                     actors = actor_table()
                     own = {s: process_shares(session_processes(actors, s)) for s in sessions}
                     w0, cpu0 = time.time(), meter.snapshot()
@@ -330,8 +319,7 @@ async def memory_run(running: RunningStack, plan: dict[str, Any]) -> dict[str, A
                     cpu = meter.usage(cpu0, meter.snapshot(), time.time() - w0)
                     w1 = time.time()
                     session_cpu = [100.0 * (own1[s] - own0[s]) / (w1 - w0) for s in sessions]
-                    after = {i["id"]: i for i in (await api.get("/sessions")).json()
-                             if i["id"] in sessions}
+                    after = {i["id"]: i for i in await api.sessions() if i["id"] in sessions}
                     actors = actor_table()
                     memory = {sid_: session_memory(actors, sid_) for sid_ in sessions}
                     running.chromium.scan()
@@ -392,7 +380,7 @@ async def memory_run(running: RunningStack, plan: dict[str, Any]) -> dict[str, A
                         stop_reason = "; ".join(reasons) + " (two windows in a row)"
                         break
             finally:
-                await asyncio.gather(*(api.delete(f"/sessions/{s}") for s in sessions),
+                await asyncio.gather(*(api.stop_session(s) for s in sessions),
                                      return_exceptions=True)
     healthy = [r["sessions"] for r in rows if r["healthy"]]
     # The last healthy reading before the two unhealthy ones that ended the run.
@@ -457,12 +445,12 @@ _START_KEYS = ("post_ms", "actor_start_ms", "running_ms", "snapshot_taken_ms",
                "snapshot_ingested_ms", "welcome_ms", "first_frame_ms", "full_snapshot_ms")
 
 
-async def _warm_count(api: httpx.AsyncClient) -> int:
-    pool = (await api.get("/pool")).json()
+async def _warm_count(api: Client) -> int:
+    pool = await api.pool()
     return sum(n.get("warm", 0) for n in pool.get("nodes", []))
 
 
-async def _until_warm(api: httpx.AsyncClient, timeout_s: float) -> float | None:
+async def _until_warm(api: Client, timeout_s: float) -> float | None:
     """Seconds until /pool shows a warm browser ready; None if none within `timeout_s`."""
     t0 = time.monotonic()
     while time.monotonic() - t0 < timeout_s:
@@ -472,12 +460,11 @@ async def _until_warm(api: httpx.AsyncClient, timeout_s: float) -> float | None:
     return None
 
 
-async def _poll_running(api: httpx.AsyncClient, sid: str, t0: float,
-                        out: dict[str, Any]) -> None:
+async def _poll_running(api: Client, sid: str, t0: float, out: dict[str, Any]) -> None:
     """Notes when GET /sessions/{id} first shows the session running (polled every 100 ms)."""
     while True:
-        with contextlib.suppress(httpx.HTTPError, ValueError):
-            state = (await api.get(f"/sessions/{sid}")).json().get("state")
+        with contextlib.suppress(ClientError):
+            state = (await api.session(sid)).get("state")
             if state in _LIVE:
                 out["running_ms"] = round(time.time() * 1000.0 - t0, 1)
                 return
@@ -486,28 +473,25 @@ async def _poll_running(api: httpx.AsyncClient, sid: str, t0: float,
         await asyncio.sleep(0.1)
 
 
-async def start_once(api: httpx.AsyncClient, running: RunningStack) -> dict[str, Any]:
+async def start_once(api: Client, running: RunningStack) -> dict[str, Any]:
     polled: dict[str, Any] = {}
     t0 = time.time() * 1000.0
-    response = await api.post("/sessions", json={"url": f"{running.site.url}/simple.html",
-                                                 "name": "bench-start", "max_duration_s": 120})
+    body = await api.create_session(f"{running.site.url}/simple.html", name="bench-start",
+                                    max_duration_s=120)
     post_ms = time.time() * 1000.0 - t0
-    response.raise_for_status()
-    body = response.json()
     sid = body["id"]
     poller = asyncio.create_task(_poll_running(api, sid, t0, polled))
     try:
-        first = await time_first_snapshot(f"{running.stack.ws_url}/sessions/{sid}/stream",
-                                          t0, 60.0)
+        first = await time_first_snapshot(api.stream_url(sid), t0, 60.0)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(poller), 10)
         if not await ours(running.registry, sid):
             raise RuntimeError(f"POST /sessions reached another stack (session {sid})")
         running.chromium.scan()
-        info = (await api.get(f"/sessions/{sid}")).json()
+        info = await api.session(sid)
     finally:
         poller.cancel()
-        await api.delete(f"/sessions/{sid}")
+        await api.stop_session(sid)
     started = info.get("started_at")
     out = {"session_id": sid, "post_ms": round(post_ms, 1),
            "actor_start_ms": round(started * 1000.0 - t0, 1) if started else None,
@@ -529,7 +513,7 @@ START_VARIANTS = {
 
 async def start_runs(running: RunningStack, plan: dict[str, Any], warm: int) -> dict[str, Any]:
     runs = []
-    async with httpx.AsyncClient(base_url=running.stack.base_url, timeout=90) as api:
+    async with Client(running.stack.base_url, timeout=90) as api:
         await until_routed_to_us(api, running.registry, f"{running.site.url}/simple.html")
         for index in range(plan["starts"]):
             _log(f"start (warm_browsers={warm}) {index + 1}/{plan['starts']} …")
@@ -656,18 +640,16 @@ async def profile_start(url: str, reps: int, chromium: ChromiumWatch) -> dict[st
 
 # -- 3. nodes 1 -> 3 (one subprocess per cluster size) ---------------------------------------------
 
-async def _scale_sessions(base: str, ws: str, site: Any, registry: Any, nodes: int,
+async def _scale_sessions(base: str, site: Any, registry: Any, nodes: int,
                           rate: int, seconds: float, chromium: ChromiumWatch) -> dict[str, Any]:
     runs = [uuid.uuid4().hex[:10] for _ in range(nodes)]
-    async with httpx.AsyncClient(base_url=base, timeout=90) as api:
+    async with Client(base, timeout=90) as api:
         await until_routed_to_us(api, registry, f"{site.url}/simple.html")
         sids = []
         for i, run in enumerate(runs):
-            response = await api.post("/sessions", json={
-                "url": f"{site.url}/stress.html?rate={rate}&seconds={seconds:g}&run={run}",
-                "name": f"scale-{nodes}-{i}", "max_duration_s": int(seconds) + 180})
-            response.raise_for_status()
-            sids.append(response.json()["id"])
+            sids.append((await api.create_session(
+                f"{site.url}/stress.html?rate={rate}&seconds={seconds:g}&run={run}",
+                name=f"scale-{nodes}-{i}", max_duration_s=int(seconds) + 180))["id"])
             if not await ours(registry, sids[-1]):
                 raise RuntimeError(f"POST /sessions reached another stack ({sids[-1]})")
         try:
@@ -691,7 +673,7 @@ async def _scale_sessions(base: str, ws: str, site: Any, registry: Any, nodes: i
                         site.release(r)
 
             seen = await asyncio.gather(*(
-                watch_run(f"{ws}/sessions/{sid}/stream", lambda r=run: on_attached(r),
+                watch_run(api.stream_url(sid), lambda r=run: on_attached(r),
                           seconds + 90) for sid, run in zip(sids, runs, strict=True)))
             wall = time.monotonic() - window["t0"] if "t0" in window else 0.0
             cpu = meter.usage(window["cpu"], meter.snapshot(), wall) if wall else {}
@@ -700,7 +682,7 @@ async def _scale_sessions(base: str, ws: str, site: Any, registry: Any, nodes: i
             pages = [s.done or await site.report(r, 5.0) or {} for s, r in zip(seen, runs,
                                                                                 strict=True)]
         finally:
-            await asyncio.gather(*(api.delete(f"/sessions/{s}") for s in sids),
+            await asyncio.gather(*(api.stop_session(s) for s in sids),
                                  return_exceptions=True)
     per_session = []
     for sid, s, page in zip(sids, seen, pages, strict=True):
@@ -783,7 +765,7 @@ def scale_child(nodes: int, rate: int, seconds: float, out: Path) -> None:
         startup = round(time.monotonic() - t0, 1)
         with StressServer() as site:
             result = asyncio.run(_scale_sessions(
-                f"http://127.0.0.1:{settings.port}", f"ws://127.0.0.1:{settings.port}", site,
+                f"http://127.0.0.1:{settings.port}", site,
                 registry, nodes, rate, seconds, chromium))
         head = cluster.head_node.node_id
         names = {head: "head", **{n.node_id: f"worker {i + 1}"

@@ -43,12 +43,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench.lock import bench_lock
 from bench.procs import GATEWAY, HAPROXY, OTHERS, SERVE_PROXY, CpuMeter, machine_info
 from bench.stack import RunningStack, bench_settings, bench_stack, ours, until_routed_to_us
 from bench.tables import fmt, publish, table
+from serve.client import Client
 
 FULL = {"viewers": [1, 10, 100, 500], "seconds": 15.0, "warmup": 2.0, "rate": 2000,
         "retries": 2, "busy_limit": 25.0}
@@ -103,19 +102,17 @@ def _peak(samples: list[tuple[float, dict[int, tuple[str, float]]]], group: str)
     return max(peaks) if peaks else None
 
 
-async def fanout_step(api: httpx.AsyncClient, running: RunningStack, viewers: int,
+async def fanout_step(api: Client, running: RunningStack, viewers: int,
                       plan: dict[str, Any], ws_deflate: bool) -> dict[str, Any]:
     site, rate = running.site, plan["rate"]
     run = uuid.uuid4().hex[:10]
     page_seconds = plan["warmup"] + plan["seconds"] + 1.0
-    response = await api.post("/sessions", json={
-        "url": f"{site.url}/stress.html?rate={rate}&seconds={page_seconds:g}&run={run}",
-        "name": f"fanout-{viewers}", "max_duration_s": int(page_seconds) + 300})
-    response.raise_for_status()
-    sid = response.json()["id"]
+    sid = (await api.create_session(
+        f"{site.url}/stress.html?rate={rate}&seconds={page_seconds:g}&run={run}",
+        name=f"fanout-{viewers}", max_duration_s=int(page_seconds) + 300))["id"]
     if not await ours(running.registry, sid):
         raise RuntimeError(f"POST /sessions reached another stack (session {sid})")
-    url = f"{running.stack.ws_url}/sessions/{sid}/stream"
+    url = api.stream_url(sid)
     args = [sys.executable, "-m", "bench.viewer_swarm", "--url", url, "--viewers", str(viewers),
             "--max-seconds", str(int(page_seconds + 240))]
     if not ws_deflate:
@@ -140,7 +137,8 @@ async def fanout_step(api: httpx.AsyncClient, running: RunningStack, viewers: in
             await asyncio.sleep(min(1.0, window_start + plan["seconds"] - time.time()))
             samples.append((time.monotonic(), meter.snapshot()))
             with contextlib.suppress(Exception):
-                healthz.append((await api.get("/healthz", timeout=5)).json())
+                async with asyncio.timeout(5):
+                    healthz.append(await api.healthz())
         window_end = time.time()
         _send(swarm, {"cmd": "window", "start": window_start, "end": window_end})
         page = await site.report(run, page_seconds + 30) or {}
@@ -154,8 +152,8 @@ async def fanout_step(api: httpx.AsyncClient, running: RunningStack, viewers: in
                 assert swarm.stdin is not None
                 swarm.stdin.close()
         await _end_swarm(swarm)
-        info = (await api.get(f"/sessions/{sid}")).json()
-        await api.delete(f"/sessions/{sid}")
+        info = await api.session(sid)
+        await api.stop_session(sid)
 
     wall = samples[-1][0] - samples[0][0] if len(samples) > 1 else 0.0
     cpu = meter.usage(samples[0][1], samples[-1][1], wall) if wall > 0 else {}
@@ -210,7 +208,7 @@ async def fanout_step(api: httpx.AsyncClient, running: RunningStack, viewers: in
 async def run_ingress(running: RunningStack, plan: dict[str, Any],
                       ws_deflate: bool) -> list[dict[str, Any]]:
     steps: list[dict[str, Any]] = []
-    async with httpx.AsyncClient(base_url=running.stack.base_url, timeout=90) as api:
+    async with Client(running.stack.base_url, timeout=90) as api:
         await until_routed_to_us(api, running.registry, f"{running.site.url}/simple.html")
         for n in plan["viewers"]:
             print(f"[fanout] {running.settings.ingress}: {n} viewers, {plan['rate']:,} "
@@ -234,7 +232,7 @@ async def run_ingress(running: RunningStack, plan: dict[str, Any],
             step["attempts_not_ours_pct"] = [a["cpu_pct_of_one_core"].get(OTHERS, 0.0)
                                              for a in attempts]
             steps.append(step)
-        gateway_after = (await api.get("/healthz")).json()
+        gateway_after = await api.healthz()
     if gateway_after.get("viewers"):
         print(f"[fanout] gateway still counts viewers after the runs: {gateway_after}",
               file=sys.stderr)

@@ -36,7 +36,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 from playwright.async_api import async_playwright
 
 from bench.lock import bench_lock
@@ -44,6 +43,7 @@ from bench.procs import machine_info
 from bench.stack import RunningStack, bench_settings, bench_stack, ours, until_routed_to_us
 from bench.tables import publish, table
 from pipeline.browser import launch_chromium
+from serve.client import Client
 
 FULL = {"rate": 2000, "joins": 10, "seconds": 60.0}
 QUICK = {"rate": 2000, "joins": 3, "seconds": 20.0}
@@ -106,14 +106,12 @@ async def run(running: RunningStack, plan: dict[str, Any], seed: int) -> dict[st
     slots = sorted(rng.uniform(3.0, seconds - 5.0) for _ in range(joins))
     for i in range(1, len(slots)):
         slots[i] = max(slots[i], slots[i - 1] + 3.0)
-    async with httpx.AsyncClient(base_url=stack.base_url, timeout=90) as api:
+    async with Client(stack.base_url, timeout=90) as api:
         await until_routed_to_us(api, running.registry, f"{site.url}/simple.html")
         tag = uuid.uuid4().hex[:10]
-        response = await api.post("/sessions", json={
-            "url": f"{site.url}/stress.html?rate={rate}&seconds={seconds + 5:g}&run={tag}",
-            "name": "bench-late-join", "max_duration_s": int(seconds) + 120})
-        response.raise_for_status()
-        info = response.json()
+        info = await api.create_session(
+            f"{site.url}/stress.html?rate={rate}&seconds={seconds + 5:g}&run={tag}",
+            name="bench-late-join", max_duration_s=int(seconds) + 120)
         sid = info["id"]
         if not await ours(running.registry, sid):
             raise RuntimeError(f"POST /sessions reached another stack (session {sid})")
@@ -121,8 +119,7 @@ async def run(running: RunningStack, plan: dict[str, Any], seed: int) -> dict[st
         rows: list[dict[str, Any]] = []
         try:
             deadline = time.monotonic() + 60
-            while (await api.get(f"/sessions/{sid}")).json().get("state") not in ("running",
-                                                                                "idle"):
+            while (await api.session(sid)).get("state") not in ("running", "idle"):
                 if time.monotonic() > deadline:
                     raise RuntimeError("session did not start within 60 s")
                 await asyncio.sleep(0.2)
@@ -139,9 +136,9 @@ async def run(running: RunningStack, plan: dict[str, Any], seed: int) -> dict[st
                         running.chromium.scan()
                 finally:
                     await browser.close()
-            stats = (await api.get(f"/sessions/{sid}")).json()
+            stats = await api.session(sid)
         finally:
-            await api.delete(f"/sessions/{sid}")
+            await api.stop_session(sid)
     return {"session": {k: stats.get(k) for k in ("state", "events", "batches", "bytes_raw",
                                                   "bytes_compressed", "error")},
             "joins": rows}

@@ -9,7 +9,7 @@ loopback, the Serve gateway, the benchmark's stress page) and runs bench.pipelin
 stress run, unchanged:
 
 1. Latency: one session on the stress page at `--rate` events/s (default 5,000) for
-   `--seconds`, one viewer (bench/viewer_client.py) that decodes every frame. Latency
+   `--seconds`, one viewer (bench/stress_watch.py) that decodes every frame. Latency
    is per bench event: the wall time its frame arrived at the viewer socket minus the
    event's own page time `t` (same machine clock), p50 and p99; each frame's header
    splits it into page -> streamer ingest and ingest -> viewer.
@@ -35,13 +35,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench.lock import bench_lock
 from bench.pipeline import stress_run
 from bench.procs import OTHERS, machine_info
 from bench.stack import RunningStack, bench_settings, bench_stack, until_routed_to_us
 from bench.tables import fmt, publish, table
+from serve.client import Client
 
 FULL = {"flush": [25, 10, 5], "rate": 5000, "seconds": 20.0,
         "capacity": [20_000, 80_000, 120_000, 160_000], "capacity_seconds": 5.0}
@@ -91,7 +90,7 @@ def _median(values: list[float | None]) -> float | None:
 
 async def run_window(running: RunningStack, plan: dict[str, Any]) -> dict[str, Any]:
     stack, site = running.stack, running.site
-    async with httpx.AsyncClient(base_url=stack.base_url, timeout=90) as api:
+    async with Client(stack.base_url, timeout=90) as api:
         await until_routed_to_us(api, running.registry, f"{site.url}/simple.html")
         print(f"[latency] flush {running.settings.flush_ms} ms: {plan['rate']:,}/s for "
               f"{plan['seconds']:g} s …", file=sys.stderr, flush=True)

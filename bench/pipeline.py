@@ -48,8 +48,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from bench.lock import bench_lock
 from bench.procs import OTHERS, ChromiumWatch, CpuMeter, machine_info
 from bench.stack import Stack, bench_settings, bench_stack
@@ -58,13 +56,14 @@ from bench.stack import ours as _ours
 from bench.stack import reap as _reap  # noqa: F401 (kept for importers)
 from bench.stack import until_routed_to_us as _until_routed_to_us
 from bench.stress_server import StressServer
+from bench.stress_watch import time_first_snapshot, watch_run
 from bench.tables import fmt as _fmt
 from bench.tables import median_of as _median
 from bench.tables import pct as _pct  # noqa: F401 (kept for importers)
 from bench.tables import publish
 from bench.tables import spread as _spread
 from bench.tables import table as _table
-from bench.viewer_client import time_first_snapshot, watch_run
+from serve.client import Client
 
 FULL = {"rates": [1000, 5000, 10_000, 20_000, 40_000], "seconds": 5.0, "starts": 5}
 QUICK = {"rates": [1000, 5000, 20_000], "seconds": 3.0, "starts": 3}
@@ -74,15 +73,13 @@ _START_KEYS = ("post_ms", "browser_start_ms", "snapshot_taken_ms", "snapshot_ing
                "welcome_ms", "first_frame_ms", "full_snapshot_ms")
 
 
-async def stress_run(api: httpx.AsyncClient, stack: Stack, site: StressServer,
+async def stress_run(api: Client, stack: Stack, site: StressServer,
                      chromium: ChromiumWatch, registry: Any, rate: int,
                      seconds: float) -> dict[str, Any]:
     run = uuid.uuid4().hex[:10]
-    response = await api.post("/sessions", json={
-        "url": f"{site.url}/stress.html?rate={rate}&seconds={seconds:g}&run={run}",
-        "name": f"bench-{rate}", "max_duration_s": int(seconds) + 120})
-    response.raise_for_status()
-    sid = response.json()["id"]
+    sid = (await api.create_session(
+        f"{site.url}/stress.html?rate={rate}&seconds={seconds:g}&run={run}",
+        name=f"bench-{rate}", max_duration_s=int(seconds) + 120))["id"]
     if not await _ours(registry, sid):
         raise RuntimeError(f"POST /sessions reached another stack (session {sid})")
     meter, window = CpuMeter(), {}
@@ -97,9 +94,9 @@ async def stress_run(api: httpx.AsyncClient, stack: Stack, site: StressServer,
         cpu = (meter.usage(window["before"], meter.snapshot(), time.monotonic() - window["t0"])
                if "before" in window else {})
         page = seen.done or await site.report(run, 5.0) or {}
-        info = (await api.get(f"/sessions/{sid}")).json()
+        info = await api.session(sid)
     finally:
-        await api.delete(f"/sessions/{sid}")
+        await api.stop_session(sid)
 
     sent = int(page.get("sent", 0))
     received = len(seen.latency_ms)
@@ -141,22 +138,20 @@ def _by_second(latency_ms: dict[int, float], rate: int) -> list[dict[str, Any]]:
     return [{"second": k, "events": len(v), **_spread(v)} for k, v in sorted(seconds.items())]
 
 
-async def start_run(api: httpx.AsyncClient, stack: Stack, site: StressServer,
+async def start_run(api: Client, stack: Stack, site: StressServer,
                     chromium: ChromiumWatch, registry: Any) -> dict[str, Any]:
     t0 = time.time() * 1000.0
-    response = await api.post("/sessions", json={"url": f"{site.url}/simple.html",
-                                                 "name": "bench-start", "max_duration_s": 120})
+    sid = (await api.create_session(f"{site.url}/simple.html", name="bench-start",
+                                    max_duration_s=120))["id"]
     post_ms = time.time() * 1000.0 - t0
-    response.raise_for_status()
-    sid = response.json()["id"]
     if not await _ours(registry, sid):
         raise RuntimeError(f"POST /sessions reached another stack (session {sid})")
     try:
         first = await time_first_snapshot(f"{stack.ws_url}/sessions/{sid}/stream", t0, 60.0)
         chromium.scan()
-        info = (await api.get(f"/sessions/{sid}")).json()
+        info = await api.session(sid)
     finally:
-        await api.delete(f"/sessions/{sid}")
+        await api.stop_session(sid)
     started = info.get("started_at")
     return {"session_id": sid, "post_ms": round(post_ms, 1),
             "browser_start_ms": round(started * 1000.0 - t0, 1) if started else None,
@@ -168,7 +163,7 @@ async def run_all(stack: Stack, site: StressServer, chromium: ChromiumWatch,
                   registry: Any, plan: dict[str, Any]) -> dict[str, Any]:
     rates: list[dict[str, Any]] = []
     starts: list[dict[str, Any]] = []
-    async with httpx.AsyncClient(base_url=stack.base_url, timeout=90) as api:
+    async with Client(stack.base_url, timeout=90) as api:
         await _until_routed_to_us(api, registry, f"{site.url}/simple.html")
         for rate in plan["rates"]:
             print(f"[bench] {rate} events/s for {plan['seconds']:g} s …", file=sys.stderr,
@@ -180,7 +175,7 @@ async def run_all(stack: Stack, site: StressServer, chromium: ChromiumWatch,
                   flush=True)
             starts.append(await start_run(api, stack, site, chromium, registry))
         # Every session above has ended: a gateway that cleans up holds no hub for them.
-        gateway_after = (await api.get("/healthz")).json()
+        gateway_after = await api.healthz()
     ok = [r["target_per_s"] for r in rates if r["sustained"]]
     by_rate = {r["target_per_s"]: r for r in rates}
     return {

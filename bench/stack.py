@@ -26,11 +26,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
-
 from bench.procs import ChromiumWatch
 from bench.stress_server import StressServer
 from pipeline.config import Settings
+from serve.client import ApiError, Client
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +63,7 @@ async def ours(registry: Any, session_id: str) -> bool:
         return False
 
 
-async def until_routed_to_us(api: httpx.AsyncClient, registry: Any, url: str) -> None:
+async def until_routed_to_us(api: Client, registry: Any, url: str) -> None:
     """Waits until the gateway port reaches this benchmark's stack, several times in a row.
 
     Right after `serve.run` HAProxy may still send requests to Serve's fallback proxy on
@@ -79,8 +78,11 @@ async def until_routed_to_us(api: httpx.AsyncClient, registry: Any, url: str) ->
     try:
         streak = 0
         for _ in range(120):
-            ok = (await api.get(f"/sessions/{record.id}")).status_code == 200
-            streak = streak + 1 if ok else 0
+            try:
+                await api.session(record.id)
+                streak += 1
+            except ApiError:  # another stack's gateway: it does not know the session
+                streak = 0
             if streak >= 5:
                 return
             await asyncio.sleep(0.25)

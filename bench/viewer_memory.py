@@ -40,11 +40,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-import httpx
 import psutil
 
 from bench.stack import until_routed_to_us
 from pipeline.config import Settings
+from serve.client import Client, ClientError
 
 _MB = 1024 * 1024
 _CALL_TIMEOUT_S = 30.0
@@ -231,15 +231,15 @@ async def _viewer_renderer(browser_cdp: Any) -> tuple[float | None, float | None
 
 
 async def _take_sample(t_s: float, page: Any, cdp: Any, browser_cdp: Any,
-                       api: httpx.AsyncClient, session_id: str) -> Sample:
+                       api: Client, session_id: str) -> Sample:
     await asyncio.wait_for(cdp.send("HeapProfiler.collectGarbage"), _CALL_TIMEOUT_S)
     raw = await asyncio.wait_for(cdp.send("Performance.getMetrics"), _CALL_TIMEOUT_S)
     metrics = {m["name"]: m["value"] for m in raw["metrics"]}
     hook = await asyncio.wait_for(page.evaluate(_HOOK), _CALL_TIMEOUT_S) or {}
     rss, uss, renderers = await _viewer_renderer(browser_cdp)
     session_events = None
-    with contextlib.suppress(httpx.HTTPError):
-        session_events = (await api.get(f"/sessions/{session_id}")).json().get("events")
+    with contextlib.suppress(ClientError):
+        session_events = (await api.session(session_id)).get("events")
     return Sample(
         t_s=round(t_s, 1),
         heap_used_mb=round(metrics.get("JSHeapUsedSize", 0) / _MB, 3),
@@ -284,12 +284,12 @@ async def _measure(settings: Settings, page_url: str, duration_s: float,
     build = _viewer_build(settings)  # before the page loads it: a rebuild later changes nothing
     samples: list[Sample] = []
     errors: list[str] = []
-    async with httpx.AsyncClient(base_url=base, timeout=60) as api:
+    async with Client(base, timeout=60) as api:
         registry = ray.get_actor(REGISTRY_NAME, namespace=settings.namespace)
         await until_routed_to_us(api, registry, page_url)
         spec = {"url": page_url, "name": "viewer memory bench",
                 "max_duration_s": int(duration_s) + 600}
-        info = (await api.post("/sessions", json=spec)).raise_for_status().json()
+        info = await api.create_session(**spec)
         session_id = info["id"]
         print(f"session {session_id}: recording {page_url}", flush=True)
         try:
@@ -298,7 +298,7 @@ async def _measure(settings: Settings, page_url: str, duration_s: float,
             except Exception as exc:
                 raise RuntimeError(f"session {session_id} was created in another stack") from exc
             deadline = time.monotonic() + 120
-            while (current := (await api.get(f"/sessions/{session_id}")).json())["events"] == 0:
+            while (current := await api.session(session_id))["events"] == 0:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"the recorded page sent no events within 120 s: session "
                                        f"{current['state']}, error {current['error']!r}")
@@ -338,8 +338,8 @@ async def _measure(settings: Settings, page_url: str, duration_s: float,
                 finally:
                     await browser.close()
         finally:
-            with contextlib.suppress(httpx.HTTPError):
-                await api.delete(f"/sessions/{session_id}")
+            with contextlib.suppress(ClientError):
+                await api.stop_session(session_id)
     return {"session_id": session_id, "samples": samples, "page_errors": errors,
             "viewer_build": build}
 

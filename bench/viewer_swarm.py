@@ -8,9 +8,15 @@ benchmark driver's and shows up as its own process. Every viewer speaks protocol
 it reads the header only (first/last seq, event count, first_ts/last_ts) and notes the
 arrival wall time the moment `recv()` hands the frame over. One viewer in `--decode-every`
 (always viewer 0) also decodes every frame with the codec `welcome` names and reads
-the stress page's bench events out of it (bench/viewer_client.py's patterns), so
+the stress page's bench events out of it (bench/stress_watch.py's patterns), so
 content and per-event latency are checked on a sample. Decoding needs every frame of
 a segment, so the sample is whole viewers, not frames.
+
+This is a fast path beside the project's client (serve/client), not a second client: it
+opens sockets, says `hello`, acks and reads control messages and frame headers with the
+client's own functions, and the sampled viewers decode with its StreamDecoder. What it
+leaves out is per-frame work for 500 viewers in one process: no Frame objects, no
+reconnects (a lost viewer is an error in the results).
 
 Acks: each viewer acknowledges what it received at most every `ACK_EVERY_S` (500 ms), as
 the protocol asks: on a frame if the last ack is that old, and from a sweep every
@@ -43,23 +49,28 @@ import json
 import math
 import resource
 import statistics
-import struct
 import sys
 import time
 from array import array
 from typing import Any
 
 import orjson
-from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.client import ClientConnection
 
-from bench.viewer_client import _BENCH, _DONE
-from pipeline.codec import SegmentDecoder, make_decoder
+from bench.stress_watch import BENCH_DONE, BENCH_EVENT
+from pipeline.protocol import End, Error, Reset, Status, Welcome, decode_frame
+from serve.client import (
+    BadFrame,
+    SequenceGap,
+    SocketOptions,
+    StreamDecoder,
+    ack,
+    hello,
+    open_socket,
+    parse_control,
+)
 
 ACK_EVERY_S = 0.5
-# version, flags, header_length, event_count, first_seq, last_seq, first_ts, last_ts, ingest_ts
-_HEADER = struct.Struct("<BBHIQQddd")
-_RESET = 0x02
-_SEGMENT_START = 0x01
 
 
 class SwarmViewer:
@@ -74,11 +85,11 @@ class SwarmViewer:
         self.index = index
         self.decode = decode
         self.ws: ClientConnection | None = None
-        self.decoder: SegmentDecoder | None = None
+        self.decoder: StreamDecoder | None = None
         self.last_seq: int | None = None
         self.acked_seq = -1
         self.last_ack = 0.0
-        self.welcome: dict[str, Any] | None = None
+        self.welcome: Welcome | None = None
         self.first_frame: float | None = None
         self.arrival = array("d")
         self.first_ts = array("d")
@@ -107,57 +118,67 @@ async def _ack(viewer: SwarmViewer, now: float) -> None:
     seq = viewer.last_seq
     viewer.acked_seq, viewer.last_ack = seq, now
     viewer.acks_sent += 1
-    await viewer.ws.send(f'{{"type":"ack","seq":{seq}}}')
+    await viewer.ws.send(ack(seq))
 
 
 def _on_frame(viewer: SwarmViewer, message: bytes, arrival: float) -> None:
-    (_, flags, header_length, count, first_seq, last_seq, first_ts, last_ts,
-     ingest_ts) = _HEADER.unpack_from(message)
+    header, _ = decode_frame(message)
     if viewer.last_seq is not None:
-        if flags & _RESET:
+        if header.reset:
             viewer.resets += 1
-        elif first_seq != viewer.last_seq + 1:
+        elif header.first_seq != viewer.last_seq + 1:
             viewer.gaps += 1
-    viewer.last_seq = last_seq
+    viewer.last_seq = header.last_seq
     viewer.arrival.append(arrival)
-    viewer.first_ts.append(first_ts)
-    viewer.last_ts.append(last_ts)
-    viewer.ingest_ts.append(ingest_ts)
-    viewer.events.append(count)
-    viewer.batches.append(last_seq - first_seq + 1)
+    viewer.first_ts.append(header.first_ts)
+    viewer.last_ts.append(header.last_ts)
+    viewer.ingest_ts.append(header.ingest_ts)
+    viewer.events.append(header.event_count)
+    viewer.batches.append(header.last_seq - header.first_seq + 1)
     viewer.nbytes += len(message)
-    if viewer.decode and viewer.decoder is not None:
-        text = viewer.decoder.decode(message[header_length:],
-                                     segment_start=bool(flags & _SEGMENT_START))
-        if text.count(b"\n") != last_seq - first_seq + 1:
-            viewer.bench_bad += 1
-        matches = list(_BENCH.finditer(text))
-        if len(matches) != text.count(b'"tag":"bench",'):
-            viewer.bench_bad += 1
-        arrival_ms = arrival * 1000.0
-        for match in matches:
-            index = int(match[1])
-            if index in viewer.bench:
-                viewer.bench_dupes += 1
-            else:
-                viewer.bench[index] = (arrival, arrival_ms - float(match[2]))
-        done = _DONE.search(text)
-        if done is not None:
-            viewer.done = orjson.loads(done[1])
+    if viewer.decoder is not None:
+        _decode(viewer, viewer.decoder, message, arrival)
+
+
+def _decode(viewer: SwarmViewer, decoder: StreamDecoder, message: bytes, arrival: float) -> None:
+    """The sampled viewers read the bench events out of every frame they can decode; after a
+    gap (counted above) nothing decodes until the next RESET frame, and what is missed
+    counts as lost."""
+    try:
+        text = decoder.read(message, arrival * 1000.0).text or b""
+    except SequenceGap:
+        decoder.reset()
+        return
+    except BadFrame:  # its lines do not match its header, or it does not decode
+        viewer.bench_bad += 1
+        decoder.reset()
+        return
+    matches = list(BENCH_EVENT.finditer(text))
+    if len(matches) != text.count(b'"tag":"bench",'):
+        viewer.bench_bad += 1
+    arrival_ms = arrival * 1000.0
+    for match in matches:
+        index = int(match[1])
+        if index in viewer.bench:
+            viewer.bench_dupes += 1
+        else:
+            viewer.bench[index] = (arrival, arrival_ms - float(match[2]))
+    done = BENCH_DONE.search(text)
+    if done is not None:
+        viewer.done = orjson.loads(done[1])
 
 
 async def _run_viewer(viewer: SwarmViewer, url: str, ws_deflate: bool,
                       attached: asyncio.Event, counter: list[int], total: int,
                       gate: asyncio.Semaphore) -> None:
+    options = SocketOptions(compression="deflate" if ws_deflate else None, open_timeout_s=30,
+                            ping_interval_s=None)
     try:
         async with gate:
-            ws = await connect(url, max_size=None, proxy=None, open_timeout=30,
-                               compression="deflate" if ws_deflate else None,
-                               ping_interval=None)
+            ws = await open_socket(url, options)
         viewer.ws = ws
         async with ws:
-            await ws.send(json.dumps({"type": "hello", "protocol": 1, "resume_after": None,
-                                      "token": None, "acks": True}))
+            await ws.send(hello(None, acks=True))
             while True:
                 message = await ws.recv()
                 arrival = time.time()
@@ -171,18 +192,19 @@ async def _run_viewer(viewer: SwarmViewer, url: str, ws_deflate: bool,
                     if arrival - viewer.last_ack >= ACK_EVERY_S:
                         await _ack(viewer, arrival)
                     continue
-                control = json.loads(message)
-                kind = control.get("type")
-                if kind == "welcome":
+                control = parse_control(message)
+                if isinstance(control, Welcome):
                     viewer.welcome = control
                     if viewer.decode:
-                        viewer.decoder = make_decoder(control["codec"])
-                elif kind == "status":
+                        viewer.decoder = StreamDecoder(control.codec)
+                elif isinstance(control, Status):
                     viewer.status_seen += 1
-                elif kind == "reset" and viewer.first_frame is not None:
-                    viewer.reset_messages.append(str(control.get("reason")))
-                elif kind in ("end", "error"):
-                    viewer.closed = f"{kind}: {control.get('reason') or control.get('message')}"
+                elif isinstance(control, Reset) and viewer.first_frame is not None:
+                    viewer.reset_messages.append(control.reason)
+                elif isinstance(control, End):
+                    viewer.closed = f"end: {control.reason}"
+                elif isinstance(control, Error):
+                    viewer.closed = f"error: {control.message}"
     except asyncio.CancelledError:
         raise
     except Exception as exc:  # a closed socket, a refused connect: note it, never raise

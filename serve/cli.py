@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import signal
 import sys
 import threading
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from pipeline.config import Settings
+from serve.client import ApiError, Client, GatewayUnreachable
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -71,7 +72,7 @@ def _up(args: argparse.Namespace) -> int:
         dashboard_url = f"http://127.0.0.1:{settings.dashboard_port}"
         print(f"[rrstream] gateway:        {base}  (API docs: {base}/docs)", flush=True)
         if not args.no_demo:
-            info = httpx.post(f"{base}/demo/start", timeout=60).raise_for_status().json()
+            info = _request(base, lambda client: client.start_demo())
             print(f"[rrstream] demo session:   {info['id']}", flush=True)
             print(f"[rrstream] viewer:         {info['viewer_url']}", flush=True)
         else:
@@ -88,34 +89,35 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _call(args: argparse.Namespace, method: str, path: str, **kwargs: Any) -> int:
-    try:
-        response = httpx.request(method, args.gateway.rstrip("/") + path, timeout=60, **kwargs)
-    except httpx.HTTPError as exc:
-        print(f"rrstream: cannot reach the gateway at {args.gateway}: {exc}", file=sys.stderr)
-        return 2
-    body = response.json() if response.content else None
-    if response.is_error:
-        detail = body.get("message") or body.get("detail") if isinstance(body, dict) else body
-        print(f"rrstream: HTTP {response.status_code}: {detail}", file=sys.stderr)
-        return 1
+def _request(gateway: str, call: Callable[[Client], Awaitable[Any]]) -> Any:
+    """One REST call through the client, from this synchronous command."""
+    async def run() -> Any:
+        async with Client(gateway, timeout=60) as client:
+            return await call(client)
+
+    return asyncio.run(run())
+
+
+def _print_json(body: Any) -> None:
     print(json.dumps(body, indent=2))
+
+
+def _call(args: argparse.Namespace, call: Callable[[Client], Awaitable[Any]],
+          show: Callable[[Any], None] = _print_json) -> int:
+    """Runs `call` and shows its answer; 1 for an HTTP error, 2 for no answer."""
+    try:
+        body = _request(args.gateway, call)
+    except GatewayUnreachable as exc:
+        print(f"rrstream: {exc}", file=sys.stderr)
+        return 2
+    except ApiError as exc:
+        print(f"rrstream: HTTP {exc.status}: {exc.message}", file=sys.stderr)
+        return 1
+    show(body)
     return 0
 
 
-def _status(args: argparse.Namespace) -> int:
-    try:
-        response = httpx.get(args.gateway.rstrip("/") + "/pool", timeout=30)
-    except httpx.HTTPError as exc:
-        print(f"rrstream: cannot reach the gateway at {args.gateway}: {exc}", file=sys.stderr)
-        return 2
-    if response.is_error:
-        print(f"rrstream: HTTP {response.status_code}: {response.text}", file=sys.stderr)
-        return 1
-    pool = response.json()
-    if args.json:
-        print(json.dumps(pool, indent=2))
-        return 0
+def _print_pool(pool: dict[str, Any]) -> None:
     print(f"browser slots: {pool['slots_used']} used of {pool['slots_total']}"
           f" ({max(pool['slots_total'] - pool['slots_used'], 0)} free); "
           f"queue: {len(pool['queue'])} (when full: {pool['when_full']})")
@@ -129,25 +131,28 @@ def _status(args: argparse.Namespace) -> int:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=False)) + "  " + row[-1])
     if pool["queue"]:
         print("queued: " + " ".join(pool["queue"]))
-    return 0
+
+
+def _status(args: argparse.Namespace) -> int:
+    return _call(args, lambda client: client.pool(), _print_json if args.json else _print_pool)
 
 
 def _session_start(args: argparse.Namespace) -> int:
     steps = json.loads(args.steps.read_text()) if args.steps else []
-    return _call(args, "POST", "/sessions", json={"url": args.url, "steps": steps,
-                                                  "name": args.name})
+    return _call(args, lambda client: client.create_session(args.url, steps=steps,
+                                                            name=args.name))
 
 
 def _session_list(args: argparse.Namespace) -> int:
-    return _call(args, "GET", "/sessions")
+    return _call(args, lambda client: client.sessions())
 
 
 def _session_show(args: argparse.Namespace) -> int:
-    return _call(args, "GET", f"/sessions/{args.session_id}")
+    return _call(args, lambda client: client.session(args.session_id))
 
 
 def _session_stop(args: argparse.Namespace) -> int:
-    return _call(args, "DELETE", f"/sessions/{args.session_id}")
+    return _call(args, lambda client: client.stop_session(args.session_id))
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ import httpx
 import pytest
 
 from pipeline.config import Settings
+from serve.client import Client
 
 _RECORDINGS_DIR = pytest.StashKey[str]()
 
@@ -70,6 +71,13 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
 async def api(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as client:
         yield client
+
+
+@pytest.fixture
+async def client(stack: Stack) -> AsyncIterator[Client]:
+    """The project's own client (serve/client) on the stack: REST calls and viewers."""
+    async with Client(stack.base_url, timeout=60) as rrstream:
+        yield rrstream
 
 
 @contextlib.contextmanager

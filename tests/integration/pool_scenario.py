@@ -40,8 +40,8 @@ async def queue(base: str, site: str) -> dict:
         assert pool["queue"] == [second["id"], third["id"]], pool
         assert (pool["slots_total"], pool["slots_used"]) == (1, 1), pool
         out = io.StringIO()
-        with contextlib.redirect_stdout(out):
-            assert cli(["status", "--gateway", base]) == 0
+        with contextlib.redirect_stdout(out):  # the command runs its own event loop
+            assert await asyncio.to_thread(cli, ["status", "--gateway", base]) == 0
         status_text = out.getvalue()
         assert "1 used of 1 (0 free); queue: 2" in status_text, status_text
         assert first["id"] in status_text and second["id"] in status_text

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import ipaddress
 import json
+from collections.abc import Callable
 
 import orjson
 import psutil
@@ -13,41 +14,17 @@ import pytest
 import ray
 import websockets
 
-from pipeline.codec import make_decoder
-from pipeline.protocol import decode_frame
+from pipeline.protocol import End
+from serve.client import Connection, StreamClosed, Viewer
 from tests.conftest import wait_for_state
 
 
-async def hello(ws, resume_after: int | None = None) -> dict:
-    """Says hello; returns the welcome (status messages may come first while the session
-    waits for a browser slot)."""
-    await ws.send(json.dumps({"type": "hello", "protocol": 1, "resume_after": resume_after}))
-    async with asyncio.timeout(60):
-        while True:
-            reply = json.loads(await ws.recv())
-            if reply["type"] != "status":
-                return reply
-
-
-async def read_events(ws, until, codec: str, timeout_s: float = 30.0) -> list[dict]:
-    """Decodes frames until `until(events)` holds; returns every event received."""
-    decoder = make_decoder(codec)
-    events: list[dict] = []
-    last_seq = None
+async def read_until(conn: Connection, until: Callable[[], bool], timeout_s: float = 30.0) -> None:
+    """Applies what arrives until `until()` holds. The client checks each frame: a gap or a
+    duplicate raises SequenceGap, a frame whose events are not its header's count BadFrame."""
     async with asyncio.timeout(timeout_s):
-        while not until(events):
-            message = await ws.recv()
-            if isinstance(message, str):
-                continue
-            header, payload = decode_frame(message)
-            if last_seq is not None and not header.reset:
-                assert header.first_seq == last_seq + 1, "gap or duplicate in the stream"
-            last_seq = header.last_seq
-            text = decoder.decode(payload, segment_start=header.segment_start)
-            batch = [e for line in text.splitlines() for e in orjson.loads(line)]
-            assert len(batch) == header.event_count
-            events += batch
-    return events
+        while not until():
+            await conn.receive()
 
 
 async def test_session_lifecycle_and_named_actors(api, stack, demo_site) -> None:
@@ -187,7 +164,8 @@ async def test_frames_are_not_deflated_again_in_the_socket(stack) -> None:
         assert ws.protocol.extensions == []
 
 
-async def test_stream_delivers_the_page_in_order_to_several_viewers(api, stack, demo_site):
+async def test_stream_delivers_the_page_in_order_to_several_viewers(api, client, stack,
+                                                                    demo_site):
     sid = (await api.post("/sessions", json={
         "url": f"{demo_site.url}/list.html",
         "steps": [{"action": "click", "selector": "#add-item"}] * 3 + [
@@ -195,11 +173,11 @@ async def test_stream_delivers_the_page_in_order_to_several_viewers(api, stack, 
     })).json()["id"]
 
     async def watch() -> list[dict]:
-        async with websockets.connect(f"{stack.ws_url}/sessions/{sid}/stream") as ws:
-            welcome = await hello(ws)
-            assert welcome["type"] == "welcome" and welcome["codec"] == stack.settings.codec
-            return await read_events(ws, lambda ev: "Item 3" in orjson.dumps(ev).decode(),
-                                     welcome["codec"])
+        viewer = client.viewer(sid)
+        async with await viewer.connect() as conn:
+            assert conn.welcome is not None and conn.welcome.codec == stack.settings.codec
+            await read_until(conn, lambda: "Item 3" in orjson.dumps(viewer.events()).decode())
+        return viewer.events()
 
     first, second = await asyncio.gather(watch(), watch())
     for events in (first, second):
@@ -209,43 +187,28 @@ async def test_stream_delivers_the_page_in_order_to_several_viewers(api, stack, 
     await api.delete(f"/sessions/{sid}")
 
 
-async def test_resume_continues_without_gap_and_end_closes_1000(api, stack, demo_site):
+async def test_resume_continues_without_gap_and_end_closes_1000(api, client, demo_site):
     sid = (await api.post("/sessions", json={"url": f"{demo_site.url}/list.html"})).json()["id"]
-    url = f"{stack.ws_url}/sessions/{sid}/stream"
-    async with websockets.connect(url) as ws:
-        welcome = await hello(ws)
-        events = await read_events(ws, lambda ev: sum(e["type"] == 3 for e in ev) >= 3,
-                                   welcome["codec"])
-    seen_last = None
-    async with websockets.connect(url) as ws:
-        welcome = await hello(ws)
-        decoder = make_decoder(welcome["codec"])
-        async with asyncio.timeout(30):
-            while seen_last is None:
-                message = await ws.recv()
-                if isinstance(message, bytes):
-                    header, payload = decode_frame(message)
-                    decoder.decode(payload, segment_start=header.segment_start)
-                    seen_last = header.last_seq
-    assert events
-    async with websockets.connect(url) as ws:
-        welcome = await hello(ws, resume_after=seen_last)
-        assert welcome["resume"] == "continue"
+    first = client.viewer(sid)
+    async with await first.connect() as conn:
+        await read_until(conn, lambda: sum(e["type"] == 3 for e in first.events()) >= 3)
+    viewer = client.viewer(sid)
+    async with await viewer.connect() as conn:
+        await conn.next_frame(30)
+    seen_last = viewer.last_seq
+    assert first.events() and seen_last is not None
+    conn = await viewer.connect()  # says hello with resume_after: seen_last
+    assert conn.welcome is not None and conn.welcome.resume == "continue"
+    frame = await conn.next_frame(30)
+    assert frame.header.first_seq == seen_last + 1 and not frame.header.reset
+    await api.delete(f"/sessions/{sid}")
+    with pytest.raises(StreamClosed) as closed:
         async with asyncio.timeout(30):
             while True:
-                message = await ws.recv()
-                if isinstance(message, bytes):
-                    header, _ = decode_frame(message)
-                    assert header.first_seq == seen_last + 1 and not header.reset
-                    break
-        await api.delete(f"/sessions/{sid}")
-        with pytest.raises(websockets.ConnectionClosed) as closed:
-            async with asyncio.timeout(30):
-                while True:
-                    message = await ws.recv()
-                    if isinstance(message, str) and json.loads(message)["type"] == "end":
-                        assert json.loads(message)["reason"] == "stopped"
-    assert closed.value.rcvd.code == 1000
+                message = await conn.receive()
+                if isinstance(message, End):
+                    assert message.reason == "stopped"
+    assert closed.value.code == 1000 and viewer.end is not None
 
 
 async def test_seed_demo_endpoints(api, stack) -> None:
@@ -255,12 +218,13 @@ async def test_seed_demo_endpoints(api, stack) -> None:
     info = await wait_for_state(api, sid, {"running", "idle"})
     assert info["start_url"].startswith("http://127.0.0.1:")
     assert (await api.get(f"/demo/status/{sid}")).json()["id"] == sid
-    async with websockets.connect(f"{stack.ws_url}/demo/stream?session_id={sid}") as ws:
-        welcome = await hello(ws)
-        assert welcome["session_id"] == sid
-        await read_events(ws, lambda ev: any(e["type"] == 2 for e in ev), welcome["codec"])
-    async with websockets.connect(f"{stack.ws_url}/demo/stream") as ws:
-        assert (await hello(ws))["session_id"] == sid  # the newest live demo session
+    viewer = Viewer(f"{stack.ws_url}/demo/stream?session_id={sid}")
+    async with await viewer.connect() as conn:
+        assert conn.welcome is not None and conn.welcome.session_id == sid
+        await read_until(conn, lambda: any(e["type"] == 2 for e in viewer.events()))
+    async with await Viewer(f"{stack.ws_url}/demo/stream").connect() as conn:
+        assert conn.welcome is not None
+        assert conn.welcome.session_id == sid  # the newest live demo session
     assert (await api.post(f"/demo/stop/{sid}")).json()["state"] == "stopped"
 
 

@@ -15,9 +15,9 @@ Needs root, sshd, rsync and unshare (Debian: `apt-get install openssh-server rsy
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import fcntl
-import json
 import os
 import shutil
 import signal
@@ -33,6 +33,8 @@ import httpx
 import psutil
 import pytest
 import yaml
+
+from serve.client import Viewer
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -229,17 +231,13 @@ def test_serve_deploy_streams_a_session_through_haproxy(cluster: LoopbackCluster
 
 def _assert_streams(url: str) -> None:
     """A viewer gets `welcome`, then compressed batches (protocol v1)."""
-    from websockets.sync.client import connect
+    async def watch() -> None:
+        viewer = Viewer(url, acks=False, open_timeout_s=30)
+        async with await viewer.connect() as conn:
+            for _ in range(2):
+                await conn.next_frame(30)
 
-    with connect(url, open_timeout=30) as ws:
-        ws.send(json.dumps({"type": "hello", "protocol": 1, "resume_after": None,
-                            "token": None, "acks": False}))
-        first = json.loads(ws.recv(timeout=30))
-        assert first["type"] == "welcome", first
-        frames = 0
-        while frames < 2:
-            if isinstance(ws.recv(timeout=30), bytes):
-                frames += 1
+    asyncio.run(watch())
 
 
 def test_ray_down_stops_the_cluster(cluster: LoopbackCluster) -> None:

@@ -8,44 +8,28 @@ import json
 import time
 
 import pytest
-import websockets
 
-from pipeline.codec import make_decoder
-from pipeline.protocol import CloseCode, decode_frame
-from pipeline.recording import iter_frames
-from tests.integration.test_api import hello
+from pipeline.protocol import CloseCode, End, Reset
+from serve.client import Frame, StreamClosed, Viewer, stored_frames
 
 
-async def watch_until_end(url: str) -> dict[int, str]:
-    """A live viewer from its join to the session's end: batch text by sequence number."""
-    batches: dict[int, str] = {}
-    async with websockets.connect(url, max_size=None) as ws:
-        welcome = await hello(ws)
-        assert welcome["type"] == "welcome", welcome
-        decoder = make_decoder(welcome["codec"])
-        with pytest.raises(websockets.ConnectionClosedOK):
-            async with asyncio.timeout(90):
-                while True:
-                    message = await ws.recv()
-                    if isinstance(message, str):
-                        continue
-                    header, payload = decode_frame(message)
-                    text = decoder.decode(payload, segment_start=header.segment_start)
-                    lines = text.decode().splitlines()
-                    batches.update(zip(range(header.first_seq, header.last_seq + 1), lines,
-                                       strict=True))
-    return batches
+def batches(frames: list[Frame]) -> dict[int, str]:
+    return {seq: line.decode() for frame in frames for seq, line in frame.batches}
+
+
+async def watch_until_end(viewer: Viewer) -> dict[int, str]:
+    """A live viewer from its join to the session's end: batch text by sequence number.
+    `run()` returns only when the stream ended with 1000; it raises for anything else."""
+    async with asyncio.timeout(90):
+        await viewer.run()
+    assert viewer.close_code == 1000
+    return batches(viewer.frames)
 
 
 def recorded_batches(frames: bytes, codec: str) -> dict[int, str]:
-    decoder = make_decoder(codec)
-    batches: dict[int, str] = {}
-    for frame in iter_frames(frames):
-        header, payload = decode_frame(frame)
-        lines = decoder.decode(payload, segment_start=header.segment_start).decode().splitlines()
-        assert len(lines) == 1 and header.first_seq == header.last_seq
-        batches[header.first_seq] = lines[0]
-    return batches
+    stored = list(stored_frames(frames, codec))
+    assert all(f.header.first_seq == f.header.last_seq for f in stored), "one batch a record"
+    return batches(stored)
 
 
 async def wait_until_finished(api, sid: str) -> dict:
@@ -56,14 +40,15 @@ async def wait_until_finished(api, sid: str) -> dict:
     return info
 
 
-async def test_a_session_is_recorded_listed_fetched_and_deleted(api, stack, demo_site) -> None:
+async def test_a_session_is_recorded_listed_fetched_and_deleted(api, client, stack,
+                                                                demo_site) -> None:
     response = await api.post("/sessions", json={
         "url": f"{demo_site.url}/list.html",
         "steps": [{"action": "click", "selector": "#add-item"}, {"action": "wait", "ms": 700}] * 4,
     })
     assert response.status_code == 201, response.text
     sid = response.json()["id"]
-    viewer = asyncio.create_task(watch_until_end(f"{stack.ws_url}/sessions/{sid}/stream"))
+    viewer = asyncio.create_task(watch_until_end(client.viewer(sid, on_gap="raise")))
     deadline = time.monotonic() + 60
     while (await api.get(f"/sessions/{sid}")).json()["events"] == 0:
         assert time.monotonic() < deadline, "the session recorded nothing"
@@ -115,7 +100,7 @@ async def test_a_file_name_is_not_a_recording_id(api, path) -> None:
     assert response.json()["detail"].startswith("no recording with id")
 
 
-async def test_a_recording_replays_in_real_time_over_protocol_v1(api, stack, demo_site) -> None:
+async def test_a_recording_replays_in_real_time_over_protocol_v1(api, client, demo_site) -> None:
     sid = (await api.post("/sessions", json={
         "url": f"{demo_site.url}/list.html", "close_when_done": True,
         "steps": [{"action": "wait", "ms": 500}, {"action": "click", "selector": "#add-item"},
@@ -126,33 +111,20 @@ async def test_a_recording_replays_in_real_time_over_protocol_v1(api, stack, dem
     recorded = recorded_batches((await api.get(f"/recordings/{sid}/frames")).content,
                                 info["codec"])
 
-    controls: list[dict] = []
-    replayed: dict[int, str] = {}
-    arrivals: list[tuple[float, float, float]] = []  # (received, first_ts, last_ts)
-    async with websockets.connect(f"{stack.ws_url}/recordings/{sid}/stream",
-                                  max_size=None) as ws:
-        welcome = await hello(ws)
-        assert welcome["type"] == "welcome", welcome
-        assert (welcome["codec"], welcome["resume"], welcome["session_id"]) == (
-            info["codec"], "reset", sid)
-        decoder = make_decoder(welcome["codec"])
-        with pytest.raises(websockets.ConnectionClosedOK) as closed:
-            async with asyncio.timeout(60):
-                while True:
-                    message = await ws.recv()
-                    if isinstance(message, str):
-                        controls.append(json.loads(message))
-                        continue
-                    header, payload = decode_frame(message)
-                    arrivals.append((time.monotonic(), header.first_ts, header.last_ts))
-                    if not replayed:
-                        assert header.reset and header.segment_start
-                    text = decoder.decode(payload, segment_start=header.segment_start)
-                    replayed.update(zip(range(header.first_seq, header.last_seq + 1),
-                                        text.decode().splitlines(), strict=True))
-    assert closed.value.rcvd.code == 1000
-    assert controls[0] == {"type": "reset", "reason": "join", "seq": 1}
-    assert controls[-1] == {"type": "end", "reason": "stopped", "state": "stopped"}
+    replay = client.replay(sid, on_gap="raise")
+    async with asyncio.timeout(60):
+        await replay.run()  # returns at close 1000, raises for anything else
+    assert replay.close_code == 1000
+    assert replay.welcome is not None and len(replay.welcomes) == 1
+    assert (replay.welcome.codec, replay.welcome.resume, replay.welcome.session_id) == (
+        info["codec"], "reset", sid)
+    controls = replay.controls[1:]  # after the welcome
+    assert replay.frames[0].header.reset and replay.frames[0].header.segment_start
+    replayed = batches(replay.frames)
+    arrivals = [(f.arrival_ms / 1000.0, f.header.first_ts, f.header.last_ts)
+                for f in replay.frames if f.arrival_ms is not None]
+    assert controls[0] == Reset(reason="join", seq=1)
+    assert controls[-1] == End(reason="stopped", state="stopped")
     assert replayed == recorded
     # Paced by the page's clock: each frame leaves when its newest event is as far from
     # the first event as it was in the page, never earlier, and not much later (the
@@ -164,10 +136,10 @@ async def test_a_recording_replays_in_real_time_over_protocol_v1(api, stack, dem
     assert (arrivals[-1][2] - first_ts) > 1500  # the session's waits are in the replay
 
 
-async def test_replaying_an_unknown_recording_closes_4404(stack) -> None:
-    async with websockets.connect(f"{stack.ws_url}/recordings/nosuchid/stream") as ws:
-        with pytest.raises(websockets.ConnectionClosed) as closed:
-            await asyncio.wait_for(ws.recv(), 10)
-            await asyncio.wait_for(ws.recv(), 10)
-    assert closed.value.rcvd.code == CloseCode.UNKNOWN_SESSION
-    assert "no recording with id 'nosuchid'" in closed.value.rcvd.reason
+async def test_replaying_an_unknown_recording_closes_4404(client) -> None:
+    replay = client.replay("nosuchid")
+    with pytest.raises(StreamClosed) as closed:
+        async with asyncio.timeout(20):
+            await replay.run()
+    assert closed.value.code == CloseCode.UNKNOWN_SESSION == replay.close_code
+    assert "no recording with id 'nosuchid'" in closed.value.reason

@@ -7,12 +7,12 @@ import asyncio
 import orjson
 import psutil
 
-from pipeline.codec import make_decoder
 from pipeline.config import Settings
 from pipeline.models import SessionSpec, SessionState, StepState
-from pipeline.protocol import PageBatch
+from pipeline.protocol import PageBatch, encode_frame
 from pipeline.session import BrowserSession
 from pipeline.stream import SessionStream
+from serve.client import StreamDecoder
 
 
 class StreamerSink:
@@ -37,11 +37,12 @@ def chromium_pids() -> set[int]:
 
 
 async def recorded_events(streamer: SessionStream) -> list[dict]:
-    result = await streamer.read(0, 0)
-    decoder = make_decoder(streamer.codec())
-    text = b"".join(decoder.decode(c.payload, segment_start=c.segment_start)
-                    for c in result.chunks)
-    return [event for line in text.splitlines() for event in orjson.loads(line)]
+    """Everything the stream holds, framed and read as a viewer reads it."""
+    decoder = StreamDecoder(streamer.codec())
+    frames = [decoder.read(encode_frame(streamer.session_id, [chunk]), None,
+                           starts_over=index == 0)
+              for index, chunk in enumerate((await streamer.read(0, 0)).chunks)]
+    return [event for frame in frames for event in frame.events]
 
 
 async def test_records_pages_frames_and_workflow(demo_site) -> None:

@@ -1,0 +1,60 @@
+"""What a protocol v1 client says and reads as text: one place builds `hello` and `ack`,
+one place parses the server's control messages into the typed models of
+pipeline/protocol.py, which the gateway sends from."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import Field, TypeAdapter, ValidationError
+
+from pipeline.protocol import (
+    PROTOCOL_VERSION,
+    Ack,
+    CloseCode,
+    End,
+    Error,
+    Hello,
+    Reset,
+    Status,
+    Welcome,
+)
+from serve.client.errors import ProtocolError
+
+ControlMessage = Welcome | Status | Reset | End | Error
+_CONTROL: TypeAdapter[ControlMessage] = TypeAdapter(
+    Annotated[ControlMessage, Field(discriminator="type")])
+
+# Closes after which reconnecting cannot help: the session ended, or the server refused
+# this client (bad hello, token refused, forbidden, unknown id). 4403 is reserved for
+# access control that answers "forbidden".
+FINAL_CLOSE_CODES = frozenset({CloseCode.SESSION_ENDED, CloseCode.BAD_HELLO,
+                               CloseCode.UNAUTHORIZED, 4403, CloseCode.UNKNOWN_SESSION})
+# What a client closes with when it leaves a connection to open another (RFC 6455 lets
+# applications use 4000-4999; the web viewer uses the same).
+CLIENT_RECONNECTS = 4000
+
+
+def hello(resume_after: int | None, *, acks: bool, token: str | None = None) -> str:
+    """The first message on every connection."""
+    return Hello(protocol=PROTOCOL_VERSION, resume_after=resume_after, token=token,
+                 acks=acks).model_dump_json()
+
+
+def ack(seq: int) -> str:
+    """"I applied every batch up to `seq`" (flow control)."""
+    return Ack(seq=seq).model_dump_json()
+
+
+def parse_control(text: str | bytes) -> ControlMessage:
+    """A text frame from the server as its typed message."""
+    try:
+        return _CONTROL.validate_json(text)
+    except ValidationError as exc:
+        shown = text[:200] if isinstance(text, str) else text[:200].decode(errors="replace")
+        raise ProtocolError(f"unreadable control message {shown!r}: "
+                            f"{exc.errors()[0]['msg']}") from None
+
+
+__all__ = ["CLIENT_RECONNECTS", "FINAL_CLOSE_CODES", "ControlMessage", "ack", "hello",
+           "parse_control"]

@@ -1,0 +1,180 @@
+"""The REST half of the client: one call per endpoint of the gateway's API (README, "REST").
+
+Answers are the JSON the gateway sent (dicts and lists, as documented at `/docs`); an
+error status raises ApiError, no answer raises GatewayUnreachable. The same Client builds
+the Viewers of its sessions and recordings, with the same headers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Collection, Mapping
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+
+from serve.client.errors import ApiError, GatewayUnreachable
+from serve.client.viewer import Viewer
+
+JSON = Any
+
+
+def api_error(response: httpx.Response) -> ApiError:
+    """The error a response stands for: its JSON `message`, else `detail`, else the body."""
+    detail: Any = None
+    message = ""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        detail = body.get("detail")
+        message = body.get("message") or (detail if isinstance(detail, str) else "")
+        if not message and detail is not None:
+            message = str(detail)
+    if not message:
+        message = response.text.strip() or response.reason_phrase or "no reason given"
+    return ApiError(response.status_code, message, detail)
+
+
+def _transient(exc: Exception) -> bool:
+    """While a gateway replica or the registry is replaced, the API answers 5xx or not at
+    all for a moment; a wait rides that out."""
+    return isinstance(exc, GatewayUnreachable) or (isinstance(exc, ApiError)
+                                                   and exc.status >= 500)
+
+
+class Client:
+    """rrstream's REST API at `base_url` (http://host:port), as an async context manager."""
+
+    def __init__(self, base_url: str, *, timeout: float = 60.0,
+                 headers: Mapping[str, str] | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.headers: dict[str, str] = dict(headers or {})  # every request and socket
+        self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
+                                       headers=self.headers)
+
+    @property
+    def ws_url(self) -> str:
+        """The base of the stream URLs: ws:// for http://, wss:// for https://."""
+        return "ws" + self.base_url.removeprefix("http")
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Client:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # -- sessions --------------------------------------------------------------------------
+
+    async def create_session(self, url: str, **spec: Any) -> dict[str, Any]:
+        """POST /sessions: `url` and the rest of the spec (`steps`, `name`, `viewport`,
+        `close_when_done`, `max_duration_s`, ...) as the API documents them."""
+        return await self._json("POST", "/sessions", json={"url": url, **spec})
+
+    async def session(self, session_id: str) -> dict[str, Any]:
+        return await self._json("GET", f"/sessions/{_id(session_id)}")
+
+    async def sessions(self) -> list[dict[str, Any]]:
+        return await self._json("GET", "/sessions")
+
+    async def stop_session(self, session_id: str) -> dict[str, Any]:
+        """DELETE /sessions/{id}: stops it (stopping an ended session is fine)."""
+        return await self._json("DELETE", f"/sessions/{_id(session_id)}")
+
+    async def wait_for_session(self, session_id: str, predicate: Callable[[dict[str, Any]], bool],
+                               timeout_s: float = 60.0, *, poll_s: float = 0.25) -> dict[str, Any]:
+        """Polls GET /sessions/{id} until `predicate(info)` holds; returns that info. A 5xx
+        or no answer is retried until the deadline; a 4xx (an unknown id) raises at once."""
+        deadline = time.monotonic() + timeout_s
+        last: Any = None
+        while True:
+            try:
+                last = await self.session(session_id)
+                if predicate(last):
+                    return last
+            except (ApiError, GatewayUnreachable) as exc:
+                if not _transient(exc):
+                    raise
+                last = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"session {session_id}: not there within {timeout_s:g} s; "
+                                   f"last seen: {last}")
+            await asyncio.sleep(poll_s)
+
+    async def wait_for_state(self, session_id: str, states: Collection[str],
+                             timeout_s: float = 60.0) -> dict[str, Any]:
+        """Waits until the session's `state` is one of `states`."""
+        return await self.wait_for_session(session_id, lambda info: info["state"] in states,
+                                           timeout_s)
+
+    async def pool(self) -> dict[str, Any]:
+        return await self._json("GET", "/pool")
+
+    async def healthz(self) -> dict[str, Any]:
+        return await self._json("GET", "/healthz")
+
+    async def start_demo(self) -> dict[str, Any]:
+        """POST /demo/start: the built-in demo workflow on the bundled demo site."""
+        return await self._json("POST", "/demo/start")
+
+    # -- recordings ------------------------------------------------------------------------
+
+    async def recordings(self) -> list[dict[str, Any]]:
+        return await self._json("GET", "/recordings")
+
+    async def recording(self, recording_id: str) -> dict[str, Any]:
+        return await self._json("GET", f"/recordings/{_id(recording_id)}")
+
+    async def delete_recording(self, recording_id: str) -> None:
+        await self._call("DELETE", f"/recordings/{_id(recording_id)}")
+
+    async def recording_frames(self, recording_id: str) -> bytes:
+        """The stored frames file as the node wrote it; `serve.client.stored_frames` reads it."""
+        return (await self._call("GET", f"/recordings/{_id(recording_id)}/frames")).content
+
+    # -- streams ---------------------------------------------------------------------------
+
+    def stream_url(self, session_id: str) -> str:
+        return f"{self.ws_url}/sessions/{_id(session_id)}/stream"
+
+    def replay_url(self, recording_id: str) -> str:
+        return f"{self.ws_url}/recordings/{_id(recording_id)}/stream"
+
+    def viewer(self, session_id: str, **options: Any) -> Viewer:
+        """A Viewer of the session's live stream (options: see Viewer)."""
+        return Viewer(self.stream_url(session_id), headers=self.headers, **options)
+
+    def replay(self, recording_id: str, **options: Any) -> Viewer:
+        """A Viewer of the recording replayed in real time. A replay sends no `status`, and
+        nothing while the page was still, so it has no idle watchdog unless asked."""
+        return Viewer(self.replay_url(recording_id), headers=self.headers,
+                      **{"idle_timeout_s": None, **options})
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    async def _json(self, method: str, path: str, *, json: JSON = None) -> Any:
+        return (await self._call(method, path, json=json)).json()
+
+    async def _call(self, method: str, path: str, *, json: JSON = None) -> httpx.Response:
+        try:
+            response = await self._http.request(method, path, json=json)
+        except httpx.TimeoutException as exc:
+            raise GatewayUnreachable(self.base_url, f"no answer in time ({exc})") from exc
+        except httpx.HTTPError as exc:
+            raise GatewayUnreachable(self.base_url, str(exc) or type(exc).__name__) from exc
+        if response.is_error:
+            raise api_error(response)
+        return response
+
+
+def _id(value: str) -> str:
+    return quote(value, safe="")
+
+
+__all__ = ["Client", "api_error"]
