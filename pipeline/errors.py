@@ -17,6 +17,8 @@ RRStreamError
 
 from __future__ import annotations
 
+import sys
+
 
 class RRStreamError(Exception):
     """Root of every error rrstream raises on purpose."""
@@ -131,7 +133,7 @@ def describe_error(exc: BaseException) -> str:
     if isinstance(exc, RRStreamError):
         return str(exc)
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    for kind, words in _WORDS:
+    for kind, words in _ray_words():
         if isinstance(exc, kind):
             return words
     if isinstance(exc, TimeoutError):
@@ -145,10 +147,12 @@ def describe_error(exc: BaseException) -> str:
 
 
 def _ray_words() -> list[tuple[type[BaseException], str]]:
-    try:
-        from ray import exceptions as rex
-    except ImportError:  # a client without Ray installed
+    """Ray's errors in words; Ray is imported only once one is described (the Python
+    client, serve/client, imports no Ray)."""
+    if "ray" not in sys.modules:
         return []
+    from ray import exceptions as rex
+
     return [
         (rex.ActorUnavailableError, "the actor is not answering (it is being restarted)"),
         (rex.ActorDiedError, "the actor died unexpectedly (its process was killed or its "
@@ -157,9 +161,6 @@ def _ray_words() -> list[tuple[type[BaseException], str]]:
         (rex.GetTimeoutError, "timed out waiting for an actor"),
         (rex.ObjectLostError, "a result was lost with its node"),
     ]
-
-
-_WORDS = _ray_words()
 
 
 def unwrap(exc: BaseException) -> BaseException:
