@@ -9,6 +9,7 @@ RRStreamError
  ├── InvalidTransition
  ├── BrowserNotFound
  ├── BrowserLaunchError
+ ├── NavigationFailed
  └── StepFailed
 """
 
@@ -87,6 +88,15 @@ class BrowserLaunchError(RRStreamError):
         super().__init__(f"could not launch {where}: {reason}")
 
 
+class NavigationFailed(RRStreamError):
+    """A page did not open: the host is unreachable, it did not answer in time, it answered
+    an HTTP error, or the URL is a download."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url, self.reason = url, reason
+        super().__init__(f"could not open {url}: {reason}")
+
+
 class StepFailed(RRStreamError):
     def __init__(self, session_id: str, index: int, action: str, reason: str) -> None:
         self.session_id, self.index, self.action, self.reason = session_id, index, action, reason
@@ -103,6 +113,7 @@ __all__ = [
     "BrowserLaunchError",
     "BrowserNotFound",
     "InvalidTransition",
+    "NavigationFailed",
     "PoolFull",
     "RecordingInProgress",
     "RecordingNotFound",
