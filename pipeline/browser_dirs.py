@@ -33,23 +33,31 @@ def browsers_root() -> Path:
     return Path(tempfile.gettempdir()) / ROOT_NAME
 
 
-def _start_ticks(process: psutil.Process) -> int:
-    return int(process.create_time() * 100)
+def _start_ticks(process: psutil.Process) -> str:
+    """When the process started, in 10 ms ticks, base 36 (8 characters)."""
+    ticks, digits = int(process.create_time() * 100), ""
+    while ticks:
+        ticks, digit = divmod(ticks, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[digit] + digits
+    return digits or "0"
 
 
 class BrowserDir:
     """A directory under browsers_root() owned by this process, named
-    `<pid>-<start time>-<purpose>-<random>`."""
+    `<pid>-<start time>-<purpose>-<random>`. Short: Chromium puts a Unix socket a few levels
+    below it, and a socket's path may not pass 107 bytes."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
 
     @classmethod
     def create(cls, purpose: str, root: Path | None = None) -> BrowserDir:
+        """`purpose`: a word such as "host" or "session" (at most 8 letters)."""
+        if not purpose.isalpha() or len(purpose) > 8:
+            raise ValueError(f"a browser directory's purpose is a short word, not {purpose!r}")
         me = psutil.Process()
-        safe = "".join(c if c.isalnum() else "_" for c in purpose)[:40]
         path = (root or browsers_root()) / (
-            f"{me.pid}-{_start_ticks(me)}-{safe}-{secrets.token_hex(3)}")
+            f"{me.pid}-{_start_ticks(me)}-{purpose}-{secrets.token_hex(2)}")
         path.mkdir(parents=True)
         return cls(path)
 
@@ -71,9 +79,9 @@ class BrowserDir:
 
 def _owner_alive(name: str) -> bool:
     pid_text, _, rest = name.partition("-")
-    ticks_text = rest.partition("-")[0]
+    ticks = rest.partition("-")[0]
     try:
-        pid, ticks = int(pid_text), int(ticks_text)
+        pid = int(pid_text)
     except ValueError:
         return True  # not ours: leave it alone
     try:

@@ -104,12 +104,13 @@ class BrowserHost:
     async def _launch(self, executable: str | None) -> None:
         await self._stop_server()  # what is left of a dead one goes first
         settings = self._settings
+        # SIGTERM makes the server close Chromium (which deletes its profile) and exit.
         config = {"headless": settings.headless, "args": launch_args(settings),
-                  "host": "127.0.0.1", "handleSIGINT": False, "handleSIGTERM": False,
+                  "host": "127.0.0.1", "handleSIGINT": False, "handleSIGTERM": True,
                   "handleSIGHUP": False}
         if executable:
             config["executablePath"] = executable
-        self._dir = temp = await asyncio.to_thread(BrowserDir.create, "browser-server")
+        self._dir = temp = await asyncio.to_thread(BrowserDir.create, "host")
         name = temp.path / "launch.json"
         name.write_bytes(orjson.dumps(config))
         node, cli = compute_driver_executable()

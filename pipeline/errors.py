@@ -69,7 +69,7 @@ class PoolFull(RRStreamError):
 class InvalidTransition(RRStreamError):
     def __init__(self, component: str, current: str, requested: str) -> None:
         self.component, self.current, self.requested = component, current, requested
-        super().__init__(f"{component}: cannot go from {current!r} to {requested!r}")
+        super().__init__(f"{component}: cannot go from '{current}' to '{requested}'")
 
 
 class BrowserNotFound(RRStreamError):

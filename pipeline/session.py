@@ -352,7 +352,7 @@ class BrowserSession:
     async def _ensure_playwright(self) -> Playwright:
         if self._playwright is None:
             await asyncio.to_thread(sweep)
-            self._dir = await asyncio.to_thread(BrowserDir.create, f"session-{self.session_id}")
+            self._dir = await asyncio.to_thread(BrowserDir.create, "session")
             self._playwright = await start_playwright(self._settings, self._dir.path)
         return self._playwright
 

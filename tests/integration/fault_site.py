@@ -78,8 +78,12 @@ document.getElementById("add").onclick = () => {
 </script>""", head=f"<script>{_MO_BREAKERS[how]}</script>")
 
 
-def _huge_page(nodes: int) -> str:
-    # Built while parsing, so the first snapshot (at `load`) is of the whole of it.
+def _huge_page(nodes: int, tick: bool) -> str:
+    # Built while parsing, so the first snapshot (at `load`) is of the whole of it. With
+    # `tick` a change every 100 ms makes rrweb take its periodic checkouts (it takes one
+    # at the first event after the interval), so the page is nearly always snapshotting.
+    ticking = ("setInterval(() => { document.getElementById('end').textContent = "
+               "'tick ' + Date.now(); }, 100);" if tick else "")
     return _page("huge", f"""<div id="root"></div>
 <script>
 const root = document.getElementById("root");
@@ -90,6 +94,7 @@ for (let i = 0; i < {nodes}; i++) {{
   div.textContent = "row " + i;
   root.appendChild(div);
 }}
+addEventListener("load", () => {{ {ticking} }});
 </script><p id="end">end of the huge page</p>""")
 
 
@@ -123,8 +128,8 @@ def _app(silent_url: str) -> Starlette:
                             headers=_NO_STORE)
 
     async def huge(request: Request) -> Response:
-        return HTMLResponse(_huge_page(int(request.query_params.get("nodes", "150000"))),
-                            headers=_NO_STORE)
+        return HTMLResponse(_huge_page(int(request.query_params.get("nodes", "150000")),
+                                       "tick" in request.query_params), headers=_NO_STORE)
 
     async def no_load(request: Request) -> Response:
         # An image from a server that never answers: `load` never fires.

@@ -13,17 +13,18 @@ from pipeline.browser_dirs import BrowserDir, processes_in, sweep
 
 def dead_owner_dir(root: Path) -> Path:
     """A directory named as a process that has exited would have named it."""
-    child = subprocess.run([sys.executable, "-c", "import os, psutil; p = psutil.Process(); "
-                            "print(p.pid, int(p.create_time() * 100))"],
+    child = subprocess.run([sys.executable, "-c", "import sys, pathlib; from pipeline."
+                            "browser_dirs import BrowserDir; print(BrowserDir.create("
+                            "'session', root=pathlib.Path(sys.argv[1])).path)", str(root)],
                            capture_output=True, text=True, check=True)
-    pid, ticks = child.stdout.split()
-    path = root / f"{pid}-{ticks}-session_x-abc123"
+    path = Path(child.stdout.strip())
+    assert path.parent == root
     (path / "playwright_chromiumdev_profile-XYZ").mkdir(parents=True)
     return path
 
 
 def test_a_directory_lives_while_its_owner_does(tmp_path: Path) -> None:
-    mine = BrowserDir.create("browser-server", root=tmp_path)
+    mine = BrowserDir.create("host", root=tmp_path)
     foreign = tmp_path / "not-one-of-ours"
     foreign.mkdir()
     dead = dead_owner_dir(tmp_path)
@@ -35,7 +36,7 @@ def test_a_directory_lives_while_its_owner_does(tmp_path: Path) -> None:
 
 
 def test_removing_a_directory_ends_what_runs_in_it(tmp_path: Path) -> None:
-    temp = BrowserDir.create("session-s1", root=tmp_path)
+    temp = BrowserDir.create("session", root=tmp_path)
     env = temp.env({"PATH": "/usr/bin:/bin"})
     assert env["TMPDIR"] == env["TMP"] == str(temp.path)
     elsewhere = subprocess.Popen(["sleep", "60"])
