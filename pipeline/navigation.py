@@ -36,6 +36,8 @@ _NET_ERRORS = {
     "ERR_SSL_PROTOCOL_ERROR": "the TLS handshake failed",
 }
 _NET_ERROR = re.compile(r"net::(ERR_[A-Z_]+)")
+_ERROR_PAGE = "chrome-error://chromewebdata/"
+_ERROR_PAGE_WAIT_MS = 2_000
 _GONE = ("Target crashed", "has been closed", "Target closed", "Browser closed",
          "Connection closed")
 
@@ -72,10 +74,26 @@ async def open_url(page: Page, url: str, *, wait_until: str = "load",
     except PlaywrightError as exc:
         if page_gone(exc):
             raise
+        if _NET_ERROR.search(str(exc)):
+            await _error_page_shown(page)
         raise NavigationFailed(url, describe(exc, timeout_ms)) from exc
     if response is not None and response.status >= 400:
         reason = f"{response.status} {response.status_text}".strip()
         raise NavigationFailed(url, f"the server answered HTTP {reason}")
 
 
-__all__ = ["describe", "open_url", "page_gone"]
+async def _error_page_shown(page: Page) -> None:
+    """Chromium commits its error page a moment after goto() raised a network error; a
+    navigation started before that is interrupted by it, so wait for it first."""
+    try:
+        await page.wait_for_url(_ERROR_PAGE, timeout=_ERROR_PAGE_WAIT_MS)
+    except PlaywrightTimeoutError:
+        return  # Chromium showed none (an aborted navigation leaves the page as it was)
+
+
+def timed_out(exc: NavigationFailed) -> bool:
+    """The page did not load in time, and its navigation may still be pending."""
+    return isinstance(exc.__cause__, PlaywrightTimeoutError)
+
+
+__all__ = ["describe", "open_url", "page_gone", "timed_out"]

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import orjson
 from playwright.async_api import BrowserContext, CDPSession, Page
+from playwright.async_api import Error as PlaywrightError
 
 from pipeline.config import Settings
 from pipeline.errors import RRStreamError
@@ -93,7 +94,6 @@ class PageRecorder:
     def __init__(self, script: str, on_batch: Callable[[PageBatch], None]) -> None:
         self._script = script
         self.on_batch = on_batch
-        self._page: Page | None = None
         self._cdp: CDPSession | None = None
 
     async def install(self, context: BrowserContext) -> None:
@@ -106,7 +106,7 @@ class PageRecorder:
         cdp.on("Runtime.bindingCalled", self._binding_called)
         await cdp.send("Runtime.enable")
         await cdp.send("Runtime.addBinding", {"name": BINDING_NAME})
-        self._page, self._cdp = page, cdp
+        self._cdp = cdp
 
     async def detach(self) -> None:
         """Stops receiving. Over a live CDP session; the caller bounds it (a page whose main
@@ -116,8 +116,13 @@ class PageRecorder:
             await cdp.detach()
 
     # -- driving the recorder in the page ----------------------------------------------------
-    # Each is one evaluate in the page's main world; a page busy in a script answers none,
-    # so callers bound them.
+    # Each is one Runtime.evaluate in the page's main world over the recorder's own CDP
+    # session: unlike Playwright's evaluate it does not wait out a pending navigation. A
+    # page busy in a script answers none, so callers bound them.
+
+    async def flush(self) -> None:
+        """Hands on what the page's batcher holds (the pagehide flush)."""
+        await self._evaluate("dispatchEvent(new Event('pagehide'))")
 
     async def checkout(self) -> bool:
         """A Meta + FullSnapshot now; False if rrweb is not recording (restart it)."""
@@ -142,20 +147,36 @@ class PageRecorder:
         """Runs the recorder in the current document (its init script did not run there)."""
         await self._evaluate(self._script)
 
-    async def crash_renderer(self) -> None:
+    async def stop_loading(self) -> None:
+        """Cancels a pending navigation (CDP `Page.stopLoading`): the page stays as it is."""
+        if self._cdp is not None:
+            await self._cdp.send("Page.stopLoading")
+
+    async def crash_renderer(self) -> bool:
         """Crashes the page's renderer (CDP `Page.crash`): this works while its main thread
-        spins, when closing it politely does not."""
+        spins, when closing it politely does not. False if Chromium refused (it does while
+        a navigation is pending: the page then closes normally)."""
         if self._cdp is None:
-            return
+            return False
         try:
             await asyncio.wait_for(self._cdp.send("Page.crash"), _CRASH_SEND_S)
         except TimeoutError:
-            pass  # the expected outcome: the renderer is gone before it could answer
+            return True  # the expected outcome: the renderer is gone before it could answer
+        except PlaywrightError as exc:
+            _log.info("the renderer was not crashed: %s", str(exc).splitlines()[0])
+            return False
+        return True
 
     async def _evaluate(self, expression: str) -> object:
-        if self._page is None:
+        if self._cdp is None:
             raise RRStreamError("the recorder is not attached to a page")
-        return await self._page.evaluate(expression)
+        answer = await self._cdp.send("Runtime.evaluate", {"expression": expression,
+                                                           "returnByValue": True})
+        thrown = answer.get("exceptionDetails")
+        if thrown:
+            detail = thrown.get("exception", {}).get("description") or thrown.get("text")
+            raise RRStreamError(f"the recorder's script failed in the page: {detail}")
+        return answer.get("result", {}).get("value")
 
     def _binding_called(self, params: dict[str, object]) -> None:
         if params.get("name") != BINDING_NAME:

@@ -52,7 +52,7 @@ from pipeline.models import (
     SessionWarning,
     WarningKind,
 )
-from pipeline.navigation import open_url, page_gone
+from pipeline.navigation import open_url, page_gone, timed_out
 from pipeline.outbox import BatchSink, Outbox
 from pipeline.protocol import PageBatch
 from pipeline.recorder import PageRecorder, init_script
@@ -420,12 +420,16 @@ class BrowserSession:
         try:
             await open_url(self._page, url, timeout_ms=self._settings.navigation_timeout_s * 1000)
         except NavigationFailed as exc:
-            self._navigation_failed(exc)
+            await self._navigation_failed(exc)
 
-    def _navigation_failed(self, exc: NavigationFailed) -> None:
+    async def _navigation_failed(self, exc: NavigationFailed) -> None:
         self._navigation_error = str(exc)
         self._warn(WarningKind.NAVIGATION, str(exc), exc.url)
         self._log.warning("session %s: %s", self.session_id, exc)
+        if timed_out(exc) and self._recorder is not None:
+            # Else the page would change whenever Chromium gives up on it, minutes later.
+            await bounded(self._recorder.stop_loading(), _ANSWER_S,
+                          "stopping the navigation that timed out", self._log)
 
     # -- internals: page events ------------------------------------------------------------
 
@@ -458,7 +462,7 @@ class BrowserSession:
                               lambda problem: self._recording_problem(url, problem))
         try:
             await watch.watch(self._recorder, url)
-        except PlaywrightError as exc:  # the page navigated or went away meanwhile
+        except (PlaywrightError, RRStreamError) as exc:  # it navigated or went away meanwhile
             self._log.info("session %s: the snapshot check of %s ended: %s", self.session_id,
                            url, first_line(exc))
 
@@ -593,7 +597,7 @@ class BrowserSession:
             self._log.warning("session %s: the page took no checkout within %.0f s (it is "
                               "busy); the reopened stream starts at its next one",
                               self.session_id, _ANSWER_S)
-        except PlaywrightError as exc:
+        except (PlaywrightError, RRStreamError) as exc:
             self._log.info("session %s: no checkout now (%s); the reopened stream starts at "
                            "the next page's", self.session_id, first_line(exc))
 
@@ -668,33 +672,30 @@ class BrowserSession:
     async def _close_browser(self, deadline: float) -> None:
         page, recorder, log = self._page, self._recorder, self._log
         crashed = False
-        if page is not None and not page.is_closed():
-            # The final pagehide flush reaches the binding before the page goes away.
+        # The final pagehide flush reaches the binding before the page goes away.
+        if page is not None and recorder is not None and not page.is_closed():
             try:
-                await asyncio.wait_for(
-                    page.evaluate("dispatchEvent(new Event('pagehide'))"), _FLUSH_S)
+                await asyncio.wait_for(recorder.flush(), _FLUSH_S)
             except TimeoutError:
                 log.warning("session %s: the page did not answer within %.0f s (a script that "
                             "never yields, a dialog or a long snapshot); crashing its renderer "
                             "to stop it", self.session_id, _FLUSH_S)
-                if recorder is not None:
-                    await recorder.crash_renderer()
-                    crashed = True
-            except PlaywrightError as exc:
+                crashed = await recorder.crash_renderer()
+            except (PlaywrightError, RRStreamError) as exc:
                 log.info("session %s: no final flush: %s", self.session_id, first_line(exc))
         if recorder is not None and not crashed:
             await bounded(recorder.detach(), time_left(deadline, 0.5), "detaching the recorder",
                           log)
         if self._context is not None:
             await bounded(self._context.close(), time_left(deadline, 1.5),
-                           "closing the browser context", log)
+                          "closing the browser context", log)
         if self._browser is not None:
             # A shared Chromium only loses this session's context and connection.
             await bounded(self._browser.close(), time_left(deadline, 1.0), "closing the browser",
                            log)
         if self._playwright is not None:
             await bounded(self._playwright.stop(), time_left(deadline, 1.0),
-                           "stopping Playwright", log)
+                          "stopping Playwright", log)
 
     async def _drain(self, deadline: float) -> None:
         if not await self._outbox.drain(time_left(deadline, 5.0)):
@@ -720,7 +721,7 @@ class _PageSteps:
         try:
             await run_step(page, step)
         except NavigationFailed as exc:
-            session._navigation_failed(exc)
+            await session._navigation_failed(exc)
             raise
 
     async def interrupted(self, exc: Exception) -> bool:

@@ -5,8 +5,11 @@ not start (its script failed, the page broke MutationObserver, a `load` that nev
 or whose snapshot takes very long is a silent blank for them. A while after each page
 load (RRSTREAM_SNAPSHOT_TIMEOUT_S) the session asks the page's recorder how it is; without
 a snapshot it starts rrweb again (or injects it, when it is not in the page at all), up
-to twice, and reports the problem in the session's status until a snapshot is there.
-Nothing of this is on the per-batch path: one evaluate per page load when all is well.
+to twice, and reports the problem in the session's status until a snapshot is there. It
+keeps looking at that pace until one is (a slow snapshot ends, a restart worked). A page
+too busy to answer is not restarted: that would only queue another snapshot behind the
+one it is taking. Nothing of this is on the per-batch path: one evaluate per page load
+when all is well.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from pipeline.recorder import RecorderState
 
 _log = logging.getLogger(__name__)
 _ANSWER_TIMEOUT_S = 2.0
-_TRIES = 3  # the first look and two retries
+_RESTARTS = 2
 
 
 class RecorderControl(Protocol):
@@ -38,37 +41,38 @@ class SnapshotWatch:
     with None when a later look finds one."""
 
     def __init__(self, timeout_s: float, on_problem: Callable[[str | None], None],
-                 answer_timeout_s: float = _ANSWER_TIMEOUT_S, tries: int = _TRIES) -> None:
+                 answer_timeout_s: float = _ANSWER_TIMEOUT_S, restarts: int = _RESTARTS) -> None:
         self._timeout_s = timeout_s
         self._answer_timeout_s = answer_timeout_s
-        self._tries = tries
+        self._restarts = restarts
         self._on_problem = on_problem
 
-    async def watch(self, recorder: RecorderControl, url: str) -> bool:
-        """Looks `timeout_s` after a load of `url`, and again after each retry; True once a
-        snapshot is there, False if there still is none after the last try."""
-        reported = False
-        for attempt in range(1, self._tries + 1):
+    async def watch(self, recorder: RecorderControl, url: str) -> None:
+        """Looks `timeout_s` after a load of `url`, and every `timeout_s` after that until
+        the page has a snapshot; the caller cancels it when the page goes."""
+        reported: str | None = None
+        restarts = 0
+        while True:
             await asyncio.sleep(self._timeout_s)
             problem, retry = await self._look(recorder, url)
             if problem is None:
-                if reported:
+                if reported is not None:
                     self._on_problem(None)
-                return True
-            last = attempt == self._tries
-            if last and attempt > 1:
-                problem += f"; still so after {attempt - 1} restarts of the recorder"
-            self._on_problem(problem)
-            reported = True
-            if last:
-                break
-            if retry is not None:
-                try:
-                    await asyncio.wait_for(retry(), self._answer_timeout_s)
-                except TimeoutError:
-                    _log.warning("restarting the recorder of %s got no answer within %.0f s",
-                                 url, self._answer_timeout_s)
-        return False
+                return
+            if retry is not None and restarts >= self._restarts:
+                problem += f"; still so after {restarts} restarts of the recorder"
+                retry = None
+            if problem != reported:
+                self._on_problem(problem)
+                reported = problem
+            if retry is None:
+                continue
+            restarts += 1
+            try:
+                await asyncio.wait_for(retry(), self._answer_timeout_s)
+            except TimeoutError:
+                _log.warning("restarting the recorder of %s got no answer within %.0f s",
+                             url, self._answer_timeout_s)
 
     async def _look(self, recorder: RecorderControl, url: str,
                     ) -> tuple[str | None, Callable[[], Awaitable[None]] | None]:
