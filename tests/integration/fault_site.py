@@ -109,10 +109,14 @@ class FaultSite:
 
 def _app(silent_url: str) -> Starlette:
     async def plain(request: Request) -> Response:
+        """`name`: its title; `tick=<ms>`: its text changes that often."""
         name = request.query_params.get("name", "plain")
+        tick = int(request.query_params.get("tick", "0"))
+        ticking = (f"<script>let n = 0; setInterval(() => {{ document.getElementById('text')"
+                   f".textContent = 'tick ' + n++; }}, {tick});</script>" if tick else "")
         return HTMLResponse(_page(name, f"""<h1 id="title">{name}</h1>
-<p id="text">a plain page</p><button id="add" onclick="this.after('added')">add</button>"""),
-            headers=_NO_STORE)
+<p id="text">a plain page</p><button id="add" onclick="this.after('added')">add</button>
+{ticking}"""), headers=_NO_STORE)
 
     async def loop(request: Request) -> Response:
         return HTMLResponse(_LOOP, headers=_NO_STORE)
