@@ -8,7 +8,6 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
@@ -26,14 +25,8 @@ from tests.integration.browser_procs import (
     root_entries,
     until,
 )
-from tests.integration.fault_site import FaultSite, serve_fault_site
+from tests.integration.fault_site import FaultSite
 from tests.integration.sinks import ListSink
-
-
-@pytest.fixture(scope="module")
-def site() -> Iterator[FaultSite]:
-    with serve_fault_site() as site:
-        yield site
 
 
 def owned_here(entries: set[str]) -> set[str]:
@@ -46,13 +39,13 @@ def ours() -> set[int]:
 
 
 async def test_nothing_is_left_after_sessions_stop_and_their_host_closes(
-        site: FaultSite) -> None:
+        fault_site: FaultSite) -> None:
     chromium_before, dirs_before = ours(), owned_here(root_entries())
     host = BrowserHost(Settings())
     shared = BrowserSession("a", Settings(), ListSink(), host=host)
     own = BrowserSession("b", Settings(), ListSink())  # a Chromium of its own
     for session in (shared, own):
-        status = await session.start(SessionSpec(url=site.page("/download-link"), steps=[
+        status = await session.start(SessionSpec(url=fault_site.page("/download-link"), steps=[
             {"action": "click", "selector": "#get"}, {"action": "wait", "ms": 300}]))
         assert status.state is SessionState.RUNNING, status
     await until(lambda: all(s.status().state is SessionState.IDLE for s in (shared, own)),
@@ -70,12 +63,12 @@ async def test_nothing_is_left_after_sessions_stop_and_their_host_closes(
     assert owned_here(root_entries()) == dirs_before
 
 
-async def test_nothing_is_left_after_the_shared_browser_crashed(site: FaultSite) -> None:
+async def test_nothing_is_left_after_the_shared_browser_crashed(fault_site: FaultSite) -> None:
     chromium_before, dirs_before = ours(), owned_here(root_entries())
     host = BrowserHost(Settings())
     sink = ListSink()
     session = BrowserSession("c", Settings(checkout_every_ms=600_000), sink, host=host)
-    await session.start(SessionSpec(url=site.page("/plain?name=crash")))
+    await session.start(SessionSpec(url=fault_site.page("/plain?name=crash")))
     await until(lambda: sink.snapshots() == 1, "the first snapshot")
     first = host.pid()
     assert first is not None
@@ -122,10 +115,10 @@ asyncio.run(main())
 
 @pytest.mark.parametrize("holder", ["host", "session"])
 async def test_nothing_is_left_after_the_owner_of_a_browser_is_killed(
-        site: FaultSite, holder: str) -> None:
+        fault_site: FaultSite, holder: str) -> None:
     before = ours()
     process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", _HOLDER, holder, site.page("/plain"),
+        sys.executable, "-c", _HOLDER, holder, fault_site.page("/plain"),
         stdout=subprocess.PIPE, cwd=Path(__file__).parents[2])
     try:
         assert process.stdout is not None

@@ -8,7 +8,6 @@ import asyncio
 import os
 import signal
 import time
-from collections.abc import Iterator
 
 import psutil
 import pytest
@@ -17,13 +16,7 @@ import ray
 from pipeline.browser_dirs import browsers_root
 from tests.conftest import free_port, wait_for_state
 from tests.integration.browser_procs import chromium_under, cpu_percent, renderers
-from tests.integration.fault_site import FaultSite, serve_fault_site
-
-
-@pytest.fixture(scope="module")
-def site() -> Iterator[FaultSite]:
-    with serve_fault_site() as site:
-        yield site
+from tests.integration.fault_site import FaultSite
 
 
 async def session_status(stack, sid: str):
@@ -36,9 +29,9 @@ def host_actor(stack, node_id: str):
 
 
 async def test_delete_returns_within_5_s_for_a_page_in_an_endless_script(
-        stack, api, site: FaultSite) -> None:
+        stack, api, fault_site: FaultSite) -> None:
     response = await api.post("/sessions", json={
-        "url": site.page("/loop"), "steps": [{"action": "click", "selector": "#go"}]})
+        "url": fault_site.page("/loop"), "steps": [{"action": "click", "selector": "#go"}]})
     assert response.status_code == 201, response.text
     sid = response.json()["id"]
     info = await wait_for_state(api, sid, {"idle"})
@@ -75,8 +68,8 @@ def worker_of(chromium: int) -> psutil.Process:
 
 @pytest.mark.parametrize("kill", ["SIGKILL", "ray.kill"])
 async def test_sessions_reconnect_when_the_browser_host_actor_is_killed(
-        stack, api, site: FaultSite, kill: str) -> None:
-    urls = [site.page(f"/plain?name=host-{kill}-{i}&tick=200") for i in range(2)]
+        stack, api, fault_site: FaultSite, kill: str) -> None:
+    urls = [fault_site.page(f"/plain?name=host-{kill}-{i}&tick=200") for i in range(2)]
     sids = [(await api.post("/sessions", json={"url": u})).json()["id"] for u in urls]
     infos = [await wait_for_state(api, sid, {"idle"}) for sid in sids]
     host = host_actor(stack, infos[0]["node_id"])

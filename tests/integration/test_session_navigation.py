@@ -3,8 +3,6 @@ the step and in status, and the session runs on (real Chromium, no Ray)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
 import pytest
 
 from pipeline.browser_host import BrowserHost
@@ -13,32 +11,18 @@ from pipeline.models import SessionSpec, SessionState, SessionStatus, StepState
 from pipeline.session import BrowserSession
 from tests.conftest import free_port
 from tests.integration.browser_procs import until
-from tests.integration.fault_site import FaultSite, serve_fault_site
+from tests.integration.fault_site import FaultSite
 from tests.integration.sinks import ListSink
 
 
-@pytest.fixture(scope="module")
-def site() -> Iterator[FaultSite]:
-    with serve_fault_site() as site:
-        yield site
-
-
-@pytest.fixture(scope="module")
-async def host() -> AsyncIterator[BrowserHost]:
-    host = BrowserHost(Settings())
-    try:
-        yield host
-    finally:
-        await host.close()
-
-
-def broken_urls(site: FaultSite) -> dict[str, tuple[str, str]]:
+def broken_urls(fault_site: FaultSite) -> dict[str, tuple[str, str]]:
     """What can go wrong: the URL and the words the status must use."""
     return {
         "unreachable": (f"http://127.0.0.1:{free_port()}/", "connection was refused"),
-        "no answer": (f"{site.silent_url}/slow", "did not load within 2 s"),
-        "HTTP 500": (site.page("/error"), "the server answered HTTP 500 Internal Server Error"),
-        "download": (site.page("/download"), "it is a download, not a page"),
+        "no answer": (f"{fault_site.silent_url}/slow", "did not load within 2 s"),
+        "HTTP 500": (fault_site.page("/error"),
+                     "the server answered HTTP 500 Internal Server Error"),
+        "download": (fault_site.page("/download"), "it is a download, not a page"),
     }
 
 
@@ -49,10 +33,10 @@ async def idle(session: BrowserSession) -> SessionStatus:
 
 @pytest.mark.parametrize("fault", ["unreachable", "no answer", "HTTP 500", "download"])
 async def test_a_start_url_that_does_not_open_leaves_the_session_running(
-        host: BrowserHost, site: FaultSite, fault: str) -> None:
-    url, words = broken_urls(site)[fault]
+        browser_host: BrowserHost, fault_site: FaultSite, fault: str) -> None:
+    url, words = broken_urls(fault_site)[fault]
     sink = ListSink()
-    session = BrowserSession("nav", Settings(navigation_timeout_s=2), sink, host=host)
+    session = BrowserSession("nav", Settings(navigation_timeout_s=2), sink, host=browser_host)
     status = await session.start(SessionSpec(url=url, steps=[{"action": "wait", "ms": 10}]))
     assert status.state is SessionState.RUNNING, status
     assert status.error is None and words in status.navigation_error, status
@@ -71,11 +55,11 @@ async def test_a_start_url_that_does_not_open_leaves_the_session_running(
 
 @pytest.mark.parametrize("fault", ["unreachable", "no answer", "HTTP 500", "download"])
 async def test_a_goto_step_that_does_not_open_fails_and_skips_the_rest(
-        host: BrowserHost, site: FaultSite, fault: str) -> None:
-    url, words = broken_urls(site)[fault]
+        browser_host: BrowserHost, fault_site: FaultSite, fault: str) -> None:
+    url, words = broken_urls(fault_site)[fault]
     sink = ListSink()
-    session = BrowserSession("nav", Settings(), sink, host=host)
-    await session.start(SessionSpec(url=site.page("/plain?name=first"), steps=[
+    session = BrowserSession("nav", Settings(), sink, host=browser_host)
+    await session.start(SessionSpec(url=fault_site.page("/plain?name=first"), steps=[
         {"action": "goto", "url": url, "timeout_ms": 2_000},
         {"action": "click", "selector": "#add"},
     ]))
@@ -87,10 +71,10 @@ async def test_a_goto_step_that_does_not_open_fails_and_skips_the_rest(
     assert (await session.stop()).state is SessionState.STOPPED
 
 
-async def test_a_download_started_by_a_step_is_reported_not_fatal(host: BrowserHost,
-                                                                  site: FaultSite) -> None:
-    session = BrowserSession("dl", Settings(), ListSink(), host=host)
-    await session.start(SessionSpec(url=site.page("/download-link"), steps=[
+async def test_a_download_started_by_a_step_is_reported_not_fatal(browser_host: BrowserHost,
+                                                                  fault_site: FaultSite) -> None:
+    session = BrowserSession("dl", Settings(), ListSink(), host=browser_host)
+    await session.start(SessionSpec(url=fault_site.page("/download-link"), steps=[
         {"action": "click", "selector": "#get"},
         {"action": "wait", "ms": 300},
     ]))
@@ -103,15 +87,15 @@ async def test_a_download_started_by_a_step_is_reported_not_fatal(host: BrowserH
 
 
 async def test_opening_a_page_after_a_failed_one_clears_the_navigation_error(
-        host: BrowserHost, site: FaultSite) -> None:
+        browser_host: BrowserHost, fault_site: FaultSite) -> None:
     sink = ListSink()
-    session = BrowserSession("nav", Settings(), sink, host=host)
+    session = BrowserSession("nav", Settings(), sink, host=browser_host)
     await session.start(SessionSpec(url=f"http://127.0.0.1:{free_port()}/", steps=[
-        {"action": "goto", "url": site.page("/plain?name=recovered")},
+        {"action": "goto", "url": fault_site.page("/plain?name=recovered")},
     ]))
     status = await idle(session)
     assert status.state is SessionState.IDLE and status.navigation_error is None, status
-    assert status.url == site.page("/plain?name=recovered")
+    assert status.url == fault_site.page("/plain?name=recovered")
     assert [w.kind for w in status.warnings] == ["navigation"], "the failure stays in history"
     await until(lambda: "recovered" in sink.text(), "the page that opened was recorded")
     await session.stop()

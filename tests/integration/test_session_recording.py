@@ -4,8 +4,6 @@ retried and reported in status (real Chromium, no Ray)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
-
 import pytest
 
 from pipeline.browser_host import BrowserHost
@@ -13,41 +11,26 @@ from pipeline.config import Settings
 from pipeline.models import SessionSpec, SessionState
 from pipeline.session import BrowserSession
 from tests.integration.browser_procs import until
-from tests.integration.fault_site import FaultSite, serve_fault_site
+from tests.integration.fault_site import FaultSite
 from tests.integration.sinks import ListSink
 
 # Every test looks at the recorder one second after each page load.
 SETTINGS = Settings(snapshot_timeout_s=1.0)
 
 
-@pytest.fixture(scope="module")
-def site() -> Iterator[FaultSite]:
-    with serve_fault_site() as site:
-        yield site
-
-
-@pytest.fixture(scope="module")
-async def host() -> AsyncIterator[BrowserHost]:
-    host = BrowserHost(SETTINGS)
-    try:
-        yield host
-    finally:
-        await host.close()
-
-
-async def run(host: BrowserHost, url: str, steps: list[dict],
+async def run(browser_host: BrowserHost, url: str, steps: list[dict],
               settings: Settings = SETTINGS) -> tuple[BrowserSession, ListSink]:
     sink = ListSink()
-    session = BrowserSession("rec", settings, sink, host=host)
+    session = BrowserSession("rec", settings, sink, host=browser_host)
     status = await session.start(SessionSpec(url=url, steps=steps))
     assert status.state is SessionState.RUNNING, status
     await until(lambda: session.status().state is SessionState.IDLE, "workflow done")
     return session, sink
 
 
-async def test_a_page_whose_csp_forbids_every_script_is_recorded(host: BrowserHost,
-                                                                 site: FaultSite) -> None:
-    session, sink = await run(host, site.page("/csp"), [
+async def test_a_page_whose_csp_forbids_every_script_is_recorded(browser_host: BrowserHost,
+                                                                 fault_site: FaultSite) -> None:
+    session, sink = await run(browser_host, fault_site.page("/csp"), [
         {"action": "type", "selector": "#name", "text": "typed under csp", "delay_ms": 1},
         {"action": "press", "selector": "#name", "key": "Tab"},
         {"action": "wait", "ms": 1_500},  # past the recorder check
@@ -65,8 +48,8 @@ async def test_a_page_whose_csp_forbids_every_script_is_recorded(host: BrowserHo
 
 @pytest.mark.parametrize("how", ["undefined", "fake", "throw", "dcl"])
 async def test_a_page_that_breaks_mutation_observer_is_still_recorded(
-        host: BrowserHost, site: FaultSite, how: str) -> None:
-    session, sink = await run(host, site.page(f"/mutation-observer?how={how}"), [
+        browser_host: BrowserHost, fault_site: FaultSite, how: str) -> None:
+    session, sink = await run(browser_host, fault_site.page(f"/mutation-observer?how={how}"), [
         {"action": "click", "selector": "#add"},
         {"action": "wait", "ms": 1_500},
     ])
@@ -82,31 +65,32 @@ async def test_a_page_that_breaks_mutation_observer_is_still_recorded(
 
 
 async def test_a_page_whose_load_never_comes_is_detected_restarted_and_recorded(
-        host: BrowserHost, site: FaultSite) -> None:
+        browser_host: BrowserHost, fault_site: FaultSite) -> None:
     # rrweb starts at `load`, which an image from a server that never answers holds off.
     sink = ListSink()
     settings = SETTINGS.model_copy(update={"navigation_timeout_s": 3.0})
-    session = BrowserSession("rec", settings, sink, host=host)
-    status = await session.start(SessionSpec(url=site.page("/no-load"), steps=[
+    session = BrowserSession("rec", settings, sink, host=browser_host)
+    status = await session.start(SessionSpec(url=fault_site.page("/no-load"), steps=[
         {"action": "wait_for", "selector": "#text"}]))
     assert status.navigation_error and "did not load" in status.navigation_error
     await until(lambda: sink.snapshots() >= 1, "a snapshot after the recorder's restart")
     assert "loading forever" in sink.text()
     await until(lambda: session.status().recording_error is None, "the problem cleared")
     problems = [w.message for w in session.status().warnings if w.kind == "recording"]
-    assert problems[0].startswith("no rrweb snapshot 1 s after loading "
-                                  f"{site.page('/no-load')}: rrweb did not take one"), problems
+    url = fault_site.page("/no-load")
+    assert problems[0].startswith(
+        f"no rrweb snapshot 1 s after loading {url}: rrweb did not take one"), problems
     assert problems[-1].endswith("is recorded again")
     await session.stop()
 
 
-async def test_a_slow_snapshot_is_reported_until_it_arrives(host: BrowserHost,
-                                                            site: FaultSite) -> None:
+async def test_a_slow_snapshot_is_reported_until_it_arrives(browser_host: BrowserHost,
+                                                            fault_site: FaultSite) -> None:
     # 300,000 nodes: rrweb's first snapshot takes several seconds, during which the page
     # answers nothing. That is reported (and not retried: it would queue another).
     sink = ListSink()
-    session = BrowserSession("rec", SETTINGS, sink, host=host)
-    await session.start(SessionSpec(url=site.page("/huge?nodes=300000")))
+    session = BrowserSession("rec", SETTINGS, sink, host=browser_host)
+    await session.start(SessionSpec(url=fault_site.page("/huge?nodes=300000")))
     await until(lambda: session.status().recording_error is not None, "the slow page reported",
                 timeout_s=60)
     assert "its main thread is busy" in session.status().recording_error

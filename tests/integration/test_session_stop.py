@@ -5,9 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
-
-import pytest
 
 from pipeline.browser_host import BrowserHost
 from pipeline.config import Settings
@@ -20,28 +17,13 @@ from tests.integration.browser_procs import (
     renderers,
     until,
 )
-from tests.integration.fault_site import FaultSite, serve_fault_site
+from tests.integration.fault_site import FaultSite
 from tests.integration.sinks import ListSink
 
 
-@pytest.fixture(scope="module")
-def site() -> Iterator[FaultSite]:
-    with serve_fault_site() as site:
-        yield site
-
-
-@pytest.fixture
-async def host() -> AsyncIterator[BrowserHost]:
-    host = BrowserHost(Settings())
-    try:
-        yield host
-    finally:
-        await host.close()
-
-
-async def burning_renderers(host: BrowserHost) -> dict[int, float]:
-    """The host's renderers using most of a core, measured over a second."""
-    usage = await asyncio.to_thread(cpu_percent, renderers(chromium_under(host.pid())), 1.0)
+async def burning_renderers(browser_host: BrowserHost) -> dict[int, float]:
+    """The browser_host's renderers using most of a core, measured over a second."""
+    usage = await asyncio.to_thread(cpu_percent, renderers(chromium_under(browser_host.pid())), 1.0)
     return {pid: cpu for pid, cpu in usage.items() if cpu > 50}
 
 
@@ -54,11 +36,11 @@ async def stop_within_5_s(session: BrowserSession) -> float:
     return took
 
 
-async def start_and_click_go(host: BrowserHost, site: FaultSite, page: str,
+async def start_and_click_go(browser_host: BrowserHost, fault_site: FaultSite, page: str,
                              ) -> tuple[BrowserSession, ListSink]:
     sink = ListSink()
-    session = BrowserSession("stuck", Settings(), sink, host=host)
-    status = await session.start(SessionSpec(url=site.page(page), steps=[
+    session = BrowserSession("stuck", Settings(), sink, host=browser_host)
+    status = await session.start(SessionSpec(url=fault_site.page(page), steps=[
         {"action": "click", "selector": "#go"},
     ]))
     assert status.state is SessionState.RUNNING, status
@@ -68,39 +50,39 @@ async def start_and_click_go(host: BrowserHost, site: FaultSite, page: str,
 
 
 async def test_a_page_in_an_endless_script_is_stopped_and_its_cpu_released(
-        host: BrowserHost, site: FaultSite) -> None:
-    session, sink = await start_and_click_go(host, site, "/loop")
-    burning = await burning_renderers(host)
+        browser_host: BrowserHost, fault_site: FaultSite) -> None:
+    session, sink = await start_and_click_go(browser_host, fault_site, "/loop")
+    burning = await burning_renderers(browser_host)
     assert burning, "the page's renderer should be spinning"
 
     await stop_within_5_s(session)
-    left = await asyncio.to_thread(cpu_percent, renderers(chromium_under(host.pid())), 1.0)
+    left = await asyncio.to_thread(cpu_percent, renderers(chromium_under(browser_host.pid())), 1.0)
     assert not {pid for pid, cpu in left.items() if pid in burning and cpu > 5}, (
         f"a renderer of the session still burns CPU: {left}")
     assert "marker before the loop" in sink.text(), "a batch recorded before the stop was lost"
     assert sink.closed
-    assert host.pid() is not None, "the shared browser lives on"
+    assert browser_host.pid() is not None, "the shared browser lives on"
 
 
-async def test_a_page_opening_dialog_after_dialog_is_stopped(host: BrowserHost,
-                                                             site: FaultSite) -> None:
+async def test_a_page_opening_dialog_after_dialog_is_stopped(browser_host: BrowserHost,
+                                                             fault_site: FaultSite) -> None:
     # Each confirm() and alert() is pending until Playwright dismisses it, and the page
     # opens the next at once (it also asks before unloading).
-    session, sink = await start_and_click_go(host, site, "/dialogs")
-    before = set(renderers(chromium_under(host.pid())))
+    session, sink = await start_and_click_go(browser_host, fault_site, "/dialogs")
+    before = set(renderers(chromium_under(browser_host.pid())))
     await stop_within_5_s(session)
     assert "marker before the dialogs" in sink.text()
     assert sink.closed
-    assert not before & set(renderers(chromium_under(host.pid()))), "its renderer is left"
+    assert not before & set(renderers(chromium_under(browser_host.pid()))), "its renderer is left"
 
 
-async def test_a_page_busy_in_slow_snapshots_is_stopped(host: BrowserHost,
-                                                        site: FaultSite) -> None:
+async def test_a_page_busy_in_slow_snapshots_is_stopped(browser_host: BrowserHost,
+                                                        fault_site: FaultSite) -> None:
     # 150,000 nodes take rrweb ~2.5 s to snapshot here, and the page changes every 100 ms,
     # so with a checkout every 500 ms it is snapshotting nearly all the time.
     sink = ListSink()
-    session = BrowserSession("huge", Settings(checkout_every_ms=500), sink, host=host)
-    status = await session.start(SessionSpec(url=site.page("/huge?nodes=150000&tick")))
+    session = BrowserSession("huge", Settings(checkout_every_ms=500), sink, host=browser_host)
+    status = await session.start(SessionSpec(url=fault_site.page("/huge?nodes=150000&tick")))
     assert status.state is SessionState.RUNNING, status
     await until(lambda: sink.snapshots() >= 2, "a periodic checkout", timeout_s=60)
     recorded = len(sink.batches)
@@ -109,11 +91,11 @@ async def test_a_page_busy_in_slow_snapshots_is_stopped(host: BrowserHost,
     assert "tick " in sink.text()
 
 
-async def test_a_session_with_its_own_chromium_also_stops_by_force(site: FaultSite) -> None:
+async def test_a_session_with_its_own_chromium_also_stops_by_force(fault_site: FaultSite) -> None:
     before = {p.pid for p in chromium_in_root()}
     sink = ListSink()
     session = BrowserSession("own", Settings(), sink)
-    await session.start(SessionSpec(url=site.page("/loop"), steps=[
+    await session.start(SessionSpec(url=fault_site.page("/loop"), steps=[
         {"action": "click", "selector": "#go"},
     ]))
     await until(lambda: "marker before the loop" in sink.text(), "the marker was recorded")

@@ -5,17 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Iterator
 
 import orjson
-import pytest
 
 from pipeline.browser_host import BrowserHost
 from pipeline.config import Settings
 from pipeline.models import Checkpoint, SessionSpec, SessionState, StepState
 from pipeline.session import BrowserSession
 from tests.integration.browser_procs import crash_page, until
-from tests.integration.fault_site import FaultSite, serve_fault_site
+from tests.integration.fault_site import FaultSite
 from tests.integration.sinks import ListSink
 
 
@@ -33,19 +31,14 @@ class Supervisor:
         self.lost.append(session_id)
 
 
-@pytest.fixture(scope="module")
-def site() -> Iterator[FaultSite]:
-    with serve_fault_site() as site:
-        yield site
-
-
-@pytest.fixture(scope="module")
-async def host() -> AsyncIterator[BrowserHost]:
-    host = BrowserHost(Settings())
-    try:
-        yield host
-    finally:
-        await host.close()
+async def supervised(host: BrowserHost, url: str, settings: Settings,
+                     ) -> tuple[BrowserSession, ListSink, Supervisor]:
+    """A session with a fake supervisor, once its page's first snapshot is out."""
+    supervisor, sink = Supervisor(), ListSink("old")
+    session = BrowserSession("sup", settings, sink, host=host, supervisor=supervisor)
+    await session.start(SessionSpec(url=url))
+    await until(lambda: sink.snapshots() == 1, "the first snapshot")
+    return session, sink, supervisor
 
 
 def first_batch_events(sink: ListSink) -> list[int]:
@@ -53,12 +46,13 @@ def first_batch_events(sink: ListSink) -> list[int]:
 
 
 async def test_checkpoints_follow_the_steps_and_the_url_with_growing_versions(
-        host: BrowserHost, site: FaultSite) -> None:
+        browser_host: BrowserHost, fault_site: FaultSite) -> None:
     supervisor = Supervisor()
-    session = BrowserSession("sup", Settings(), ListSink(), host=host, supervisor=supervisor)
-    await session.start(SessionSpec(url=site.page("/plain?name=one"), steps=[
+    session = BrowserSession("sup", Settings(), ListSink(), host=browser_host,
+                             supervisor=supervisor)
+    await session.start(SessionSpec(url=fault_site.page("/plain?name=one"), steps=[
         {"action": "click", "selector": "#add"},
-        {"action": "goto", "url": site.page("/plain?name=two")},
+        {"action": "goto", "url": fault_site.page("/plain?name=two")},
         {"action": "wait", "ms": 50},
     ]))
     await until(lambda: session.status().state is SessionState.IDLE, "workflow done")
@@ -67,11 +61,11 @@ async def test_checkpoints_follow_the_steps_and_the_url_with_growing_versions(
     versions = [c.version for c in checkpoints]
     assert versions == sorted(set(versions)) and versions[0] == 1, versions
     last = checkpoints[-1]
-    assert last.step == 3 and last.url == site.page("/plain?name=two")
+    assert last.step == 3 and last.url == fault_site.page("/plain?name=two")
     assert [s.state for s in last.steps] == [StepState.DONE] * 3
     # Each step was seen running, and the URL change on its own.
     assert {c.step for c in checkpoints} == {0, 1, 2, 3}
-    assert any(c.url == site.page("/plain?name=two") and c.step == 1 for c in checkpoints)
+    assert any(c.url == fault_site.page("/plain?name=two") and c.step == 1 for c in checkpoints)
     await session.stop()
     reported = len(supervisor.checkpoints)
     await asyncio.sleep(0.1)
@@ -79,13 +73,10 @@ async def test_checkpoints_follow_the_steps_and_the_url_with_growing_versions(
 
 
 async def test_a_lost_stream_waits_for_a_new_one_which_starts_at_a_checkout(
-        host: BrowserHost, site: FaultSite) -> None:
-    supervisor = Supervisor()
-    old = ListSink("old")
-    session = BrowserSession("sup", Settings(checkout_every_ms=600_000), old, host=host,
-                             supervisor=supervisor)
-    await session.start(SessionSpec(url=site.page("/plain?name=lost&tick=100")))
-    await until(lambda: old.snapshots() == 1, "the first snapshot")
+        browser_host: BrowserHost, fault_site: FaultSite) -> None:
+    session, old, supervisor = await supervised(
+        browser_host, fault_site.page("/plain?name=lost&tick=100"),
+        Settings(checkout_every_ms=600_000))
     old.fail = True  # the page's next change is a push that fails
     await until(lambda: supervisor.lost == ["sup"], "the supervisor told")
     status = session.status()
@@ -107,14 +98,11 @@ async def test_a_lost_stream_waits_for_a_new_one_which_starts_at_a_checkout(
     assert new.closed and not old.closed
 
 
-async def test_a_stream_not_reopened_in_time_fails_the_session(host: BrowserHost,
-                                                               site: FaultSite) -> None:
-    supervisor = Supervisor()
-    sink = ListSink()
-    session = BrowserSession("sup", Settings(stream_reattach_timeout_s=1.0), sink, host=host,
-                             supervisor=supervisor)
-    await session.start(SessionSpec(url=site.page("/plain?name=gone&tick=100")))
-    await until(lambda: sink.snapshots() == 1, "the first snapshot")
+async def test_a_stream_not_reopened_in_time_fails_the_session(browser_host: BrowserHost,
+                                                               fault_site: FaultSite) -> None:
+    session, sink, _ = await supervised(
+        browser_host, fault_site.page("/plain?name=gone&tick=100"),
+        Settings(stream_reattach_timeout_s=1.0))
     sink.fail = True
     lost_at = time.monotonic()
     status = await asyncio.wait_for(session.wait_stopped(), 10)
@@ -123,11 +111,11 @@ async def test_a_stream_not_reopened_in_time_fails_the_session(host: BrowserHost
     assert status.error == "its stream was lost and not reopened within 1 s"
 
 
-async def test_without_a_supervisor_a_lost_stream_fails_the_session(host: BrowserHost,
-                                                                     site: FaultSite) -> None:
+async def test_without_a_supervisor_a_lost_stream_fails_the_session(browser_host: BrowserHost,
+                                                                     fault_site: FaultSite) -> None:
     sink = ListSink()
-    session = BrowserSession("alone", Settings(), sink, host=host)
-    await session.start(SessionSpec(url=site.page("/plain?name=alone&tick=100")))
+    session = BrowserSession("alone", Settings(), sink, host=browser_host)
+    await session.start(SessionSpec(url=fault_site.page("/plain?name=alone&tick=100")))
     await until(lambda: sink.snapshots() == 1, "the first snapshot")
     sink.fail = True
     status = await asyncio.wait_for(session.wait_stopped(), 10)
@@ -136,14 +124,10 @@ async def test_without_a_supervisor_a_lost_stream_fails_the_session(host: Browse
 
 
 async def test_a_stream_reopened_while_the_page_recovers_from_a_crash(
-        host: BrowserHost, site: FaultSite) -> None:
-    supervisor = Supervisor()
-    old = ListSink("old")
-    session = BrowserSession("sup", Settings(checkout_every_ms=600_000), old, host=host,
-                             supervisor=supervisor)
-    await session.start(SessionSpec(url=site.page("/plain?name=crashing")))
-    await until(lambda: old.snapshots() == 1, "the first snapshot")
-    endpoint = await host.endpoint(None)
+        browser_host: BrowserHost, fault_site: FaultSite) -> None:
+    session, old, supervisor = await supervised(
+        browser_host, fault_site.page("/plain?name=crashing"), Settings(checkout_every_ms=600_000))
+    endpoint = await browser_host.endpoint(None)
     await crash_page(endpoint, "crashing")
     new = ListSink("new")
     session.attach_stream(new)  # at once, while the page is being reopened
@@ -151,15 +135,15 @@ async def test_a_stream_reopened_while_the_page_recovers_from_a_crash(
                 "the reopened page streams to the new stream")
     assert first_batch_events(new)[:2] == [4, 2]
     assert old.snapshots() == 1, "nothing of the reopened page went to the old stream"
-    assert any(c.url == site.page("/plain?name=crashing") for c in supervisor.checkpoints)
+    assert any(c.url == fault_site.page("/plain?name=crashing") for c in supervisor.checkpoints)
     await session.stop()
 
 
-async def test_attach_stream_is_a_no_op_once_the_session_ended(host: BrowserHost,
-                                                               site: FaultSite) -> None:
+async def test_attach_stream_is_a_no_op_once_the_session_ended(browser_host: BrowserHost,
+                                                               fault_site: FaultSite) -> None:
     sink = ListSink()
-    session = BrowserSession("sup", Settings(), sink, host=host, supervisor=Supervisor())
-    await session.start(SessionSpec(url=site.page("/plain?name=ended")))
+    session = BrowserSession("sup", Settings(), sink, host=browser_host, supervisor=Supervisor())
+    await session.start(SessionSpec(url=fault_site.page("/plain?name=ended")))
     await session.stop()
     late = ListSink("late")
     session.attach_stream(late)
