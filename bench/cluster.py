@@ -553,7 +553,9 @@ async def _open_timed(browser: Any, script: str, url: str) -> dict[str, float]:
         marks["context"] = time.time() * 1000.0
         page = await context.new_page()
         marks["page"] = time.time() * 1000.0
-        await PageRecorder(script, on_batch).attach(context, page)
+        recorder = PageRecorder(script, on_batch)
+        await recorder.install(context)
+        await recorder.attach(context, page)
         marks["recorder"] = time.time() * 1000.0
         await page.goto(url, wait_until="load", timeout=30_000)
         marks["load"] = time.time() * 1000.0

@@ -84,7 +84,7 @@ class BrowserSessionActor(BrowserSession):
 
     async def reconnect(self, stream: StreamRef) -> None:
         """Its stream was reopened in a new epoch: push there, from a new checkout."""
-        await self.attach_stream(StreamerSink(stream))
+        self.attach_stream(StreamerSink(stream))
 
 
 class BrowserHostActor(BrowserHost):

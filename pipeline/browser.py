@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
+import tempfile
+import weakref
 from pathlib import Path
 
 from playwright.async_api import Browser, Playwright, async_playwright
@@ -73,20 +76,40 @@ def launch_args(settings: Settings) -> list[str]:
     return args
 
 
-async def start_playwright(settings: Settings) -> Playwright:
-    """Starts Playwright, whose node driver gets RRSTREAM_DRIVER_NODE_OPTIONS. The driver
-    takes this process's environment when it is spawned; Playwright has no other way in."""
-    before = os.environ.get("NODE_OPTIONS")
-    extra = settings.driver_node_options
-    if extra:
-        os.environ["NODE_OPTIONS"] = f"{before} {extra}" if before else extra
-    try:
-        return await async_playwright().start()
-    finally:
-        if before is None:
-            os.environ.pop("NODE_OPTIONS", None)
-        else:
-            os.environ["NODE_OPTIONS"] = before
+async def start_playwright(settings: Settings, temp_dir: Path | None = None) -> Playwright:
+    """Starts Playwright, whose node driver gets RRSTREAM_DRIVER_NODE_OPTIONS and, with
+    `temp_dir`, TMPDIR there (so the profiles and artifacts of a Chromium it launches land
+    in it: pipeline/browser_dirs.py). The driver takes this process's environment when it
+    is spawned; Playwright has no other way in."""
+    tempfile.gettempdir()  # fixes this process's own before TMPDIR changes for a moment
+    # The driver copies os.environ a loop turn after start() begins: two sessions starting
+    # at once in one process (tests) must not see each other's changes.
+    async with _environment_lock():
+        changes: dict[str, str] = {}
+        extra = settings.driver_node_options
+        if extra:
+            before = os.environ.get("NODE_OPTIONS")
+            changes["NODE_OPTIONS"] = f"{before} {extra}" if before else extra
+        if temp_dir is not None:
+            changes.update({name: str(temp_dir) for name in ("TMPDIR", "TMP", "TEMP")})
+        saved = {name: os.environ.get(name) for name in changes}
+        os.environ.update(changes)
+        try:
+            return await async_playwright().start()
+        finally:
+            for name, value in saved.items():
+                if value is None:
+                    os.environ.pop(name, None)
+                else:
+                    os.environ[name] = value
+
+
+_ENV_LOCKS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+    weakref.WeakKeyDictionary())
+
+
+def _environment_lock() -> asyncio.Lock:
+    return _ENV_LOCKS.setdefault(asyncio.get_running_loop(), asyncio.Lock())
 
 
 async def launch_chromium(playwright: Playwright, settings: Settings) -> Browser:

@@ -13,8 +13,10 @@ until all of them have: work that grows with the square of the sessions.
 
 Runs as the Ray actor `browser:<node id>`; the class is plain Python so it runs
 without Ray too. The server exits when its Chromium dies, and is started under
-`setpriv --pdeathsig KILL`, so not even a killed host leaves it behind (Playwright
-closes Chromium when its server goes).
+`setpriv --pdeathsig KILL`, so not even a killed host leaves it behind (Chromium exits
+when its server goes). Each launch runs with TMPDIR in a directory of its own
+(pipeline/browser_dirs.py), deleted when that server is gone; a host starting (Ray
+restarts a killed one) first sweeps the directories of hosts and sessions that died.
 """
 
 from __future__ import annotations
@@ -23,10 +25,8 @@ import asyncio
 import contextlib
 import enum
 import logging
-import os
 import shutil
 import subprocess
-import tempfile
 from pathlib import Path
 
 import orjson
@@ -35,6 +35,7 @@ import orjson
 from playwright._impl._driver import compute_driver_executable
 
 from pipeline.browser import launch_args
+from pipeline.browser_dirs import BrowserDir, sweep
 from pipeline.config import Settings
 from pipeline.errors import BrowserLaunchError, InvalidTransition
 
@@ -55,9 +56,12 @@ class BrowserHost:
     out its endpoint."""
 
     def __init__(self, settings: Settings) -> None:
+        """Sweeps what dead hosts and sessions left in the browsers' temp root first."""
+        sweep()
         self._settings = settings
         self._state = HostState.IDLE
         self._process: asyncio.subprocess.Process | None = None
+        self._dir: BrowserDir | None = None  # the running server's TMPDIR
         self._chromium: int | None = None
         self._endpoint: str | None = None
         self._launches = 0
@@ -100,31 +104,31 @@ class BrowserHost:
     async def _launch(self, executable: str | None) -> None:
         await self._stop_server()  # what is left of a dead one goes first
         settings = self._settings
+        # SIGTERM makes the server close Chromium (which deletes its profile) and exit.
         config = {"headless": settings.headless, "args": launch_args(settings),
-                  "host": "127.0.0.1", "handleSIGINT": False, "handleSIGTERM": False,
+                  "host": "127.0.0.1", "handleSIGINT": False, "handleSIGTERM": True,
                   "handleSIGHUP": False}
         if executable:
             config["executablePath"] = executable
-        handle, name = tempfile.mkstemp(prefix="rrstream-browser-", suffix=".json")
-        os.write(handle, orjson.dumps(config))
-        os.close(handle)
+        self._dir = temp = await asyncio.to_thread(BrowserDir.create, "host")
+        name = temp.path / "launch.json"
+        name.write_bytes(orjson.dumps(config))
         node, cli = compute_driver_executable()
-        command = [node, cli, "launch-server", "--browser", "chromium", "--config", name]
+        command = [node, cli, "launch-server", "--browser", "chromium", "--config", str(name)]
         if _SETPRIV:
             command = [_SETPRIV, "--pdeathsig", "KILL", "--", *command]
         try:
             self._process = await asyncio.create_subprocess_exec(
                 *command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL)
+                stderr=subprocess.DEVNULL, env=temp.env())
             assert self._process.stdout is not None
             # The server prints its endpoint once Chromium runs; the config is read by then.
             line = await asyncio.wait_for(self._process.stdout.readline(), _LAUNCH_TIMEOUT_S)
         except OSError as exc:
+            await self._stop_server()
             raise BrowserLaunchError(executable, str(exc)) from exc
         except TimeoutError:
             line = b""
-        finally:
-            os.unlink(name)
         if not line.startswith(b"ws://"):
             await self._stop_server()
             raise BrowserLaunchError(executable, "the browser server printed no endpoint")
@@ -137,16 +141,22 @@ class BrowserHost:
 
     async def _stop_server(self) -> None:
         process, self._process = self._process, None
+        temp, self._dir = self._dir, None
         self._endpoint = self._chromium = None
         if self._state is HostState.RUNNING:
             self._state = HostState.IDLE
-        if process is not None and process.returncode is None:
-            process.terminate()  # the server closes Chromium on its way out
-            try:
-                await asyncio.wait_for(process.wait(), _EXIT_WAIT_S)
-            except TimeoutError:
-                process.kill()
-                await process.wait()
+        try:
+            if process is not None and process.returncode is None:
+                process.terminate()  # the server closes Chromium on its way out
+                try:
+                    await asyncio.wait_for(process.wait(), _EXIT_WAIT_S)
+                except TimeoutError:
+                    process.kill()
+                    await process.wait()
+        finally:
+            if temp is not None:
+                # Whatever the server left (a profile after a crash, a Chromium) goes too.
+                await asyncio.to_thread(temp.remove)
 
 
 def _browser_process(server_pid: int) -> int | None:

@@ -117,6 +117,21 @@ class Settings(BaseSettings):
     )
     crash_window_s: float = Field(default=60.0, gt=0,
                                   description="The window `max_browser_crashes` counts in.")
+    navigation_timeout_s: float = Field(
+        default=30.0, gt=0,
+        description="How long the start URL, and a page reopened after a crash, may take to "
+        "load; past it the session runs on with the navigation error in its status.",
+    )
+    snapshot_timeout_s: float = Field(
+        default=10.0, gt=0,
+        description="A page with no rrweb FullSnapshot this long after its DOMContentLoaded "
+        "gets its recorder restarted (twice at most) and the problem in its status.",
+    )
+    stream_reattach_timeout_s: float = Field(
+        default=30.0, gt=0,
+        description="A supervised session whose stream was lost fails if it is not given a "
+        "new one within this long.",
+    )
     driver_node_options: str = Field(
         default="--max-semi-space-size=1",
         description="NODE_OPTIONS of each session's Playwright driver (a node process). A 1 MB "

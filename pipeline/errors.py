@@ -12,6 +12,7 @@ RRStreamError
  ├── InvalidTransition
  ├── BrowserNotFound
  ├── BrowserLaunchError
+ ├── NavigationFailed
  └── StepFailed
 """
 
@@ -100,7 +101,7 @@ class PoolFull(RRStreamError):
 class InvalidTransition(RRStreamError):
     def __init__(self, component: str, current: str, requested: str) -> None:
         self.component, self.current, self.requested = component, current, requested
-        super().__init__(f"{component}: cannot go from {current!r} to {requested!r}")
+        super().__init__(f"{component}: cannot go from '{current}' to '{requested}'")
 
 
 class BrowserNotFound(RRStreamError):
@@ -117,6 +118,15 @@ class BrowserLaunchError(RRStreamError):
         self.executable, self.reason = executable, reason
         where = executable or "Playwright's bundled Chromium"
         super().__init__(f"could not launch {where}: {reason}")
+
+
+class NavigationFailed(RRStreamError):
+    """A page did not open: the host is unreachable, it did not answer in time, it answered
+    an HTTP error, or the URL is a download."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url, self.reason = url, reason
+        super().__init__(f"could not open {url}: {reason}")
 
 
 class StepFailed(RRStreamError):
@@ -174,6 +184,7 @@ __all__ = [
     "BrowserLaunchError",
     "BrowserNotFound",
     "InvalidTransition",
+    "NavigationFailed",
     "PoolFull",
     "RecordingInProgress",
     "RecordingNotFound",

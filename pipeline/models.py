@@ -99,6 +99,29 @@ class StepStatus(BaseModel):
     started_at: float | None = None
     ended_at: float | None = None
     error: str | None = None
+    attempts: int = Field(default=0, description="Times the step started. More than one when "
+                          "its page crashed or its session's actor died while it ran: it then "
+                          "runs again from its start.")
+
+
+class WarningKind(enum.StrEnum):
+    """What a session recovered from, or let the page do without failing."""
+
+    NAVIGATION = "navigation"  # a page did not open: unreachable, timed out, HTTP error
+    DOWNLOAD = "download"  # the page started a download; it was cancelled
+    RECORDING = "recording"  # no rrweb snapshot after a page load, or it came back
+    BROWSER_CRASH = "browser_crash"  # the Chromium the session uses died
+    PAGE_CRASH = "page_crash"  # the session's renderer died
+    STREAM_LOST = "stream_lost"  # a push to the stream failed, or the stream came back
+
+
+class SessionWarning(BaseModel):
+    """One recoverable event in a session's life, in words."""
+
+    at: float
+    kind: WarningKind
+    message: str
+    url: str | None = None
 
 
 class Checkpoint(BaseModel):
@@ -123,8 +146,23 @@ class SessionStatus(BaseModel):
     ended_at: float | None = None
     steps: list[StepStatus] = Field(default_factory=list)
     error: str | None = None
-    browser_restarts: int = 0
+    browser_restarts: int = Field(default=0, description="Times the page was reopened after "
+                                  "a crash: browser_crashes + page_crashes while under budget.")
     start_url: str | None = None
+    navigation_error: str | None = Field(
+        default=None, description="Why the page last asked for did not open (Chromium shows "
+        "its error page, or the server's error answer); None once a page opens.")
+    recording_error: str | None = Field(
+        default=None, description="Why the current page is not recorded (no rrweb snapshot "
+        "within RRSTREAM_SNAPSHOT_TIMEOUT_S of its load, after retries); None when it is.")
+    browser_crashes: int = Field(default=0, description="Crashes of the session's Chromium.")
+    page_crashes: int = Field(default=0, description="Crashes of the session's renderer.")
+    stream_lost_at: float | None = Field(
+        default=None, description="Since when the session waits for its stream to be "
+        "reopened (a push to it failed); None while it streams.")
+    warnings: list[SessionWarning] = Field(
+        default_factory=list, description="What the session recovered from, oldest first "
+        "(the last 50).")
 
 
 class StreamStats(BaseModel):
@@ -207,6 +245,12 @@ class SessionInfo(BaseModel):
     error: str | None
     viewer_url: str
     stream_url: str
+    # From the session actor's SessionStatus (see there).
+    navigation_error: str | None = None
+    recording_error: str | None = None
+    browser_crashes: int = 0
+    page_crashes: int = 0
+    warnings: list[SessionWarning] = Field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -238,8 +282,10 @@ __all__ = [
     "SessionSpec",
     "SessionState",
     "SessionStatus",
+    "SessionWarning",
     "StepState",
     "StepStatus",
     "StreamStats",
     "Viewport",
+    "WarningKind",
 ]

@@ -3,23 +3,37 @@
 The page hands over one batch per call through a raw CDP binding
 (`Runtime.addBinding`): about 30x cheaper than Playwright's `expose_binding`,
 which is what lets one session stream tens of thousands of events per second.
+
+The recorder is an init script, so it runs before any page script and whatever the
+page's Content-Security-Policy says (Chromium exempts scripts injected over CDP). The
+session also drives it (`window.__rrstreamRecorder` in frontend/src/recorder.js): a
+checkout on demand, its state, a restart; and, to stop a page whose main thread never
+yields, crashes its renderer over the same CDP session.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import orjson
 from playwright.async_api import BrowserContext, CDPSession, Page
+from playwright.async_api import Error as PlaywrightError
 
 from pipeline.config import Settings
 from pipeline.errors import RRStreamError
 from pipeline.protocol import PageBatch
 
 BINDING_NAME = "__rrstreamBatch"
+# Names the init script in stack traces, which is how the page tells the recorder's own
+# failures from the page's.
+SCRIPT_NAME = "rrstream-recorder.js"
 _log = logging.getLogger(__name__)
+# Page.crash takes the renderer down at once and is never answered.
+_CRASH_SEND_S = 0.3
 
 
 def assets_dir(settings: Settings) -> Path:
@@ -45,6 +59,7 @@ def record_options(settings: Settings) -> dict[str, object]:
         ),
         "maskInputOptions": {"password": settings.mask_passwords},
         "recordCrossOriginIframes": True,
+        "scriptName": SCRIPT_NAME,
     }
 
 
@@ -58,20 +73,35 @@ def init_script(settings: Settings) -> str:
         ) from exc
     options = orjson.dumps(record_options(settings)).decode()
     # The bundle may not end with a semicolon; nothing is concatenated after it.
-    return f"window.__RRSTREAM_OPTIONS__ = {options};\n{code}\n"
+    return f"window.__RRSTREAM_OPTIONS__ = {options};\n{code}\n//# sourceURL={SCRIPT_NAME}\n"
+
+
+@dataclass(slots=True, frozen=True)
+class RecorderState:
+    """What the recorder in a page says about itself (frontend/src/recorder.js)."""
+
+    started: bool  # rrweb's record() returned a stop function
+    snapshots: int  # FullSnapshots this document took
+    failure: str | None  # the last error thrown inside the recorder
 
 
 class PageRecorder:
-    """Records one page (and its frames) and calls `on_batch` for every batch, in order."""
+    """Records one page (and its frames) and calls `on_batch` for every batch, in order.
+
+    `on_batch` may be replaced at any time (the session drops batches while its stream
+    is lost, and then waits for a checkout)."""
 
     def __init__(self, script: str, on_batch: Callable[[PageBatch], None]) -> None:
         self._script = script
-        self._on_batch = on_batch
+        self.on_batch = on_batch
         self._cdp: CDPSession | None = None
 
-    async def attach(self, context: BrowserContext, page: Page) -> None:
-        """Must run before the page's first navigation."""
+    async def install(self, context: BrowserContext) -> None:
+        """Adds the recorder to every page of `context` from its next navigation on."""
         await context.add_init_script(self._script)
+
+    async def attach(self, context: BrowserContext, page: Page) -> None:
+        """Receives `page`'s batches; must run before its first navigation."""
         cdp = await context.new_cdp_session(page)
         cdp.on("Runtime.bindingCalled", self._binding_called)
         await cdp.send("Runtime.enable")
@@ -79,12 +109,74 @@ class PageRecorder:
         self._cdp = cdp
 
     async def detach(self) -> None:
+        """Stops receiving. Over a live CDP session; the caller bounds it (a page whose main
+        thread never yields never answers)."""
         cdp, self._cdp = self._cdp, None
         if cdp is not None:
-            try:
-                await cdp.detach()
-            except Exception as exc:  # the page may already be gone
-                _log.debug("CDP detach failed: %s", exc)
+            await cdp.detach()
+
+    # -- driving the recorder in the page ----------------------------------------------------
+    # Each is one Runtime.evaluate in the page's main world over the recorder's own CDP
+    # session: unlike Playwright's evaluate it does not wait out a pending navigation. A
+    # page busy in a script answers none, so callers bound them.
+
+    async def flush(self) -> None:
+        """Hands on what the page's batcher holds (the pagehide flush)."""
+        await self._evaluate("dispatchEvent(new Event('pagehide'))")
+
+    async def checkout(self) -> bool:
+        """A Meta + FullSnapshot now; False if rrweb is not recording (restart it)."""
+        return bool(await self._evaluate(
+            "window.__rrstreamRecorder ? window.__rrstreamRecorder.checkout() : false"))
+
+    async def state(self) -> RecorderState | None:
+        """None when the recorder is not in the page at all."""
+        found = await self._evaluate(
+            "window.__rrstreamRecorder ? window.__rrstreamRecorder.state() : null")
+        if not isinstance(found, dict):
+            return None
+        failure = found.get("failure")
+        return RecorderState(bool(found.get("started")), int(found.get("snapshots") or 0),
+                             str(failure) if failure else None)
+
+    async def restart(self) -> None:
+        """Starts rrweb again in the page, which takes a FullSnapshot at once."""
+        await self._evaluate("window.__rrstreamRecorder && window.__rrstreamRecorder.restart()")
+
+    async def inject(self) -> None:
+        """Runs the recorder in the current document (its init script did not run there)."""
+        await self._evaluate(self._script)
+
+    async def stop_loading(self) -> None:
+        """Cancels a pending navigation (CDP `Page.stopLoading`): the page stays as it is."""
+        if self._cdp is not None:
+            await self._cdp.send("Page.stopLoading")
+
+    async def crash_renderer(self) -> bool:
+        """Crashes the page's renderer (CDP `Page.crash`): this works while its main thread
+        spins, when closing it politely does not. False if Chromium refused (it does while
+        a navigation is pending: the page then closes normally)."""
+        if self._cdp is None:
+            return False
+        try:
+            await asyncio.wait_for(self._cdp.send("Page.crash"), _CRASH_SEND_S)
+        except TimeoutError:
+            return True  # the expected outcome: the renderer is gone before it could answer
+        except PlaywrightError as exc:
+            _log.info("the renderer was not crashed: %s", str(exc).splitlines()[0])
+            return False
+        return True
+
+    async def _evaluate(self, expression: str) -> object:
+        if self._cdp is None:
+            raise RRStreamError("the recorder is not attached to a page")
+        answer = await self._cdp.send("Runtime.evaluate", {"expression": expression,
+                                                           "returnByValue": True})
+        thrown = answer.get("exceptionDetails")
+        if thrown:
+            detail = thrown.get("exception", {}).get("description") or thrown.get("text")
+            raise RRStreamError(f"the recorder's script failed in the page: {detail}")
+        return answer.get("result", {}).get("value")
 
     def _binding_called(self, params: dict[str, object]) -> None:
         if params.get("name") != BINDING_NAME:
@@ -97,7 +189,8 @@ class PageRecorder:
         except ValueError:
             _log.warning("malformed batch from the page (%d chars) ignored", len(payload))
             return
-        self._on_batch(batch)
+        self.on_batch(batch)
 
 
-__all__ = ["BINDING_NAME", "PageRecorder", "assets_dir", "init_script", "record_options"]
+__all__ = ["BINDING_NAME", "SCRIPT_NAME", "PageRecorder", "RecorderState", "assets_dir",
+           "init_script", "record_options"]

@@ -1,55 +1,80 @@
-"""BrowserSession: one browser context, one recorded page, one workflow.
+"""BrowserSession: one browser context, one recorded page, one workflow, and what keeps
+them going.
 
 Runs as the Ray actor `session:<id>` holding a `browser` slot. Its Chromium is either
 its own or its node's shared one (a `SharedBrowser`: the node's BrowserHost actor),
 which it drives through its own Playwright either way. The class is plain Python; its
-only links to other actors are a `BatchSink` and a `SharedBrowser`, so it runs without
-Ray too.
+only links to other actors are a `BatchSink`, a `SharedBrowser` and a `Supervisor`, so
+it runs without Ray too.
+
+What it survives, and how (each is in its status and, as a warning, in its history):
+- its browser or renderer crashing: the page is reopened at its URL and the running step
+  runs again, within a crash budget (pipeline/crashes.py);
+- a page that does not open (pipeline/navigation.py) or is not recorded
+  (pipeline/snapshot_watch.py): reported, the session runs on;
+- its stream going away: with a supervisor it waits for `attach_stream`;
+- a page that never yields: `stop()` crashes its renderer and returns within 5 s.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import collections
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
-from playwright.async_api import Browser, BrowserContext, Page, Playwright
+from playwright.async_api import Browser, BrowserContext, Download, Frame, Page, Playwright
 from playwright.async_api import Error as PlaywrightError
 
 from pipeline.browser import launch_chromium, resolve_executable, start_playwright
+from pipeline.browser_dirs import BrowserDir, sweep
+from pipeline.checkpoints import CheckpointReporter
 from pipeline.config import Settings
-from pipeline.errors import BrowserLaunchError, InvalidTransition
+from pipeline.crashes import CrashBudget, CrashKind
+from pipeline.errors import (
+    BrowserLaunchError,
+    InvalidTransition,
+    NavigationFailed,
+    RRStreamError,
+    StepFailed,
+    unwrap,
+)
 from pipeline.metrics import SessionMetrics
 from pipeline.models import (
     SESSION_TRANSITIONS,
+    Checkpoint,
     SessionSpec,
     SessionState,
     SessionStatus,
-    StepState,
-    StepStatus,
+    SessionWarning,
+    WarningKind,
 )
+from pipeline.navigation import open_url, page_gone, timed_out
+from pipeline.outbox import BatchSink, Outbox
 from pipeline.protocol import PageBatch
 from pipeline.recorder import PageRecorder, init_script
+from pipeline.snapshot_watch import SnapshotWatch
 from pipeline.steps import Step
-from pipeline.workflow import run_step
+from pipeline.teardown import bounded, first_line, time_left
+from pipeline.workflow import Workflow, run_step
 
 if TYPE_CHECKING:
     from pipeline.demo_site import DemoSite
 
 _log = logging.getLogger(__name__)
-_MAX_RECOVERIES = 3
-_DRAIN_TIMEOUT_S = 5.0
-
-
-class BatchSink(Protocol):
-    """Where a session's batches go, in order (its stream in the node's streamer actor in
-    production: pipeline/actors.py)."""
-
-    async def push(self, batches: list[PageBatch]) -> int: ...
-
-    async def close(self) -> None: ...
+# stop() returns within 5 s whatever the page does: the browser part gets this much, the
+# final hand-over of batches the rest.
+_STOP_BROWSER_S = 3.0
+_STOP_WITHIN_S = 4.0
+_FLUSH_S = 1.0  # the final pagehide flush; a page that does not answer is crashed
+_ANSWER_S = 2.0  # a page asked to take a checkout now
+_HOST_RETRY_S = 10.0  # the node's browser host may be restarting (Ray restarts it)
+_CRASH_NOTICE_S = 2.0  # a step's error can come a moment before its page's crash event
+_MAX_WARNINGS = 50
+_LIVE = (SessionState.RUNNING, SessionState.IDLE)
 
 
 class SharedBrowser(Protocol):
@@ -58,50 +83,77 @@ class SharedBrowser(Protocol):
     async def endpoint(self, executable: str | None, failed: str | None = None) -> str: ...
 
 
+class Supervisor(Protocol):
+    """Who restarts the session elsewhere if its actor dies (the registry in production).
+    Both calls are fire-and-forget: the session never waits for its supervisor."""
+
+    def report(self, session_id: str, checkpoint: Checkpoint) -> None:
+        """Where the workflow is: called when a step starts or ends, the main frame's URL
+        changes or the page was reopened after a crash; `checkpoint.version` grows."""
+
+    def stream_lost(self, session_id: str) -> None:
+        """A push to the session's stream failed; it waits for `attach_stream`."""
+
+
 class BrowserSession:
     """A session is created, optionally warmed up (Chromium launched ahead of need), then
     started with its spec, and stopped."""
 
     def __init__(self, session_id: str, settings: Settings, sink: BatchSink | None,
                  metrics: SessionMetrics | None = None,
-                 host: SharedBrowser | None = None) -> None:
+                 host: SharedBrowser | None = None,
+                 supervisor: Supervisor | None = None) -> None:
         """With a `host` the session opens its context in that shared Chromium; without
-        one it launches a Chromium of its own."""
+        one it launches a Chromium of its own. Without a `supervisor` a lost stream
+        fails the session."""
         self.session_id = session_id
         self._log = logging.LoggerAdapter(_log, {"session_id": session_id})
         self._metrics = metrics
         self._spec = SessionSpec(demo=True)  # replaced by start()
         self._settings = settings
-        self._sink = sink
+        self._outbox = Outbox(sink, self._push_failed, self._use_receiver)
+        self._host = host
+        self._supervisor = supervisor
         self._state = SessionState.PENDING
-        self._steps: list[Step] = []
-        self._step_status: list[StepStatus] = []
+        self._workflow = Workflow(session_id, [])
         self._start_url: str | None = None
         self._started_at: float | None = None
         self._ended_at: float | None = None
         self._error: str | None = None
+        self._navigation_error: str | None = None
+        self._recording_error: str | None = None
+        self._warnings: collections.deque[SessionWarning] = collections.deque(
+            maxlen=_MAX_WARNINGS)
+        self._crashes = CrashBudget(settings.max_browser_crashes, settings.crash_window_s)
         self._restarts = 0
-        self._outbox: list[PageBatch] = []
-        self._outbox_ready = asyncio.Event()
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._sender: asyncio.Task[None] | None = None
+        self._stream_lost_at: float | None = None
+        # Tasks: every background task is kept here until done.
+        self._tasks: set[asyncio.Task[Any]] = set()
         self._launching: asyncio.Task[None] | None = None
+        self._running_steps: asyncio.Task[None] | None = None
+        self._recovering: asyncio.Task[None] | None = None
+        self._watching: asyncio.Task[None] | None = None
+        self._awaiting_stream: asyncio.Task[None] | None = None
+        self._pending_crash: CrashKind | None = None
+        # The browser.
+        self._dir: BrowserDir | None = None  # TMPDIR of this session's Playwright driver
         self._playwright: Playwright | None = None
-        self._host = host
         self._endpoint: str | None = None  # the shared Chromium last connected to
         self._browser: Browser | None = None
         self._context: BrowserContext | None = None
         self._page: Page | None = None
         self._recorder: PageRecorder | None = None
         self._demo_site: DemoSite | None = None
-        self._last_url: str | None = None
+        self._last_url: str | None = None  # the main frame's URL, or the one it failed to open
+        self._checkpoints = CheckpointReporter(
+            session_id, (lambda cp: supervisor.report(session_id, cp)) if supervisor else None,
+            lambda: self._last_url)
         self._stopped = asyncio.Event()
-        self._closing = False
 
     def set_sink(self, sink: BatchSink) -> None:
         if self._state is not SessionState.PENDING:
             raise InvalidTransition(f"session {self.session_id}", self._state, "connect")
-        self._sink = sink
+        self._outbox.sink = sink
 
     def use_host(self, host: SharedBrowser) -> None:
         """Opens the session in `host`'s shared Chromium instead of launching one."""
@@ -109,76 +161,112 @@ class BrowserSession:
             raise InvalidTransition(f"session {self.session_id}", self._state, "change browser")
         self._host = host
 
+    def set_supervisor(self, supervisor: Supervisor) -> None:
+        if self._state is not SessionState.PENDING:
+            raise InvalidTransition(f"session {self.session_id}", self._state, "supervise")
+        self._supervisor = supervisor
+        self._checkpoints.send = lambda cp: supervisor.report(self.session_id, cp)
+
     # -- lifecycle -------------------------------------------------------------------------
 
     async def warm_up(self) -> None:
         """Starts Playwright and Chromium now, so `start` only opens a page."""
         if self._state is not SessionState.PENDING:
             raise InvalidTransition(f"session {self.session_id}", self._state, "warm up")
-        if self._playwright is None:
-            self._playwright = await start_playwright(self._settings)
         if self._browser is None:
             await self._connect_browser()
 
-    async def start(self, spec: SessionSpec) -> SessionStatus:
-        """Opens the first page of `spec`; the workflow then runs on its own."""
+    async def start(self, spec: SessionSpec, resume: Checkpoint | None = None) -> SessionStatus:
+        """Opens the first page of `spec`; the workflow then runs on its own.
+
+        `resume` is where the session was when the actor running it died: the page opens
+        at `resume.url` (else the start URL), the steps before `resume.step` keep the
+        outcome they had, and the workflow runs on from `resume.step`. That step, which
+        was running, runs again from its start (its `attempts` show it). A demo session's
+        demo site is new, on new ports, so `resume.url` is moved to its origin.
+
+        A first page that does not open is no failure: the session runs on, showing
+        Chromium's error page, with the reason in `navigation_error`.
+        """
         if self._state.ended:  # stopped before it got going
             return self.status()
-        if self._sink is None:
+        if self._outbox.sink is None:
             raise InvalidTransition(f"session {self.session_id}", self._state, "start unconnected")
         self._spec = spec
-        self._steps = list(spec.steps)
-        self._step_status = [StepStatus(index=i, action=s.action)
-                             for i, s in enumerate(self._steps)]
+        self._workflow = self._new_workflow(list(spec.steps))
         self._start_url = str(spec.url) if spec.url else None
+        if resume is not None:
+            self._checkpoints.version = resume.version
         self._move(SessionState.STARTING)
         self._started_at = time.time()
-        self._launching = asyncio.create_task(self._launch(), name="launch")
+        self._launching = asyncio.create_task(self._launch(resume), name="launch")
         await asyncio.wait({self._launching})
         if self._state is not SessionState.STARTING:  # stop() came first and owns the shutdown
             await self._stopped.wait()
             return self.status()
         exc = self._launching.exception()
         if exc is not None:
-            self._error = f"{type(exc).__name__}: {exc}".splitlines()[0]
-            self._log.error("session %s failed to start: %s", self.session_id, self._error)
+            self._error = f"could not start: {first_line(unwrap(exc))}"
+            self._log.error("session %s %s", self.session_id, self._error)
             await self._shutdown(SessionState.FAILED)
             return self.status()
         self._move(SessionState.RUNNING)
-        self._log.info("session %s running at %s", self.session_id, self._start_url)
-        self._spawn(self._run_workflow(), "workflow")
+        self._log.info("session %s running at %s%s", self.session_id, self._last_url,
+                       f", resuming at step {resume.step}" if resume is not None else "")
+        self._checkpoints.changed(self._workflow, force=True)
+        self._run_steps()
         self._spawn(self._stop_after(self._spec.max_duration_s), "deadline")
         return self.status()
 
-    async def _launch(self) -> None:
-        if self._spec.demo:
-            await self._start_demo_site()
-        self._sender = asyncio.create_task(self._send_batches(), name="send-batches")
-        if self._playwright is None:
-            self._playwright = await start_playwright(self._settings)
-        await self._open_page()
-        assert self._page is not None and self._start_url is not None
-        await self._page.goto(self._start_url, wait_until="load", timeout=30_000)
-
     async def stop(self) -> SessionStatus:
-        """Idempotent; returns once the browser is closed and every batch is handed on."""
+        """Idempotent; returns within 5 s whatever the page does, once the browser is closed
+        and every batch recorded is handed on."""
         if self._state in (SessionState.STOPPING, SessionState.STOPPED, SessionState.FAILED):
             await self._stopped.wait()
             return self.status()
         await self._shutdown(SessionState.STOPPED)
         return self.status()
 
+    def attach_stream(self, sink: BatchSink) -> None:
+        """The session's stream was reopened (its streamer restarted): batches go to `sink`
+        from now on, starting with a checkout the page takes now; those queued for the old
+        stream are dropped. Any live state; a no-op once the session ends."""
+        if self._state.ended or self._state is SessionState.STOPPING:
+            return
+        waiter, self._awaiting_stream = self._awaiting_stream, None
+        if waiter is not None:
+            waiter.cancel()
+        if self._stream_lost_at is not None:
+            self._stream_lost_at = None
+            self._warn(WarningKind.STREAM_LOST, "the stream was reopened")
+        if self._state is SessionState.PENDING:
+            self._outbox.sink = sink  # start() opens the page, which begins with a checkout
+            return
+        # The new stream must begin at a segment: batches pass from the page's next
+        # checkout on, which it takes now.
+        self._outbox.attach(sink)
+        self._spawn(self._checkout_now(), "checkout")
+        self._log.info("session %s streams to a reopened stream", self.session_id)
+
     def status(self) -> SessionStatus:
         url = self._page.url if self._page is not None and not self._page.is_closed() else None
+        if url is None or not url.startswith(("http:", "https:")):
+            url = self._last_url or url
         return SessionStatus(
             state=self._state,
-            url=url or self._last_url,
+            url=url,
             started_at=self._started_at,
             ended_at=self._ended_at,
-            steps=[s.model_copy() for s in self._step_status],
+            steps=[s.model_copy() for s in self._workflow.statuses],
             error=self._error,
             browser_restarts=self._restarts,
             start_url=self._start_url,
+            navigation_error=self._navigation_error,
+            recording_error=self._recording_error,
+            browser_crashes=self._crashes.counts[CrashKind.BROWSER],
+            page_crashes=self._crashes.counts[CrashKind.PAGE],
+            stream_lost_at=self._stream_lost_at,
+            warnings=list(self._warnings),
         )
 
     def node_id(self) -> str:
@@ -190,18 +278,45 @@ class BrowserSession:
         await self._stopped.wait()
         return self.status()
 
-    # -- internals -------------------------------------------------------------------------
+    # -- internals: states, tasks, warnings ------------------------------------------------
 
     def _move(self, state: SessionState) -> None:
         if state not in SESSION_TRANSITIONS[self._state]:
             raise InvalidTransition(f"session {self.session_id}", self._state, state)
         self._state = state
 
-    def _spawn(self, coro: Any, name: str) -> asyncio.Task[None]:
-        task = asyncio.create_task(coro, name=name)
+    def _spawn(self, coro: Awaitable[Any], name: str) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        task.set_name(name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
+
+    def _warn(self, kind: WarningKind, message: str, url: str | None = None) -> None:
+        self._warnings.append(SessionWarning(at=time.time(), kind=kind, message=message,
+                                             url=url))
+
+    def _fail(self, reason: str) -> None:
+        """Ends the session as failed, from a callback or a task of its own."""
+        if self._state not in (SessionState.STARTING, *_LIVE):
+            return
+        self._error = reason
+        self._log.error("session %s failed: %s", self.session_id, reason)
+        self._spawn(self._shutdown(SessionState.FAILED), "fail")
+
+    # -- internals: opening the browser and the page ---------------------------------------
+
+    async def _launch(self, resume: Checkpoint | None) -> None:
+        if self._spec.demo:
+            await self._start_demo_site()
+        if resume is not None:
+            self._workflow.resume(resume)
+        self._outbox.start()
+        await self._open_context()
+        await self._open_page()
+        url = self._resume_url(resume) or self._start_url
+        assert url is not None
+        await self._open(url)
 
     async def _start_demo_site(self) -> None:
         from pipeline.demo_site import DemoSite
@@ -210,184 +325,411 @@ class BrowserSession:
         self._demo_site = DemoSite()
         await self._demo_site.start()
         self._start_url = self._demo_site.url + "/"
-        self._steps = demo_steps(self._demo_site.url)
-        self._step_status = [StepStatus(index=i, action=s.action)
-                             for i, s in enumerate(self._steps)]
+        self._workflow = self._new_workflow(demo_steps(self._demo_site.url))
 
-    async def _open_page(self) -> None:
-        assert self._playwright is not None
+    def _new_workflow(self, steps: list[Step]) -> Workflow:
+        return Workflow(self.session_id, steps, self._steps_changed,
+                        self._settings.step_delay_ms / 1000.0)
+
+    def _steps_changed(self) -> None:
+        self._checkpoints.changed(self._workflow)
+
+    def _resume_url(self, resume: Checkpoint | None) -> str | None:
+        """Where a resumed session opens. A demo site restarts on new ports, so a URL of
+        the old one moves to the new one's origin (path and query kept): rewriting keeps
+        the demo site's ports free for the OS to pick, where a fixed port per session
+        could be taken by then, or on another node."""
+        if resume is None or not resume.url:
+            return None
+        if self._demo_site is None:
+            return resume.url
+        parts, origin = urlsplit(resume.url), urlsplit(self._demo_site.url)
+        if parts.scheme not in ("http", "https"):
+            return None
+        return urlunsplit((origin.scheme, origin.netloc, parts.path, parts.query,
+                           parts.fragment))
+
+    async def _ensure_playwright(self) -> Playwright:
+        if self._playwright is None:
+            await asyncio.to_thread(sweep)
+            self._dir = await asyncio.to_thread(BrowserDir.create, "session")
+            self._playwright = await start_playwright(self._settings, self._dir.path)
+        return self._playwright
+
+    async def _connect_browser(self) -> None:
+        playwright = await self._ensure_playwright()
+        if self._host is None:
+            browser = await launch_chromium(playwright, self._settings)
+        else:
+            browser = await self._connect_shared(playwright)
+        browser.on("disconnected", self._on_browser_disconnected)
+        self._browser = browser
+
+    async def _connect_shared(self, playwright: Playwright) -> Browser:
+        """Connects to the node's shared Chromium. Its host may be restarting (Ray brings a
+        killed one back), so what fails for another reason than the host's own error is
+        tried again for a few seconds."""
+        assert self._host is not None
+        executable = resolve_executable(playwright, self._settings.chromium)
+        deadline = time.monotonic() + _HOST_RETRY_S
+        delay = 0.1
+        while True:
+            try:
+                # Naming the lost endpoint after a crash makes the host replace it.
+                self._endpoint = await self._host.endpoint(executable, self._endpoint)
+                return await playwright.chromium.connect(self._endpoint)
+            except Exception as exc:
+                cause = unwrap(exc)
+                if isinstance(cause, RRStreamError):
+                    raise cause from None
+                if time.monotonic() + delay > deadline:
+                    raise BrowserLaunchError(
+                        executable, f"the node's shared browser could not be reached for "
+                        f"{_HOST_RETRY_S:g} s ({first_line(cause)})") from exc
+                self._log.warning("session %s: the node's shared browser is unreachable "
+                                  "(%s); trying again", self.session_id, first_line(cause))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 1.0)
+
+    async def _open_context(self) -> None:
         if self._browser is None or not self._browser.is_connected():
             await self._connect_browser()
         assert self._browser is not None
         viewport = self._spec.viewport
         self._context = await self._browser.new_context(
-            viewport={"width": viewport.width, "height": viewport.height}
+            viewport={"width": viewport.width, "height": viewport.height},
+            accept_downloads=True,  # so that a download is seen (and cancelled), not lost
         )
-        self._page = await self._context.new_page()
-        self._page.on("crash", lambda _: self._on_crash("page crashed"))
-        self._page.on("framenavigated", self._on_navigated)
-        self._recorder = PageRecorder(init_script(self._settings), self._enqueue)
-        await self._recorder.attach(self._context, self._page)
+        self._recorder = PageRecorder(init_script(self._settings), self._outbox.receiver)
+        await self._recorder.install(self._context)
 
-    async def _connect_browser(self) -> None:
-        assert self._playwright is not None
-        if self._host is None:
-            browser = await launch_chromium(self._playwright, self._settings)
-        else:
-            executable = resolve_executable(self._playwright, self._settings.chromium)
-            # Reconnecting after a crash names the lost endpoint, so the host replaces it.
-            self._endpoint = await self._host.endpoint(executable, self._endpoint)
-            try:
-                browser = await self._playwright.chromium.connect(self._endpoint)
-            except PlaywrightError as exc:
-                raise BrowserLaunchError(executable, str(exc).splitlines()[0]) from exc
-        browser.on("disconnected", lambda _: self._on_crash("browser disconnected"))
-        self._browser = browser
+    async def _open_page(self) -> None:
+        assert self._context is not None and self._recorder is not None
+        page = await self._context.new_page()
+        self._page = page
+        page.on("crash", self._on_page_crash)
+        page.on("framenavigated", self._on_navigated)
+        page.on("domcontentloaded", self._on_loaded)
+        page.on("download", self._on_download)
+        await self._recorder.attach(self._context, page)
 
-    def _on_navigated(self, frame: Any) -> None:
-        if self._page is not None and frame == self._page.main_frame:
-            self._last_url = frame.url
+    async def _open(self, url: str) -> None:
+        """Opens `url`; a page that does not open is reported, not raised."""
+        assert self._page is not None
+        self._last_url = url
+        try:
+            await open_url(self._page, url, timeout_ms=self._settings.navigation_timeout_s * 1000)
+        except NavigationFailed as exc:
+            await self._navigation_failed(exc)
 
-    def _enqueue(self, batch: PageBatch) -> None:
-        self._outbox.append(batch)
-        self._outbox_ready.set()
+    async def _navigation_failed(self, exc: NavigationFailed) -> None:
+        self._navigation_error = str(exc)
+        self._warn(WarningKind.NAVIGATION, str(exc), exc.url)
+        self._log.warning("session %s: %s", self.session_id, exc)
+        if timed_out(exc) and self._recorder is not None:
+            # Else the page would change whenever Chromium gives up on it, minutes later.
+            await bounded(self._recorder.stop_loading(), _ANSWER_S,
+                          "stopping the navigation that timed out", self._log)
 
-    async def _send_batches(self) -> None:
-        """Hands batches on in order, as many per call as have piled up."""
-        while True:
-            await self._outbox_ready.wait()
-            self._outbox_ready.clear()
-            while self._outbox:
-                batches, self._outbox = self._outbox, []
-                try:
-                    assert self._sink is not None
-                    await self._sink.push(batches)
-                except Exception as exc:
-                    self._error = f"stream lost: {exc}".splitlines()[0]
-                    self._log.error("session %s: %s", self.session_id, self._error)
-                    if self._state in (SessionState.RUNNING, SessionState.IDLE):
-                        self._spawn(self._shutdown(SessionState.FAILED), "fail")
-                    return
-            if self._closing:
-                return
+    # -- internals: page events ------------------------------------------------------------
+
+    def _on_navigated(self, frame: Frame) -> None:
+        page = self._page
+        if page is None or frame != page.main_frame:
+            return
+        url = frame.url
+        if not url.startswith(("http:", "https:")):
+            return  # Chromium's error page: the URL it failed to open stays the one to retry
+        self._navigation_error = None
+        if url != self._last_url:
+            self._last_url = url
+            self._checkpoints.changed(self._workflow)
+
+    def _on_loaded(self, page: Page) -> None:
+        if page is not self._page:
+            return
+        watching, self._watching = self._watching, None
+        if watching is not None:
+            watching.cancel()
+        self._recording_error = None  # a new document: what was said of the last is moot
+        url = page.url
+        if url.startswith(("http:", "https:")):
+            self._watching = self._spawn(self._watch_snapshot(url), "snapshot-watch")
+
+    async def _watch_snapshot(self, url: str) -> None:
+        assert self._recorder is not None
+        watch = SnapshotWatch(self._settings.snapshot_timeout_s,
+                              lambda problem: self._recording_problem(url, problem))
+        try:
+            await watch.watch(self._recorder, url)
+        except (PlaywrightError, RRStreamError) as exc:  # it navigated or went away meanwhile
+            self._log.info("session %s: the snapshot check of %s ended: %s", self.session_id,
+                           url, first_line(exc))
+
+    def _recording_problem(self, url: str, problem: str | None) -> None:
+        if problem is None:
+            self._recording_error = None
+            self._warn(WarningKind.RECORDING, f"{url} is recorded again", url)
+            self._log.info("session %s: %s is recorded again", self.session_id, url)
+            return
+        if problem != self._recording_error:
+            self._warn(WarningKind.RECORDING, problem, url)
+            self._log.warning("session %s: %s", self.session_id, problem)
+        self._recording_error = problem
+
+    def _on_download(self, download: Download) -> None:
+        message = (f"the page started a download of {download.suggested_filename!r} "
+                   f"from {download.url}; it was cancelled")
+        self._warn(WarningKind.DOWNLOAD, message, download.url)
+        self._log.warning("session %s: %s", self.session_id, message)
+        self._spawn(self._cancel_download(download), "cancel-download")
+
+    async def _cancel_download(self, download: Download) -> None:
+        try:
+            await asyncio.wait_for(download.cancel(), _ANSWER_S)
+        except (TimeoutError, PlaywrightError) as exc:
+            self._log.warning("session %s: cancelling the download of %s failed: %s",
+                              self.session_id, download.url, first_line(exc))
+
+    # -- internals: the workflow -----------------------------------------------------------
+
+    def _run_steps(self) -> None:
+        if self._state is SessionState.RUNNING:
+            self._running_steps = self._spawn(self._run_workflow(), "workflow")
 
     async def _run_workflow(self) -> None:
-        delay = self._settings.step_delay_ms / 1000.0
-        for status, step in zip(self._step_status, self._steps, strict=True):
-            status.state, status.started_at = StepState.RUNNING, time.time()
-            try:
-                assert self._page is not None
-                await run_step(self._page, step)
-            except asyncio.CancelledError:
-                status.state, status.ended_at = StepState.SKIPPED, time.time()
-                raise
-            except Exception as exc:
-                status.state, status.ended_at = StepState.FAILED, time.time()
-                status.error = str(exc).splitlines()[0]
-                self._error = f"step {status.index} ({status.action}) failed: {status.error}"
-                self._log.warning("session %s: %s", self.session_id, self._error)
-                for rest in self._step_status[status.index + 1:]:
-                    rest.state = StepState.SKIPPED
-                break
-            status.state, status.ended_at = StepState.DONE, time.time()
-            if delay:
-                await asyncio.sleep(delay)
-        if self._state is SessionState.RUNNING:
-            self._move(SessionState.IDLE)
-            self._log.info("session %s workflow finished", self.session_id)
-            if self._spec.close_when_done:
-                self._spawn(self.stop(), "stop")
+        try:
+            await self._workflow.run(_PageSteps(self))
+        except StepFailed as exc:
+            self._error = f"step {exc.index} ({exc.action}) failed: {exc.reason}"
+            self._log.warning("session %s: %s", self.session_id, self._error)
+        if self._workflow.done and self._state is SessionState.RUNNING:
+            self._workflow_finished()
+
+    def _workflow_finished(self) -> None:
+        self._move(SessionState.IDLE)
+        self._log.info("session %s workflow finished", self.session_id)
+        if self._spec.close_when_done:
+            self._spawn(self.stop(), "stop")
 
     async def _stop_after(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
         self._log.info("session %s reached its time limit", self.session_id)
         await self.stop()
 
-    def _on_crash(self, reason: str) -> None:
-        if self._state in (SessionState.RUNNING, SessionState.IDLE):
-            self._spawn(self._recover(reason), "recover")
+    # -- internals: crashes ----------------------------------------------------------------
 
-    async def _recover(self, reason: str) -> None:
-        self._restarts += 1
-        if self._metrics is not None:
-            self._metrics.restarted("browser")
-        self._log.warning("session %s: %s, restart %d", self.session_id, reason, self._restarts)
-        if self._restarts > _MAX_RECOVERIES:
-            self._error = f"{reason}; gave up after {_MAX_RECOVERIES} restarts"
-            self._log.error("session %s: %s", self.session_id, self._error)
-            await self._shutdown(SessionState.FAILED)
+    def _on_browser_disconnected(self, browser: Browser) -> None:
+        if browser is self._browser:
+            self._crashed(CrashKind.BROWSER)
+
+    def _on_page_crash(self, page: Page) -> None:
+        if page is self._page:
+            self._crashed(CrashKind.PAGE)
+
+    def _crashed(self, kind: CrashKind) -> None:
+        """The page (or its whole browser) is gone: reopen it where it was, unless that is
+        one crash too many."""
+        if self._state not in _LIVE:
             return
-        with contextlib.suppress(Exception):
-            if self._recorder is not None:
-                await self._recorder.detach()
-            if self._context is not None:
-                await self._context.close()
+        give_up = self._crashes.crashed(kind)
+        if self._metrics is not None:
+            self._metrics.restarted(kind.value)
+        what = "the browser crashed" if kind is CrashKind.BROWSER else "the page crashed"
+        self._warn(WarningKind.BROWSER_CRASH if kind is CrashKind.BROWSER
+                   else WarningKind.PAGE_CRASH, what, self._last_url)
+        if give_up is not None:
+            self._fail(give_up)
+            return
+        self._restarts += 1
+        self._log.warning("session %s: %s; reopening %s (restart %d)", self.session_id, what,
+                          self._last_url, self._restarts)
+        # The running step is cancelled and runs again once the page is back.
+        for task in (self._running_steps, self._watching):
+            if task is not None:
+                task.cancel()
+        if kind is CrashKind.BROWSER:
+            # Its pages died with it: no event of theirs is a crash of its own.
+            self._browser = self._page = None
+        if self._pending_crash is not CrashKind.BROWSER:
+            self._pending_crash = kind
+        if self._recovering is None or self._recovering.done():
+            self._recovering = self._spawn(self._recover(), "recover")
+
+    async def _recover(self) -> None:
+        while self._pending_crash is not None:
+            kind, self._pending_crash = self._pending_crash, None
+            try:
+                await self._reopen(kind)
+            except Exception as exc:
+                if self._pending_crash is not None:
+                    continue  # it crashed again meanwhile: counted, and reopened next turn
+                self._fail(f"could not reopen the page after {kind} crash: "
+                           f"{first_line(unwrap(exc))}")
+                return
+        self._log.info("session %s: page reopened at %s", self.session_id, self._last_url)
+        self._checkpoints.changed(self._workflow, force=True)
+        self._run_steps()
+
+    async def _reopen(self, kind: CrashKind) -> None:
+        page, self._page = self._page, None
+        if kind is CrashKind.BROWSER:
+            await self._open_context()  # reconnects first: the old context died with it
+        elif page is not None:
+            await bounded(page.close(), _ANSWER_S, "closing the crashed page", self._log)
+        await self._open_page()
+        await self._open(self._last_url or self._start_url or "about:blank")
+
+    # -- internals: batches and the stream -------------------------------------------------
+
+    def _use_receiver(self, receiver: Callable[[PageBatch], None]) -> None:
+        if self._recorder is not None:
+            self._recorder.on_batch = receiver
+
+    async def _checkout_now(self) -> None:
+        recorder = self._recorder
+        if recorder is None or self._page is None:
+            return  # the page is being (re)opened: its first snapshot starts the stream
         try:
-            await self._open_page()
-            assert self._page is not None
-            await self._page.goto(self._last_url or self._start_url or "about:blank",
-                                  wait_until="load", timeout=30_000)
-        except Exception as exc:
-            self._error = f"recovery failed: {exc}".splitlines()[0]
-            await self._shutdown(SessionState.FAILED)
+            if not await asyncio.wait_for(recorder.checkout(), _ANSWER_S):
+                await asyncio.wait_for(recorder.restart(), _ANSWER_S)
+        except TimeoutError:
+            self._log.warning("session %s: the page took no checkout within %.0f s (it is "
+                              "busy); the reopened stream starts at its next one",
+                              self.session_id, _ANSWER_S)
+        except (PlaywrightError, RRStreamError) as exc:
+            self._log.info("session %s: no checkout now (%s); the reopened stream starts at "
+                           "the next page's", self.session_id, first_line(exc))
+
+    def _push_failed(self, exc: Exception) -> bool:
+        """A push to the stream failed: without a supervisor (or while stopping) the session
+        cannot stream any more; with one it waits for `attach_stream`."""
+        reason = first_line(unwrap(exc))
+        if self._supervisor is None or self._state not in (SessionState.STARTING, *_LIVE):
+            self._error = self._error or f"stream lost: {reason}"
+            self._log.error("session %s: stream lost: %s", self.session_id, reason)
+            if self._state in _LIVE:
+                self._spawn(self._shutdown(SessionState.FAILED), "fail")
+            return False
+        self._outbox.suspend()
+        self._stream_lost_at = time.time()
+        timeout = self._settings.stream_reattach_timeout_s
+        message = (f"a push to the stream failed ({reason}); waiting up to {timeout:g} s for "
+                   "it to be reopened")
+        self._warn(WarningKind.STREAM_LOST, message)
+        self._log.warning("session %s: %s", self.session_id, message)
+        try:
+            self._supervisor.stream_lost(self.session_id)
+        except Exception as report_error:
+            self._log.warning("session %s: telling the supervisor the stream was lost failed: "
+                              "%s", self.session_id, first_line(report_error))
+        self._awaiting_stream = self._spawn(self._fail_unless_reattached(timeout), "await-stream")
+        return True
+
+    async def _fail_unless_reattached(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+        if self._stream_lost_at is not None:
+            self._fail(f"its stream was lost and not reopened within {seconds:g} s")
+
+    # -- internals: shutdown ---------------------------------------------------------------
 
     async def _shutdown(self, final: SessionState) -> None:
-        """Stop input, close the browser, drain batches, close the stream."""
-        if self._state not in (SessionState.STOPPING,):
+        """Stop input, close the browser, drain batches, close the stream: within 5 s, by
+        force where the polite way takes too long."""
+        began = time.monotonic()
+        if self._state is not SessionState.STOPPING:
             self._move(SessionState.STOPPING if final is SessionState.STOPPED else final)
+        self._checkpoints.stop()  # a replacement would not resume an ending session
+        self._workflow.interrupt()
         current = asyncio.current_task()
-        if self._launching is not None and not self._launching.done():
-            self._launching.cancel()
-            await asyncio.wait({self._launching})
-        for task in list(self._tasks):
-            if task is not current:
-                task.cancel()
-        await asyncio.gather(*(t for t in self._tasks if t is not current),
-                             return_exceptions=True)
-        await self._close_browser()
-        await self._drain()
-        if self._demo_site is not None:
-            with contextlib.suppress(Exception):
-                await self._demo_site.stop()
-        if self._state is SessionState.STOPPING:
-            self._move(final)
-        self._ended_at = time.time()
-        self._log.info("session %s %s", self.session_id, self._state)
-        self._stopped.set()
+        pending = [t for t in (self._launching, *self._tasks)
+                   if t is not None and t is not current and not t.done()]
+        for task in pending:
+            task.cancel()
+        if pending:
+            _, stuck = await asyncio.wait(pending, timeout=1.0)
+            if stuck:
+                self._log.warning("session %s: %d tasks did not end when cancelled: %s",
+                                  self.session_id, len(stuck),
+                                  ", ".join(t.get_name() for t in stuck))
+        try:
+            await self._close_browser(began + _STOP_BROWSER_S)
+            await self._drain(began + _STOP_WITHIN_S)
+        finally:
+            if self._demo_site is not None:
+                await bounded(self._demo_site.stop(), 0.5, "stopping the demo site", self._log)
+            if self._dir is not None:
+                # Ends whatever of this session's driver and Chromium still runs.
+                await bounded(asyncio.to_thread(self._dir.remove), 0.5,
+                               "removing the browser's temp directory", self._log)
+            if self._state is SessionState.STOPPING:
+                self._move(final)
+            self._ended_at = time.time()
+            self._log.info("session %s %s in %.1f s", self.session_id, self._state,
+                           time.monotonic() - began)
+            self._stopped.set()
 
-    async def _close_browser(self) -> None:
+    async def _close_browser(self, deadline: float) -> None:
+        page, recorder, log = self._page, self._recorder, self._log
+        crashed = False
         # The final pagehide flush reaches the binding before the page goes away.
-        if self._page is not None and not self._page.is_closed():
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    self._page.evaluate("dispatchEvent(new Event('pagehide'))"), 2.0
-                )
-        if self._recorder is not None:
-            await self._recorder.detach()
+        if page is not None and recorder is not None and not page.is_closed():
+            try:
+                await asyncio.wait_for(recorder.flush(), _FLUSH_S)
+            except TimeoutError:
+                log.warning("session %s: the page did not answer within %.0f s (a script that "
+                            "never yields, a dialog or a long snapshot); crashing its renderer "
+                            "to stop it", self.session_id, _FLUSH_S)
+                crashed = await recorder.crash_renderer()
+            except (PlaywrightError, RRStreamError) as exc:
+                log.info("session %s: no final flush: %s", self.session_id, first_line(exc))
+        if recorder is not None and not crashed:
+            await bounded(recorder.detach(), time_left(deadline, 0.5), "detaching the recorder",
+                          log)
+        if self._context is not None:
+            await bounded(self._context.close(), time_left(deadline, 1.5),
+                          "closing the browser context", log)
         if self._browser is not None:
             # A shared Chromium only loses this session's context and connection.
-            with contextlib.suppress(Exception):
-                await self._browser.close()
+            await bounded(self._browser.close(), time_left(deadline, 1.0), "closing the browser",
+                           log)
         if self._playwright is not None:
-            with contextlib.suppress(Exception):
-                await self._playwright.stop()
+            await bounded(self._playwright.stop(), time_left(deadline, 1.0),
+                          "stopping Playwright", log)
 
-    async def _drain(self) -> None:
-        sender, self._sender = self._sender, None
-        if sender is None:
-            return
-        self._closing = True
-        self._outbox_ready.set()
+    async def _drain(self, deadline: float) -> None:
+        if not await self._outbox.drain(time_left(deadline, 5.0)):
+            self._log.error("session %s: %d batches not handed on before the stop's deadline",
+                            self.session_id, self._outbox.queued)
+        sink = self._outbox.sink
+        if sink is not None and self._stream_lost_at is None:
+            await bounded(sink.close(), time_left(deadline + 0.3, 0.3), "closing the stream",
+                           self._log)
+
+
+class _PageSteps:
+    """Runs the session's steps on its current page (the Workflow's StepRunner)."""
+
+    def __init__(self, session: BrowserSession) -> None:
+        self._session = session
+
+    async def run(self, step: Step) -> None:
+        session = self._session
+        page = session._page
+        if page is None:
+            raise RRStreamError("the page is being reopened")
         try:
-            # Shield only the final flush: what was recorded must reach the streamer.
-            await asyncio.wait_for(asyncio.shield(sender), _DRAIN_TIMEOUT_S)
-        except TimeoutError:
-            sender.cancel()
-            self._log.error("session %s: %d batches not handed on within %.0f s",
-                       self.session_id, len(self._outbox), _DRAIN_TIMEOUT_S)
-        if self._sink is not None:
-            with contextlib.suppress(Exception):
-                await self._sink.close()
+            await run_step(page, step)
+        except NavigationFailed as exc:
+            await session._navigation_failed(exc)
+            raise
+
+    async def interrupted(self, exc: Exception) -> bool:
+        if not page_gone(exc):
+            return False
+        # The page's crash event cancels this task (and reruns the step) if it comes.
+        await asyncio.sleep(_CRASH_NOTICE_S)
+        return False
 
 
-__all__ = ["BatchSink", "BrowserSession", "SharedBrowser"]
+__all__ = ["BatchSink", "BrowserSession", "SharedBrowser", "Supervisor"]

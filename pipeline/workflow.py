@@ -1,11 +1,22 @@
-"""Runs typed workflow steps against a Playwright page."""
+"""A session's workflow: typed steps run in order against its page, and how far they got.
+
+`Workflow` keeps the steps' statuses and position and is resumable: after a crash of the
+page (or of the session's actor, from the Checkpoint it reported) it runs on from the step
+that was running, which starts again from its beginning. `run_step` is the Playwright side.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import time
+from collections.abc import Callable
+from typing import Protocol
 
 from playwright.async_api import FrameLocator, Page
 
+from pipeline.errors import StepFailed
+from pipeline.models import Checkpoint, StepState, StepStatus
+from pipeline.navigation import open_url
 from pipeline.steps import (
     ClickStep,
     FillStep,
@@ -19,14 +30,102 @@ from pipeline.steps import (
     WaitStep,
 )
 
+# Outcomes a resumed workflow keeps for the steps before its position.
+_SETTLED = (StepState.DONE, StepState.FAILED, StepState.SKIPPED)
+
+
+class StepRunner(Protocol):
+    """Runs one step against the session's page."""
+
+    async def run(self, step: Step) -> None: ...
+
+    async def interrupted(self, exc: Exception) -> bool:
+        """Whether `exc` came from the page going away (a crash the session recovers
+        from, after which the step runs again) rather than from the step itself."""
+        ...
+
+
+class Workflow:
+    """The steps and their statuses. `on_change` is called whenever the position or a
+    step's state changes (the session reports a Checkpoint then)."""
+
+    def __init__(self, session_id: str, steps: list[Step],
+                 on_change: Callable[[], None] = lambda: None, step_delay_s: float = 0.0) -> None:
+        self.session_id = session_id
+        self.steps = list(steps)
+        self.statuses = [StepStatus(index=i, action=s.action) for i, s in enumerate(steps)]
+        self.position = 0  # the step running or next; len(steps) once done
+        self._on_change = on_change
+        self._step_delay_s = step_delay_s
+
+    @property
+    def done(self) -> bool:
+        return self.position >= len(self.steps)
+
+    def resume(self, checkpoint: Checkpoint) -> None:
+        """Continues where `checkpoint` says: the steps before its position keep the outcome
+        they had, the one at its position runs again from its start (its attempts go on
+        counting), and those after are pending."""
+        self.position = max(0, min(checkpoint.step, len(self.steps)))
+        for status, earlier in zip(self.statuses, checkpoint.steps, strict=False):
+            if status.index < self.position and earlier.state in _SETTLED:
+                status.state, status.error = earlier.state, earlier.error
+                status.started_at, status.ended_at = earlier.started_at, earlier.ended_at
+            if status.index <= self.position:
+                status.attempts = earlier.attempts
+
+    def checkpoint(self, url: str | None, version: int) -> Checkpoint:
+        return Checkpoint(url=url, step=self.position, version=version,
+                          steps=[s.model_copy() for s in self.statuses])
+
+    def interrupt(self) -> None:
+        """The session is stopping: the running step is skipped, the rest stay pending."""
+        if not self.done and self.statuses[self.position].state is StepState.RUNNING:
+            status = self.statuses[self.position]
+            status.state, status.ended_at = StepState.SKIPPED, time.time()
+            self._on_change()
+
+    async def run(self, runner: StepRunner) -> None:
+        """Runs from the position to the end. A failed step marks the steps after it
+        skipped and raises StepFailed. Cancelling leaves the running step RUNNING (the
+        canceller says what becomes of it: interrupt() on stop, a rerun after a crash);
+        so does an error `runner` calls an interruption, and run() then returns early."""
+        while not self.done:
+            status, step = self.statuses[self.position], self.steps[self.position]
+            status.state, status.started_at = StepState.RUNNING, time.time()
+            status.ended_at = status.error = None
+            status.attempts += 1
+            self._on_change()
+            try:
+                await runner.run(step)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if await runner.interrupted(exc):
+                    return
+                status.state, status.ended_at = StepState.FAILED, time.time()
+                status.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                for rest in self.statuses[status.index + 1:]:
+                    rest.state = StepState.SKIPPED
+                self.position = len(self.steps)
+                self._on_change()
+                raise StepFailed(self.session_id, status.index, status.action,
+                                 status.error) from exc
+            status.state, status.ended_at = StepState.DONE, time.time()
+            self.position += 1
+            self._on_change()
+            if self._step_delay_s and not self.done:
+                await asyncio.sleep(self._step_delay_s)
+
 
 async def run_step(page: Page, step: Step) -> None:
-    """Runs one step; Playwright errors propagate for the caller to record."""
+    """Runs one step; Playwright errors propagate for the caller to record, and a goto
+    that does not open its page raises NavigationFailed."""
     scope: Page | FrameLocator = page.frame_locator(step.frame) if step.frame else page
     timeout = step.timeout_ms
     match step:
         case GotoStep():
-            await page.goto(str(step.url), wait_until=step.wait_until, timeout=timeout)
+            await open_url(page, str(step.url), wait_until=step.wait_until, timeout_ms=timeout)
         case ClickStep():
             await scope.locator(step.selector).click(timeout=timeout)
         case FillStep():
@@ -49,4 +148,4 @@ async def run_step(page: Page, step: Step) -> None:
             raise TypeError(f"unknown step {step!r}")
 
 
-__all__ = ["run_step"]
+__all__ = ["StepRunner", "Workflow", "run_step"]

@@ -3,6 +3,10 @@
 //
 // The session actor prepends `window.__RRSTREAM_OPTIONS__ = {...};` and
 // registers the CDP binding named by `options.binding` before any page script.
+// It drives the recorder through `window.__rrstreamRecorder` (pipeline/recorder.py):
+// `checkout()` takes a Meta + FullSnapshot now (a reopened stream must start with
+// one), `state()` says whether rrweb started and how many snapshots this document
+// took, and `restart()` starts rrweb again when it took none.
 import { record } from "rrweb";
 
 (function startRecorder() {
@@ -18,6 +22,9 @@ import { record } from "rrweb";
   const bindingName = options.binding || "__rrstreamBatch";
   const flushMs = options.flushMs ?? 10;
   const maxBatchChars = options.maxBatchChars ?? 262144;
+  // Taken before any page script runs, so a page that replaces or deletes it
+  // cannot keep rrweb from observing the DOM (see startRrweb).
+  const NativeMutationObserver = window.MutationObserver;
 
   let parts = [];
   let chars = 0;
@@ -27,6 +34,9 @@ import { record } from "rrweb";
   let timer = 0;
   let lastFlushAt = 0;
   let retry = 0;
+  let snapshots = 0;
+  let failure = null;
+  let stopRrweb = null;
   const undelivered = [];
 
   function deliver(message) {
@@ -61,6 +71,8 @@ import { record } from "rrweb";
     if (event.type === 4) {
       flush();
       checkout = true;
+    } else if (event.type === 2) {
+      snapshots += 1;
     }
     const text = JSON.stringify(event);
     if (!parts.length) firstTs = event.timestamp;
@@ -76,10 +88,30 @@ import { record } from "rrweb";
     }
   }
 
-  // Lets workflows (and benchmarks) mark the stream: one rrweb Custom event per call.
-  window.__rrstreamAddCustomEvent = (tag, payload) => record.addCustomEvent(tag, payload);
+  // rrweb borrows a pristine MutationObserver from a fresh iframe when the page's
+  // is not native, but one the page deleted or made throw still stops it. So
+  // rrweb starts with the native one in place, and the page gets its own back
+  // right after.
+  let pagesObserver;
+  function nativeObserverIn() {
+    pagesObserver = window.MutationObserver;
+    if (pagesObserver === NativeMutationObserver) return;
+    try {
+      window.MutationObserver = NativeMutationObserver;
+    } catch (error) {
+      // A non-writable one: rrweb's own fallback is all there is.
+    }
+  }
+  function nativeObserverOut() {
+    if (window.MutationObserver === pagesObserver) return;
+    try {
+      window.MutationObserver = pagesObserver;
+    } catch (error) {
+      // Left native: the page made it impossible to put its own back.
+    }
+  }
 
-  record({
+  const rrwebOptions = {
     emit,
     checkoutEveryNms: options.checkoutEveryNms ?? 5000,
     sampling: options.sampling ?? { scroll: 100, media: 400, input: "last" },
@@ -87,7 +119,64 @@ import { record } from "rrweb";
     maskInputOptions: options.maskInputOptions ?? { password: true },
     recordCrossOriginIframes: options.recordCrossOriginIframes ?? true,
     inlineStylesheet: true,
-  });
+  };
+
+  // rrweb swallows (and logs) what goes wrong while record() runs, and throws what goes
+  // wrong in its deferred start at `load`; either way this recorder's code is on the stack
+  // (the session names the script with a sourceURL), so the failure can be told apart
+  // from the page's own errors and reported.
+  const scriptName = options.scriptName || "rrstream-recorder.js";
+  addEventListener("error", (event) => {
+    const stack = String((event.error && event.error.stack) || "");
+    if (stack.includes(scriptName)) failure = String(event.error && event.error.message || event.message);
+  }, true);
+
+  function startRrweb() {
+    nativeObserverIn();
+    try {
+      stopRrweb = record(rrwebOptions) || null;
+    } finally {
+      nativeObserverOut();
+    }
+    if (!stopRrweb) failure = failure || "rrweb did not start";
+  }
+
+  // rrweb starts observing at `load` (its own capturing listener, added by record());
+  // these two run right before and right after it.
+  addEventListener("load", nativeObserverIn, true);
+  startRrweb();
+  addEventListener("load", nativeObserverOut, true);
+
+  window.__rrstreamRecorder = {
+    checkout() {
+      try {
+        record.takeFullSnapshot(true);
+        return true;
+      } catch (error) {
+        return false;  // rrweb is not recording: restart() it
+      }
+    },
+    state() {
+      return { started: stopRrweb !== null, snapshots, failure };
+    },
+    restart() {
+      if (stopRrweb) {
+        try {
+          stopRrweb();
+        } catch (error) {
+          // Stopping a broken recorder may throw; the new one replaces it either way.
+        }
+      }
+      stopRrweb = null;
+      failure = null;
+      startRrweb();
+      return this.state();
+    },
+  };
+
+  // Lets workflows (and benchmarks) mark the stream: one rrweb Custom event per call.
+  window.__rrstreamAddCustomEvent = (tag, payload) => record.addCustomEvent(tag, payload);
+
   addEventListener("pagehide", flush);
   addEventListener("visibilitychange", flush);
 })();
