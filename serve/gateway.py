@@ -35,10 +35,6 @@ from serve.viewer_socket import ViewerSockets
 # cost less and a slow socket holds back only its own sender.
 _REPLICA_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
 
-# These run in each replica as it imports this module.
-disable_permessage_deflate()
-close_with_reason_on_shutdown()
-
 app = FastAPI(
     title="rrstream",
     description="Live streaming of real browser sessions to web viewers, built on Ray. "
@@ -52,6 +48,10 @@ install_error_handlers(app)
 @serve.ingress(app)
 class Gateway:
     def __init__(self, settings: Settings) -> None:
+        # Here, not at import: the replica gets this class by value and never imports
+        # this module; the replica's uvicorn server starts after this constructor.
+        disable_permessage_deflate()
+        close_with_reason_on_shutdown()
         configure_logging()
         self._settings = settings
         self._registry = RegistryClient(get_or_create_registry(settings))
