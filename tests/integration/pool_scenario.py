@@ -76,7 +76,7 @@ async def refuse(base: str, site: str) -> dict:
         first = (await api.post("/sessions", json={"url": f"{site}/index.html"})).json()
         refused = await api.post("/sessions", json={"url": f"{site}/index.html"})
         assert refused.status_code == 503, refused.text
-        assert refused.json()["detail"] == "no browser slot free (1 of 1 in use); try again later"
+        assert refused.json()["message"] == "no browser slot free (1 of 1 in use); try again later"
         await api.delete(f"/sessions/{first['id']}")
         return {"refused": refused.json()}
 

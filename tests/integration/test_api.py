@@ -113,7 +113,7 @@ async def test_unknown_session_is_404(api) -> None:
                          ("GET", "/demo/status/nope"), ("POST", "/demo/stop/nope")):
         response = await api.request(method, path)
         assert response.status_code == 404, path
-        assert response.json()["detail"] == "no session with id 'nope'"
+        assert response.json()["message"] == "no session with id 'nope'"
 
 
 async def test_websocket_refuses_unknown_sessions_and_bad_hellos(api, stack, demo_site) -> None:

@@ -57,7 +57,7 @@ async def test_a_session_is_recorded_listed_fetched_and_deleted(api, client, sta
 
     deleting = await api.delete(f"/recordings/{sid}")
     assert deleting.status_code == 409, deleting.text
-    assert "still being written" in deleting.json()["detail"]
+    assert "still being written" in deleting.json()["message"]
 
     assert (await api.delete(f"/sessions/{sid}")).status_code == 200
     live = await viewer
@@ -88,7 +88,8 @@ async def test_a_session_is_recorded_listed_fetched_and_deleted(api, client, sta
                          ("DELETE", f"/recordings/{sid}")):
         gone = await api.request(method, path)
         assert gone.status_code == 404, (method, path, gone.text)
-        assert gone.json() == {"detail": f"no recording with id {sid!r}"}
+        assert gone.json() == {"message": f"no recording with id {sid!r}",
+                               "detail": f"no recording with id {sid!r}"}
     assert sid not in [r["id"] for r in (await api.get("/recordings")).json()]
 
 
@@ -97,7 +98,7 @@ async def test_a_session_is_recorded_listed_fetched_and_deleted(api, client, sta
 async def test_a_file_name_is_not_a_recording_id(api, path) -> None:
     response = await api.get(path)
     assert response.status_code == 404
-    assert response.json()["detail"].startswith("no recording with id")
+    assert response.json()["message"].startswith("no recording with id")
 
 
 async def test_a_recording_replays_in_real_time_over_protocol_v1(api, client, demo_site) -> None:
