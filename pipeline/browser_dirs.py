@@ -33,9 +33,18 @@ def browsers_root() -> Path:
     return Path(tempfile.gettempdir()) / ROOT_NAME
 
 
-def _start_ticks(process: psutil.Process) -> str:
-    """When the process started, in 10 ms ticks, base 36 (8 characters)."""
-    ticks, digits = int(process.create_time() * 100), ""
+def _start_ticks(pid: int) -> str:
+    """When process `pid` started, in clock ticks since boot (base 36): the kernel's own
+    number, the same whoever reads it. (psutil's create_time() adds the boot time, which
+    the kernel recomputes from the clock and which drifts by a second now and then: two
+    processes could then disagree on whether a directory's owner is still the same
+    process.) Raises ProcessLookupError when there is no such process."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        raise ProcessLookupError(pid) from None
+    ticks = int(stat.rsplit(")", 1)[1].split()[19])  # field 22, starttime
+    digits = ""
     while ticks:
         ticks, digit = divmod(ticks, 36)
         digits = "0123456789abcdefghijklmnopqrstuvwxyz"[digit] + digits
@@ -55,9 +64,9 @@ class BrowserDir:
         """`purpose`: a word such as "host" or "session" (at most 8 letters)."""
         if not purpose.isalpha() or len(purpose) > 8:
             raise ValueError(f"a browser directory's purpose is a short word, not {purpose!r}")
-        me = psutil.Process()
+        me = os.getpid()
         path = (root or browsers_root()) / (
-            f"{me.pid}-{_start_ticks(me)}-{purpose}-{secrets.token_hex(2)}")
+            f"{me}-{_start_ticks(me)}-{purpose}-{secrets.token_hex(2)}")
         path.mkdir(parents=True)
         return cls(path)
 
@@ -85,11 +94,11 @@ def _owner_alive(name: str) -> bool:
     except ValueError:
         return True  # not ours: leave it alone
     try:
-        return _start_ticks(psutil.Process(pid)) == ticks
-    except psutil.NoSuchProcess:
+        return _start_ticks(pid) == ticks
+    except ProcessLookupError:
         return False
-    except psutil.Error:
-        return True
+    except (OSError, IndexError, ValueError):
+        return True  # unreadable: never end what might be alive
 
 
 def sweep(root: Path | None = None) -> list[Path]:
