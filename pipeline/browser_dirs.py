@@ -6,7 +6,7 @@ and traces (`playwright-artifacts-*`) in its driver's temp directory and removes
 when the browser closes normally: a killed driver, browser server or actor leaves them in
 /tmp (24 of them after one test run with a few faults). So every driver and browser server
 rrstream starts gets `TMPDIR` set to a directory of its own under
-`<system temp>/rrstream-browsers/`, which its owner removes when done. The directory is
+`<system temp>/rrstream-browser-dirs/`, which its owner removes when done. The directory is
 named after the owning process (pid and start time), not the node: the same code then
 works without Ray, and whoever starts next on the machine (a host actor Ray restarted, the
 next session) sees that the owner is dead and sweeps the directory, ending any process
@@ -25,7 +25,9 @@ from pathlib import Path
 import psutil
 
 _log = logging.getLogger(__name__)
-ROOT_NAME = "rrstream-browsers"
+# Not "rrstream-browsers": directories there were named by psutil's drifting create_time,
+# and code of either kind would take the other's for dead and sweep it.
+ROOT_NAME = "rrstream-browser-dirs"
 _KILL_WAIT_S = 3.0
 
 
