@@ -77,8 +77,9 @@ async def test_sessions_reconnect_when_the_browser_host_actor_is_killed(
     worker = worker_of(chromium)
     old = chromium_under(chromium)
     old_dirs = {p.name for p in browsers_root().iterdir() if p.name.startswith(f"{worker.pid}-")}
+    profile = [a for a in psutil.Process(chromium).cmdline() if "user-data-dir" in a]
     assert old_dirs, (f"the host's browser runs in a directory of the root: {worker.pid} "
-                      f"{worker.cmdline()[:2]} {sorted(p.name for p in browsers_root().iterdir())}")
+                      f"{profile} {sorted(p.name for p in browsers_root().iterdir())}")
     before = [(await api.get(f"/sessions/{sid}")).json()["batches"] for sid in sids]
 
     if kill == "SIGKILL":
