@@ -273,7 +273,10 @@ class KVRecordStore:
 
     def _load(self) -> list[SessionRecord]:
         records = []
-        for key in internal_kv._internal_kv_list(SESSION_PREFIX, namespace=self._namespace):
+        prefix = SESSION_PREFIX.encode()
+        for listed in internal_kv._internal_kv_list(SESSION_PREFIX, namespace=self._namespace):
+            # Listed keys come back with the namespace in front of them ("rrstream:session:…").
+            key = listed[listed.index(prefix):]
             value = internal_kv._internal_kv_get(key, namespace=self._namespace)
             if value is None:
                 continue

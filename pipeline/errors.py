@@ -46,8 +46,8 @@ class RegistryUnavailable(RRStreamError):
 
     def __init__(self, reason: str) -> None:
         self.reason = reason
-        super().__init__(f"the session registry is not answering ({reason}); it is being "
-                         "restarted, try again in a few seconds")
+        super().__init__(f"the session registry is not answering ({reason}); try again in "
+                         "a few seconds")
 
 
 class ActorLost(RRStreamError):

@@ -10,6 +10,7 @@ cluster/ configs set up) the records and every actor survive a GCS restart too.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import ray
@@ -43,6 +44,10 @@ class RegistryActor(SessionRegistry):
         # Adopt what a predecessor left, now rather than at the first request: its
         # sessions need supervising whether or not anyone is asking.
         context.current_actor.started.remote()
+
+    def worker_pid(self) -> int:
+        """The actor's worker process (for operators' tools and the fault tests)."""
+        return os.getpid()
 
     async def _streamer_restarted(self, node_id: str) -> None:
         await self.streamer_restarted(node_id)

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 
 from ray.exceptions import RayActorError, RayTaskError
 
-from pipeline.errors import RegistryUnavailable, describe_error, unwrap
+from pipeline.errors import RegistryUnavailable, unwrap
 from pipeline.models import (
     PoolStatus,
     RecordingInfo,
@@ -43,7 +43,7 @@ class RegistryClient:
         except RayTaskError as exc:  # the registry's own answer: SessionNotFound, …
             raise unwrap(exc) from None
         except RayActorError as exc:
-            raise RegistryUnavailable(describe_error(exc)) from exc
+            raise RegistryUnavailable("Ray is restarting it") from exc
         except TimeoutError as exc:
             raise RegistryUnavailable(f"no answer within {timeout_s:g} s") from exc
 

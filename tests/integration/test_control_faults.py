@@ -27,14 +27,19 @@ async def kill(handle, how: str) -> None:
         ray.kill(handle, no_restart=False)
 
 
-def shows_the_page_again(frame: Frame) -> bool:
-    return frame.header.reset and frame.reset_reason == "restart" and frame.full_snapshot
-
-
 async def back_after(viewer: Viewer, since_ms: float, timeout_s: float) -> Frame:
-    """The first frame that shows the page again after a fault (see shows_the_page_again)."""
+    """The frame that shows the page again after a fault: the first FullSnapshot of the new
+    epoch, which a RESET frame announced with `reset: restart` (a new stream's first batch
+    may hold the page's load events, its checkout following in the next)."""
+    restarted: list[Frame] = []
+
+    def page_again(frame: Frame) -> bool:
+        if frame.header.reset and frame.reset_reason == "restart":
+            restarted.append(frame)
+        return bool(restarted) and frame.full_snapshot
+
     try:
-        return await viewer.wait_for(shows_the_page_again, timeout_s, since_ms=since_ms)
+        return await viewer.wait_for(page_again, timeout_s, since_ms=since_ms)
     except TimeoutError:
         seen = [(f.header.first_seq, f.header.reset, f.reset_reason, f.full_snapshot)
                 for f in viewer.frames if (f.arrival_ms or 0) >= since_ms]

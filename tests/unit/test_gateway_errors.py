@@ -61,4 +61,4 @@ async def test_a_registry_being_restarted_closes_1013_try_again() -> None:
     socket = _Socket()
     await sockets.live(socket, "abc")
     assert socket.closed is not None and socket.closed[0] == 1013
-    assert "being restarted" in socket.closed[1]
+    assert "registry is not answering" in socket.closed[1]
