@@ -35,6 +35,8 @@ import pytest
 import yaml
 
 from serve.client import Viewer
+from tests.integration.redis_server import RedisServer, redis_server
+from tests.integration.redis_server import missing as redis_missing
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -51,6 +53,17 @@ BIN = Path(sys.executable).parent
 ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
 
 
+def _head_env(name: str) -> str:
+    """A VAR=value the config's head `ray start` sets (the GCS's Redis, its prefix)."""
+    (head,) = [c for c in yaml.safe_load(CONFIG.read_text())["head_start_ray_commands"]
+               if "ray start" in c]
+    return next(w.split("=", 1)[1] for w in head.split() if w.startswith(f"{name}="))
+
+
+REDIS_HOST, REDIS_PORT = _head_env("RAY_REDIS_ADDRESS").split(":")
+GCS_NAMESPACE = _head_env("RAY_external_storage_namespace")
+
+
 def _missing() -> str | None:
     """Why this machine cannot run the test, or None."""
     if os.geteuid() != 0:
@@ -58,12 +71,15 @@ def _missing() -> str | None:
     for tool in ("sshd", "ssh", "ssh-keygen", "rsync", "unshare"):
         if not shutil.which(tool, path=f"{os.environ.get('PATH', '')}:/usr/sbin"):
             return f"{tool} not installed (apt-get install openssh-server rsync)"
+    if redis_missing():
+        return redis_missing()
     probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"],
                            capture_output=True)
     if probe.returncode != 0:
         return f"cannot make a PID namespace: {probe.stderr.decode().strip()}"
     busy = [f"{host}:{port}" for host, port in
-            [(HEAD_IP, 22), ("0.0.0.0", 26379), (HEAD_IP, 28265), (GATEWAY_HOST, GATEWAY_PORT)]
+            [(HEAD_IP, 22), ("0.0.0.0", 26379), (HEAD_IP, 28265), (GATEWAY_HOST, GATEWAY_PORT),
+             (REDIS_HOST, int(REDIS_PORT))]
             if not _port_free(host, port)]
     return f"ports in use: {', '.join(busy)}" if busy else None
 
@@ -142,6 +158,7 @@ SetEnv HOME={WORK}/home XDG_CACHE_HOME={WORK}/cache npm_config_cache={WORK}/cach
 @dataclass
 class LoopbackCluster:
     log: Path
+    redis: RedisServer
     down: bool = False
 
     def ray_down(self) -> None:
@@ -161,8 +178,9 @@ def cluster() -> Iterator[LoopbackCluster]:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             pytest.skip("loopback cluster: another run holds it")
-        with _sshd():
-            cluster = LoopbackCluster(log=WORK / "ray.log")
+        # The Redis the config's GCS keeps its state in (GCS fault tolerance).
+        with _sshd(), redis_server(int(REDIS_PORT)) as redis:
+            cluster = LoopbackCluster(log=WORK / "ray.log", redis=redis)
             cluster.log.write_text("")
             try:
                 _run(BIN / "ray", "up", CONFIG, "-y", "--no-config-cache",
@@ -187,6 +205,15 @@ def test_head_offers_browser_slots_and_starts_with_haproxy(cluster: LoopbackClus
     assert raylets
     for raylet in raylets:
         assert raylet.environ().get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
+
+
+def test_the_gcs_keeps_its_state_in_redis(cluster: LoopbackCluster) -> None:
+    # Ray keeps each GCS table in one hash, RAY<namespace>@<TABLE>: the nodes, the
+    # key-value store (where the registry keeps its session records), the actors, ...
+    tables = cluster.redis.keys(f"RAY{GCS_NAMESPACE}@*")
+    assert tables >= 2, f"the GCS keeps {tables} tables in Redis"
+    for raylet in [p for p, name in _cluster_processes().items() if name == "raylet"]:
+        assert int(raylet.environ().get("RAY_gcs_rpc_server_reconnect_timeout_s", 0)) >= 120
 
 
 def test_serve_deploy_streams_a_session_through_haproxy(cluster: LoopbackCluster,
