@@ -21,6 +21,7 @@ from serve.gateway import Gateway
 
 APP_NAME = "rrstream"
 _MB_PER_BROWSER = 400
+_HEALTH_CHECK_PERIOD_S = 2.0
 _log = logging.getLogger(__name__)
 
 
@@ -113,6 +114,9 @@ def _gateway(settings: Settings) -> Application:
     return Gateway.options(
         num_replicas=settings.gateway_replicas,
         max_ongoing_requests=settings.gateway_max_ongoing_requests,
+        # Serve's controller notices a dead replica at its next health check (every 10 s
+        # by default); until the replacement runs, the viewers of a lone replica wait.
+        health_check_period_s=_HEALTH_CHECK_PERIOD_S,
     ).bind(settings)
 
 
