@@ -11,22 +11,12 @@ import pytest
 
 from serve.client import Client, Viewer
 from serve.client.connection import now_ms
-from tests.integration.replicas import KillHow, kill_replica
+from tests.integration.replicas import KillHow, kill_replica, serving_replica
 
 pytestmark = pytest.mark.timeout(300)
 
 BACK_WITHIN_S = 15.0
 VIEWERS = 3
-
-
-async def serving_replica(client: Client, timeout_s: float = 60.0) -> str:
-    """The replica that answers (the stack has one), once it does."""
-    async with asyncio.timeout(timeout_s):
-        while True:
-            try:
-                return (await client.healthz())["replica"]
-            except Exception:  # not replaced yet: the ingress has no replica to send it to
-                await asyncio.sleep(0.25)
 
 
 @pytest.mark.parametrize("how", ["sigkill", "ray.kill"])
