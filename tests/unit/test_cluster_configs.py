@@ -225,6 +225,15 @@ def test_serve_config_passes_serves_schema() -> None:
                                                               "serve.app:build_app")
     (deployment,) = app.deployments
     assert deployment.max_ongoing_requests >= 1_000  # one slot per open WebSocket
+    # When a replica dies its viewers reconnect to the other (test_gateway_failover.py);
+    # the local run has one (RRSTREAM_GATEWAY_REPLICAS defaults to 1).
+    assert deployment.num_replicas == 2
+
+
+def test_the_local_run_has_one_gateway_replica() -> None:
+    from pipeline.config import Settings
+
+    assert Settings.model_fields["gateway_replicas"].default == 1
 
 
 def test_broken_serve_config_is_refused() -> None:
