@@ -4,25 +4,19 @@ reconnect to another and resume gap-free within 2 s. The scenario runs in its ow
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.integration.scenario import run_scenario
 
 BACK_WITHIN_S = 2.0
 
 
 @pytest.fixture(scope="module")
 def failover(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    out = tmp_path_factory.mktemp("failover") / "result.json"
-    run = subprocess.run([sys.executable, "-m", "tests.integration.gateway_failover", str(out)],
-                         capture_output=True, text=True, timeout=600,
-                         cwd=Path(__file__).resolve().parents[2])
-    assert run.returncode == 0, run.stderr[-6000:]
-    return json.loads(out.read_text())
+    return run_scenario("tests.integration.gateway_failover",
+                        tmp_path_factory.mktemp("failover") / "result.json")
 
 
 def fault(result: dict[str, Any], how: str) -> dict[str, Any]:

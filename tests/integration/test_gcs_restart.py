@@ -3,26 +3,19 @@ Redis): the scenario runs in its own Ray (tests/integration/gcs_restart.py)."""
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from tests.integration.redis_server import missing
+from tests.integration.scenario import run_scenario
 
 
 def test_sessions_on_workers_stream_through_a_gcs_restart(tmp_path: Path) -> None:
     reason = missing()
     if reason:
         pytest.skip(reason)
-    out = tmp_path / "result.json"
-    run = subprocess.run([sys.executable, "-m", "tests.integration.gcs_restart", str(out)],
-                         capture_output=True, text=True, timeout=600,
-                         cwd=Path(__file__).resolve().parents[2])
-    assert run.returncode == 0, run.stderr[-6000:]
-    result = json.loads(out.read_text())
+    result = run_scenario("tests.integration.gcs_restart", tmp_path / "result.json")
     down = f"GCS down {result['gcs_down_s']} s"
 
     # The data path never touches the GCS: every viewer kept getting frames, without a gap
