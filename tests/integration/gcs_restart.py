@@ -100,6 +100,7 @@ async def scenario(cluster: Cluster, base: str, site_url: str) -> dict[str, Any]
                 await asyncio.gather(probe(http, "/sessions", during),
                                      probe(http, f"/sessions/{ids[0]}", during),
                                      probe(http, "/pool", during),
+                                     probe(http, "/readyz", during),
                                      asyncio.sleep(1.0))
             streamed_down = [v.stats.frames - n for v, n in zip(viewers, frames_at_kill,
                                                                  strict=True)]
