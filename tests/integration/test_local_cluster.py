@@ -44,6 +44,13 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "cluster" / "loopback.yaml"
 WORK = Path("/tmp/rrstream-loopback")  # loopback.yaml names it (the key, HAProxy's dir)
 HAPROXY_DIR = Path("/tmp/rrlb-haproxy")
+# The node's temp directory, so its browsers' directories (pipeline/browser_dirs.py) are
+# its own: in its PID namespace every process outside looks dead, and a node sharing
+# /tmp would sweep the directories of this machine's live browsers. Short: Chromium's
+# sockets go a few levels below it.
+NODE_TMP = Path("/tmp/rrlb-tmp")
+NODE_ENV = {"HOME": f"{WORK}/home", "XDG_CACHE_HOME": f"{WORK}/cache",
+            "npm_config_cache": f"{WORK}/cache/npm", "TMPDIR": str(NODE_TMP)}
 HEAD_IP = "127.0.0.2"
 DASHBOARD = f"http://{HEAD_IP}:28265"
 # The gateway listens on 127.0.0.1, not the node IP: HAProxy reaches a replica on its
@@ -116,6 +123,7 @@ def _sshd() -> Iterator[None]:
     """sshd on 127.0.0.2:22 in its own PID namespace; SIGKILL to `unshare` ends it all
     (--kill-child takes sshd, the namespace's init, and the kernel the rest)."""
     (WORK / "home").mkdir(parents=True, exist_ok=True)
+    NODE_TMP.mkdir(mode=0o700, exist_ok=True)
     (WORK / "cache").mkdir(exist_ok=True)
     WORK.chmod(0o700)
     for key in ("id_ed25519", "ssh_host_ed25519_key"):
@@ -135,7 +143,7 @@ KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
 AllowUsers root
-SetEnv HOME={WORK}/home XDG_CACHE_HOME={WORK}/cache npm_config_cache={WORK}/cache/npm
+SetEnv {" ".join(f"{k}={v}" for k, v in NODE_ENV.items())}
 """)
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
     sshd = shutil.which("sshd", path="/usr/sbin:/usr/local/sbin") or "sshd"
@@ -189,7 +197,7 @@ def cluster() -> Iterator[LoopbackCluster]:
             finally:
                 with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
                     cluster.ray_down()
-        for path in (WORK / "ray", HAPROXY_DIR):
+        for path in (WORK / "ray", HAPROXY_DIR, NODE_TMP):
             shutil.rmtree(path, ignore_errors=True)
         for suffix in ("lock", "state"):  # the local provider's record of its nodes
             Path(f"/tmp/ray/cluster-rrstream-loopback.{suffix}").unlink(missing_ok=True)
