@@ -19,7 +19,7 @@ _RAY_GROUPS = {
     "ProxyActor": "serve proxy",
     "HAProxyManager": "haproxy manager actor",
     "ServeController": "serve controller",
-    "SessionRegistry": "registry actor",
+    "RegistryActor": "registry actor",
     "DashboardAgent": "ray (gcs, raylet, agents)",
     "RuntimeEnvAgent": "ray (gcs, raylet, agents)",
 }

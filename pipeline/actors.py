@@ -10,6 +10,7 @@ cores never see Ray.
 
 from __future__ import annotations
 
+import os
 import uuid
 from typing import Any
 
@@ -86,6 +87,10 @@ class BrowserSessionActor(BrowserSession):
         """Its stream was reopened in a new epoch: push there, from a new checkout."""
         self.attach_stream(StreamerSink(stream))
 
+    def worker_pid(self) -> int:
+        """The actor's worker process (for operators' tools and the fault tests)."""
+        return os.getpid()
+
 
 class BrowserHostActor(BrowserHost):
     def __init__(self, settings: Settings) -> None:
@@ -102,6 +107,10 @@ class StreamerActor(Streamer):
     def __init__(self, settings: Settings) -> None:
         configure_logging()
         super().__init__(settings, metrics=StreamMetrics())
+
+    def worker_pid(self) -> int:
+        """The actor's worker process (for operators' tools and the fault tests)."""
+        return os.getpid()
 
 
 __all__ = ["REGISTRY_NAME", "BrowserHostActor", "BrowserSessionActor", "HostClient",

@@ -6,26 +6,36 @@ and traces (`playwright-artifacts-*`) in its driver's temp directory and removes
 when the browser closes normally: a killed driver, browser server or actor leaves them in
 /tmp (24 of them after one test run with a few faults). So every driver and browser server
 rrstream starts gets `TMPDIR` set to a directory of its own under
-`<system temp>/rrstream-browsers/`, which its owner removes when done. The directory is
-named after the owning process (pid and start time), not the node: the same code then
-works without Ray, and whoever starts next on the machine (a host actor Ray restarted, the
-next session) sees that the owner is dead and sweeps the directory, ending any process
-still running in it.
+`<system temp>/rrstream-browser-tmp/`, which its owner removes when done.
+
+The owner holds an exclusive `flock` on a file in the directory for as long as it lives;
+the kernel lets go of it when the process ends, however it ends. Whoever starts next on
+the machine (a host actor Ray restarted, the next session) takes the lock of every
+directory it can: those are the dead owners', and it deletes them, ending any process
+still running in them. A lock, not the owner's pid: the same /tmp is seen from other PID
+namespaces (a container, the loopback cluster test's sshd), where that pid means nothing
+or another process.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import secrets
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import psutil
 
 _log = logging.getLogger(__name__)
-ROOT_NAME = "rrstream-browsers"
+# Earlier code kept directories named by pid in "rrstream-browsers" and
+# "rrstream-browser-dirs"; each kind would take the other's for dead.
+ROOT_NAME = "rrstream-browser-tmp"
+_LOCK_NAME = ".owner"
+_FRESH_S = 10.0  # a directory this young without its lock yet is being created
 _KILL_WAIT_S = 3.0
 
 
@@ -33,33 +43,28 @@ def browsers_root() -> Path:
     return Path(tempfile.gettempdir()) / ROOT_NAME
 
 
-def _start_ticks(process: psutil.Process) -> str:
-    """When the process started, in 10 ms ticks, base 36 (8 characters)."""
-    ticks, digits = int(process.create_time() * 100), ""
-    while ticks:
-        ticks, digit = divmod(ticks, 36)
-        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[digit] + digits
-    return digits or "0"
-
-
 class BrowserDir:
-    """A directory under browsers_root() owned by this process, named
-    `<pid>-<start time>-<purpose>-<random>`. Short: Chromium puts a Unix socket a few levels
-    below it, and a socket's path may not pass 107 bytes."""
+    """A directory under browsers_root() owned by this process while it holds the
+    directory's lock. Named `<pid>-<purpose>-<random>` for people (the pid says nothing
+    about ownership), and short: Chromium puts a Unix socket a few levels below it, and a
+    socket's path may not pass 107 bytes."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, lock: int | None = None) -> None:
         self.path = path
+        self._lock = lock
 
     @classmethod
     def create(cls, purpose: str, root: Path | None = None) -> BrowserDir:
         """`purpose`: a word such as "host" or "session" (at most 8 letters)."""
         if not purpose.isalpha() or len(purpose) > 8:
             raise ValueError(f"a browser directory's purpose is a short word, not {purpose!r}")
-        me = psutil.Process()
-        path = (root or browsers_root()) / (
-            f"{me.pid}-{_start_ticks(me)}-{purpose}-{secrets.token_hex(2)}")
+        path = (root or browsers_root()) / f"{os.getpid()}-{purpose}-{secrets.token_hex(2)}"
         path.mkdir(parents=True)
-        return cls(path)
+        # Not inherited by the driver or server this process starts (PEP 446), so the
+        # lock goes when this process does.
+        lock = os.open(path / _LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o600)
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        return cls(path, lock)
 
     def env(self, base: dict[str, str] | None = None) -> dict[str, str]:
         """`base` (this process's environment by default) with every temp variable here."""
@@ -69,27 +74,37 @@ class BrowserDir:
         return env
 
     def remove(self) -> None:
-        """Ends every process still running in the directory, then deletes it. Blocking
-        (a process scan, a few tens of ms): call it off the event loop."""
-        _end_processes_in(self.path)
-        shutil.rmtree(self.path, ignore_errors=True)
-        if self.path.exists():
-            _log.warning("could not delete the browser temp directory %s", self.path)
+        """Ends every process still running in the directory, then deletes it (and lets
+        go of its lock). Blocking (a process scan, a few ms): call it off the event loop."""
+        try:
+            _end_processes_in(self.path)
+            shutil.rmtree(self.path, ignore_errors=True)
+            if self.path.exists():
+                _log.warning("could not delete the browser temp directory %s", self.path)
+        finally:
+            lock, self._lock = self._lock, None
+            if lock is not None:
+                os.close(lock)
 
 
-def _owner_alive(name: str) -> bool:
-    pid_text, _, rest = name.partition("-")
-    ticks = rest.partition("-")[0]
+def _take_if_dead(entry: Path) -> BrowserDir | None:
+    """The directory with its lock, if its owner is gone; None while it lives."""
     try:
-        pid = int(pid_text)
-    except ValueError:
-        return True  # not ours: leave it alone
+        lock = os.open(entry / _LOCK_NAME, os.O_RDWR)
+    except FileNotFoundError:
+        try:  # no lock file: being created right now, or not one of ours
+            young = time.time() - entry.stat().st_mtime < _FRESH_S
+        except FileNotFoundError:
+            return None
+        return None if young or not entry.name[:1].isdigit() else BrowserDir(entry)
+    except OSError:
+        return None
     try:
-        return _start_ticks(psutil.Process(pid)) == ticks
-    except psutil.NoSuchProcess:
-        return False
-    except psutil.Error:
-        return True
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(lock)
+        return None  # its owner holds it: alive
+    return BrowserDir(entry, lock)
 
 
 def sweep(root: Path | None = None) -> list[Path]:
@@ -97,16 +112,16 @@ def sweep(root: Path | None = None) -> list[Path]:
     them. Cheap when there are none: the process scan only happens for a dead owner."""
     root = root or browsers_root()
     try:
-        entries = list(root.iterdir())
+        entries = [e for e in root.iterdir() if e.is_dir()]
     except FileNotFoundError:
         return []
-    dead = [entry for entry in entries if entry.is_dir() and not _owner_alive(entry.name)]
-    for entry in dead:
-        BrowserDir(entry).remove()
+    dead = [d for d in map(_take_if_dead, entries) if d is not None]
+    for directory in dead:
+        directory.remove()
     if dead:
         _log.info("removed %d browser temp directories left by processes that died: %s",
-                  len(dead), ", ".join(e.name for e in dead))
-    return dead
+                  len(dead), ", ".join(d.path.name for d in dead))
+    return [d.path for d in dead]
 
 
 def processes_in(path: Path) -> list[psutil.Process]:

@@ -219,32 +219,38 @@ class RayStreamerClient:
     def ref(self, session_id: str, epoch: int, node_id: str) -> StreamRef:
         return StreamRef(self.handle, session_id, epoch, node_id)
 
+    async def _call(self, method: str, *args: Any) -> Any:
+        try:
+            return await getattr(self.handle, method).remote(*args)
+        except RayActorError as exc:  # with its node, or while Ray restarts it
+            raise ActorLost("a streamer actor", describe_error(exc)) from exc
+
     async def open(self, session_id: str, epoch: int) -> None:
-        await self.handle.open.remote(session_id, epoch)
+        await self._call("open", session_id, epoch)
 
     async def drop(self, session_id: str) -> None:
-        await self.handle.drop.remote(session_id)
+        await self._call("drop", session_id)
 
     async def stats(self, session_id: str) -> StreamStats:
-        return await self.handle.stats.remote(session_id)
+        return await self._call("stats", session_id)
 
     async def streams(self) -> dict[str, int]:
-        return await self.handle.streams.remote()
+        return await self._call("streams")
 
     async def viewers(self) -> dict[str, int]:
-        return await self.handle.viewers.remote()
+        return await self._call("viewers")
 
     async def close_all(self) -> None:
-        await self.handle.close_all.remote()
+        await self._call("close_all")
 
     async def recordings(self) -> list[RecordingInfo]:
-        return await self.handle.recordings.remote()
+        return await self._call("recordings")
 
     async def recording(self, recording_id: str) -> RecordingInfo:
-        return await self.handle.recording.remote(recording_id)
+        return await self._call("recording", recording_id)
 
     async def delete_recording(self, recording_id: str) -> None:
-        await self.handle.delete_recording.remote(recording_id)
+        await self._call("delete_recording", recording_id)
 
     def release(self) -> None:
         with contextlib.suppress(Exception):

@@ -266,7 +266,8 @@ class NodeActors:
     async def _check_one(self, watched: _Watched, kind: str, node_id: str) -> bool:
         """Updates `watched` from one health check; True when it came back restarted."""
         try:
-            instance = await asyncio.wait_for(watched.actor.instance(), _CHECK_TIMEOUT_S)
+            async with asyncio.timeout(_CHECK_TIMEOUT_S):
+                instance = await watched.actor.instance()
         except ActorLost:
             if watched.state is not ActorState.DEAD:
                 _log.warning("the %s of node %s is dead; a new one is made on next use",

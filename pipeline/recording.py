@@ -23,9 +23,10 @@ from pydantic import ValidationError
 from pipeline.config import Settings
 from pipeline.errors import RecordingNotFound
 from pipeline.models import RecordingInfo
-from pipeline.protocol import Chunk, encode_frame
+from pipeline.protocol import Chunk, decode_frame, encode_frame
 
 _LENGTH = struct.Struct("<I")
+_HEADER_PEEK = 256  # a frame header and its session id fit in this
 # Session ids are hex tokens; anything else (a path, `..`) names no recording.
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _log = logging.getLogger(__name__)
@@ -84,16 +85,12 @@ class RecordingWriter:
 
     def _open(self) -> BinaryIO:
         self._directory.mkdir(parents=True, exist_ok=True)
-        if self._info_path.exists():
-            # The session was restarted on this node (or on another node sharing the
-            # directory): its numbering goes on after a RESET, so its recording does too.
-            try:
-                earlier = RecordingInfo.model_validate_json(self._info_path.read_bytes())
-            except ValidationError:
-                _log.warning("recording %s: unreadable metadata replaced", self._info.id)
-            else:
-                self._info = earlier.model_copy(update={"ended_at": None,
-                                                        "codec": self._info.codec})
+        if self._info_path.exists() or self._frames_path.exists():
+            # The session's stream was opened again (its streamer restarted, or the session
+            # was restarted on this node or on another sharing the directory): numbering
+            # goes on after a RESET, and so does its recording, after what the earlier
+            # writer left complete.
+            self._info = _repaired(self._frames_path, self._info)
         return self._frames_path.open("ab")
 
     def _write_info(self) -> None:
@@ -167,6 +164,50 @@ class RecordingStore:
         if not _ID.fullmatch(recording_id):
             raise RecordingNotFound(recording_id)
         return self.directory / f"{recording_id}{suffix}"
+
+
+def _repaired(frames_path: Path, info: RecordingInfo) -> RecordingInfo:
+    """What an earlier writer left: its last record may be cut short (a streamer killed
+    mid-write), and its metadata is as of its last checkout. Cuts the file after its last
+    whole record and recounts what it holds, so appending after it corrupts nothing."""
+    counted = info.model_copy(update={"batches": 0, "events": 0, "bytes_compressed": 0,
+                                      "first_seq": None, "last_seq": None, "ended_at": None})
+    try:
+        earlier = RecordingInfo.model_validate_json(frames_path.with_suffix(".json")
+                                                    .read_bytes())
+        counted.created_at = earlier.created_at
+    except (OSError, ValidationError):
+        pass
+    try:
+        handle = frames_path.open("r+b")
+    except FileNotFoundError:
+        return counted
+    with handle:
+        size = handle.seek(0, os.SEEK_END)
+        pos = 0
+        while pos + _LENGTH.size <= size:
+            handle.seek(pos)
+            prefix = handle.read(_LENGTH.size + _HEADER_PEEK)
+            (length,) = _LENGTH.unpack_from(prefix)
+            if pos + _LENGTH.size + length > size:
+                break
+            try:  # the header and session id; the payload is not needed
+                header, _ = decode_frame(prefix[_LENGTH.size:_LENGTH.size
+                                                + min(length, _HEADER_PEEK)])
+            except ValueError:
+                break
+            counted.batches += 1
+            counted.events += header.event_count
+            counted.bytes_compressed += length - header.header_length
+            counted.first_seq = header.first_seq if counted.first_seq is None else \
+                counted.first_seq
+            counted.last_seq = header.last_seq
+            pos += _LENGTH.size + length
+        if pos < size:
+            _log.warning("recording %s: %d bytes of a record cut short were dropped",
+                         info.id, size - pos)
+            handle.truncate(pos)
+    return counted
 
 
 def iter_frames(data: bytes) -> Iterator[bytes]:

@@ -52,7 +52,7 @@ from pipeline.streamer import StreamRef
 
 _log = logging.getLogger(__name__)
 _CALL_TIMEOUT_S = 5.0  # a status or stats call that takes longer is reported as unknown
-STOP_TIMEOUT_S = 4.0  # then the session actor is killed: DELETE answers within 5 s
+STOP_TIMEOUT_S = 4.6  # the session stops itself within 4 s; past this its actor is killed
 _STREAM_TIMEOUT_S = 30.0  # a streamer that does not come back by then fails its sessions
 _IDLE_CHECK_EVERY_S = 5.0
 _METRICS_EVERY_S = 5.0
@@ -556,7 +556,8 @@ class SessionRegistry:
         status, stats = entry.last_status, None
         if entry.actor is not None and entry.connected and not record.state.ended:
             with contextlib.suppress(Exception):
-                status = await asyncio.wait_for(entry.actor.status(), _CALL_TIMEOUT_S)
+                async with asyncio.timeout(_CALL_TIMEOUT_S):
+                    status = await entry.actor.status()
                 entry.last_status = status
                 if not record.state.ended and record.state is not status.state:
                     record.state = status.state
@@ -565,7 +566,8 @@ class SessionRegistry:
             streamer = self._nodes.streamers().get(entry.stream.node_id)
             if streamer is not None:
                 with contextlib.suppress(Exception):
-                    stats = await asyncio.wait_for(streamer.stats(session_id), _CALL_TIMEOUT_S)
+                    async with asyncio.timeout(_CALL_TIMEOUT_S):
+                        stats = await streamer.stats(session_id)
         record.queue_position = self._queue_position(entry)
         return record, status, stats
 
@@ -644,7 +646,8 @@ class SessionRegistry:
             self._release(entry)
             return record
         try:
-            status = await asyncio.wait_for(actor.stop(), self._stop_timeout_s)
+            async with asyncio.timeout(self._stop_timeout_s):
+                status = await actor.stop()
         except (TimeoutError, ActorLost) as exc:
             _log.warning("session %s did not stop by itself (%s); its actor is ended",
                          record.id, describe_error(exc), extra={"session_id": record.id})
@@ -740,7 +743,8 @@ class SessionRegistry:
             viewers: dict[str, int] = {}
             for streamer in self._nodes.streamers().values():
                 with contextlib.suppress(Exception):
-                    viewers |= await asyncio.wait_for(streamer.viewers(), _CALL_TIMEOUT_S)
+                    async with asyncio.timeout(_CALL_TIMEOUT_S):
+                        viewers |= await streamer.viewers()
             now = self._clock()
             for entry in list(self._entries.values()):
                 record = entry.record

@@ -69,6 +69,7 @@ _log = logging.getLogger(__name__)
 # final hand-over of batches the rest.
 _STOP_BROWSER_S = 3.0
 _STOP_WITHIN_S = 4.0
+_STOP_ALL_S = 4.8
 _FLUSH_S = 1.0  # the final pagehide flush; a page that does not answer is crashed
 _ANSWER_S = 2.0  # a page asked to take a checkout now
 _HOST_RETRY_S = 10.0  # the node's browser host may be restarting (Ray restarts it)
@@ -386,8 +387,11 @@ class BrowserSession:
                     raise BrowserLaunchError(
                         executable, f"the node's shared browser could not be reached for "
                         f"{_HOST_RETRY_S:g} s ({first_line(cause)})") from exc
-                self._log.warning("session %s: the node's shared browser is unreachable "
-                                  "(%s); trying again", self.session_id, first_line(cause))
+                # Said once per reconnection; the tries after it are routine.
+                self._log.log(logging.WARNING if delay == 0.1 else logging.DEBUG,
+                              "session %s: the node's shared browser is unreachable (%s); "
+                              "trying again for up to %g s", self.session_id,
+                              first_line(cause), _HOST_RETRY_S)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
@@ -564,7 +568,7 @@ class BrowserSession:
             except Exception as exc:
                 if self._pending_crash is not None:
                     continue  # it crashed again meanwhile: counted, and reopened next turn
-                self._fail(f"could not reopen the page after {kind} crash: "
+                self._fail(f"could not reopen the page after a {kind} crash: "
                            f"{first_line(unwrap(exc))}")
                 return
         self._log.info("session %s: page reopened at %s", self.session_id, self._last_url)
@@ -605,11 +609,13 @@ class BrowserSession:
         """A push to the stream failed: without a supervisor (or while stopping) the session
         cannot stream any more; with one it waits for `attach_stream`."""
         reason = first_line(unwrap(exc))
-        if self._supervisor is None or self._state not in (SessionState.STARTING, *_LIVE):
+        if self._state not in (SessionState.STARTING, *_LIVE):
             self._error = self._error or f"stream lost: {reason}"
-            self._log.error("session %s: stream lost: %s", self.session_id, reason)
-            if self._state in _LIVE:
-                self._spawn(self._shutdown(SessionState.FAILED), "fail")
+            self._log.error("session %s: stream lost while stopping: %s", self.session_id,
+                            reason)
+            return False
+        if self._supervisor is None:
+            self._fail(f"stream lost: {reason}")
             return False
         self._outbox.suspend()
         self._stream_lost_at = time.time()
@@ -656,12 +662,16 @@ class BrowserSession:
             await self._close_browser(began + _STOP_BROWSER_S)
             await self._drain(began + _STOP_WITHIN_S)
         finally:
+            last = time_left(began + _STOP_ALL_S, 0.5)
+            cleanup = []
             if self._demo_site is not None:
-                await bounded(self._demo_site.stop(), 0.5, "stopping the demo site", self._log)
+                cleanup.append(bounded(self._demo_site.stop(), last, "stopping the demo site",
+                                       self._log))
             if self._dir is not None:
                 # Ends whatever of this session's driver and Chromium still runs.
-                await bounded(asyncio.to_thread(self._dir.remove), 0.5,
-                               "removing the browser's temp directory", self._log)
+                cleanup.append(bounded(asyncio.to_thread(self._dir.remove), last,
+                                       "removing the browser's temp directory", self._log))
+            await asyncio.gather(*cleanup)
             if self._state is SessionState.STOPPING:
                 self._move(final)
             self._ended_at = time.time()
@@ -692,7 +702,7 @@ class BrowserSession:
         if self._browser is not None:
             # A shared Chromium only loses this session's context and connection.
             await bounded(self._browser.close(), time_left(deadline, 1.0), "closing the browser",
-                           log)
+                          log)
         if self._playwright is not None:
             await bounded(self._playwright.stop(), time_left(deadline, 1.0),
                           "stopping Playwright", log)
@@ -704,7 +714,7 @@ class BrowserSession:
         sink = self._outbox.sink
         if sink is not None and self._stream_lost_at is None:
             await bounded(sink.close(), time_left(deadline + 0.3, 0.3), "closing the stream",
-                           self._log)
+                          self._log)
 
 
 class _PageSteps:

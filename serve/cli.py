@@ -72,7 +72,8 @@ def _up(args: argparse.Namespace) -> int:
         dashboard_url = f"http://127.0.0.1:{settings.dashboard_port}"
         print(f"[rrstream] gateway:        {base}  (API docs: {base}/docs)", flush=True)
         if not args.no_demo:
-            info = _request(base, lambda client: client.start_demo())
+            # The demo waits for you however long you are away (no idle timeout).
+            info = _request(base, lambda client: client.start_demo(idle_timeout_s=0))
             print(f"[rrstream] demo session:   {info['id']}", flush=True)
             print(f"[rrstream] viewer:         {info['viewer_url']}", flush=True)
         else:
@@ -124,10 +125,11 @@ def _print_pool(pool: dict[str, Any]) -> None:
     print(f"browser slots: {pool['slots_used']} used of {pool['slots_total']}"
           f" ({max(pool['slots_total'] - pool['slots_used'], 0)} free); "
           f"queue: {len(pool['queue'])} (when full: {pool['when_full']})")
-    rows = [("NODE", "ADDRESS", "ALIVE", "USED", "FREE", "SESSIONS")]
+    rows = [("NODE", "ADDRESS", "ALIVE", "USED", "FREE", "STREAMER", "BROWSER", "SESSIONS")]
     for node in pool["nodes"]:
         rows.append((node["node_id"][:12], node["address"], "yes" if node["alive"] else "no",
                      str(node["slots_used"]), str(max(node["slots_total"] - node["slots_used"], 0)),
+                     node.get("streamer", "-"), node.get("browser", "-"),
                      " ".join(node["sessions"]) or "-"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
     for row in rows:

@@ -36,7 +36,10 @@ class RegistryClient:
 
     async def _ask(self, call: Awaitable[_T], timeout_s: float = READ_TIMEOUT_S) -> _T:
         try:
-            return await asyncio.wait_for(call, timeout_s)
+            # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow the
+            # cancellation of a caller (a hub closing) when the call finishes at that moment.
+            async with asyncio.timeout(timeout_s):
+                return await call
         except RayTaskError as exc:  # the registry's own answer: SessionNotFound, …
             raise unwrap(exc) from None
         except RayActorError as exc:

@@ -119,8 +119,12 @@ class Client:
     async def healthz(self) -> dict[str, Any]:
         return await self._json("GET", "/healthz")
 
-    async def start_demo(self) -> dict[str, Any]:
-        """POST /demo/start: the built-in demo workflow on the bundled demo site."""
+    async def start_demo(self, **spec: Any) -> dict[str, Any]:
+        """The built-in demo workflow on the bundled demo site: `POST /demo/start`, or with
+        more of a session's spec (`idle_timeout_s=0`, …) `POST /sessions` with `demo`."""
+        if spec:
+            return await self._json("POST", "/sessions",
+                                    json={"demo": True, "name": "demo", **spec})
         return await self._json("POST", "/demo/start")
 
     # -- recordings ------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,16 +28,17 @@ def chromium_under(pid: int | None) -> list[psutil.Process]:
     return [p for p in found if _alive(p)]
 
 
-def chromium_in_root() -> list[psutil.Process]:
-    """Every live Chromium process whose profile is under the browsers' temp root (all
-    the ones rrstream starts), with their children."""
-    root = str(browsers_root())
+def chromium_in_root(owner: int) -> list[psutil.Process]:
+    """Every live Chromium process whose profile is in a directory of the browsers' root
+    owned by process `owner`, with their children (other test runs on the machine have
+    theirs in the same root)."""
+    prefix = f"{browsers_root()}{os.sep}{owner}-"
     found: dict[int, psutil.Process] = {}
     for process in psutil.process_iter(["name", "cmdline"]):
         try:
             if "chrom" not in (process.info["name"] or "").lower():
                 continue
-            if any(root in arg for arg in process.info["cmdline"] or ()):
+            if any(prefix in arg for arg in process.info["cmdline"] or ()):
                 for p in (process, *process.children(recursive=True)):
                     found[p.pid] = p
         except psutil.Error:

@@ -34,8 +34,8 @@ def owned_here(entries: set[str]) -> set[str]:
     return {e for e in entries if e.startswith(f"{os.getpid()}-")}
 
 
-def ours() -> set[int]:
-    return {p.pid for p in chromium_in_root()}
+def ours(owner: int | None = None) -> set[int]:
+    return {p.pid for p in chromium_in_root(owner or os.getpid())}
 
 
 async def test_nothing_is_left_after_sessions_stop_and_their_host_closes(
@@ -116,7 +116,6 @@ asyncio.run(main())
 @pytest.mark.parametrize("holder", ["host", "session"])
 async def test_nothing_is_left_after_the_owner_of_a_browser_is_killed(
         fault_site: FaultSite, holder: str) -> None:
-    before = ours()
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-c", _HOLDER, holder, fault_site.page("/plain"),
         stdout=subprocess.PIPE, cwd=Path(__file__).parents[2])
@@ -126,7 +125,7 @@ async def test_nothing_is_left_after_the_owner_of_a_browser_is_killed(
         assert line.strip(), "the holder did not start its browser"
         owned = {e for e in root_entries() if e.startswith(f"{process.pid}-")}
         assert owned, "its browser runs in a directory of the root"
-        assert ours() - before
+        assert ours(process.pid)
         os.kill(process.pid, signal.SIGKILL)  # as Ray kills an actor's worker
         await asyncio.wait_for(process.wait(), 10)
     finally:
@@ -134,7 +133,7 @@ async def test_nothing_is_left_after_the_owner_of_a_browser_is_killed(
             process.kill()
             await process.wait()
     # Chromium goes with its server or driver (pdeathsig, a closed pipe)...
-    await until(lambda: not ours() - before, "the killed owner's Chromium gone", 15)
+    await until(lambda: not ours(process.pid), "the killed owner's Chromium gone", 15)
     # ...and whoever starts next (a host Ray restarts, the next session) sweeps its directory.
     swept = await asyncio.to_thread(sweep)
     assert {p.name for p in swept} >= owned

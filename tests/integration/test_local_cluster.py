@@ -44,10 +44,10 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "cluster" / "loopback.yaml"
 WORK = Path("/tmp/rrstream-loopback")  # loopback.yaml names it (the key, HAProxy's dir)
 HAPROXY_DIR = Path("/tmp/rrlb-haproxy")
-# The node's temp directory, so its browsers' directories (pipeline/browser_dirs.py) are
-# its own: in its PID namespace every process outside looks dead, and a node sharing
-# /tmp would sweep the directories of this machine's live browsers. Short: Chromium's
-# sockets go a few levels below it.
+# The node's temp directory, as a machine of its own would have one: in its PID
+# namespace every process outside looks dead, so what its browsers sweep
+# (pipeline/browser_dirs.py) must not be this machine's. Short: Chromium's sockets go a
+# few levels below it.
 NODE_TMP = Path("/tmp/rrlb-tmp")
 NODE_ENV = {"HOME": f"{WORK}/home", "XDG_CACHE_HOME": f"{WORK}/cache",
             "npm_config_cache": f"{WORK}/cache/npm", "TMPDIR": str(NODE_TMP)}

@@ -38,7 +38,7 @@ async def test_delete_returns_within_5_s_for_a_page_in_an_endless_script(
     chromium = await host_actor(stack, info["node_id"]).pid.remote()
     await asyncio.sleep(0.8)  # the loop has begun
     usage = await asyncio.to_thread(cpu_percent, renderers(chromium_under(chromium)), 1.0)
-    burning = {pid for pid, cpu in usage.items() if cpu > 50}
+    burning = {pid for pid, cpu in usage.items() if cpu > 15}  # 2 cores, shared
     assert burning, f"the page's renderer should be spinning: {usage}"
 
     began = time.monotonic()
@@ -77,7 +77,9 @@ async def test_sessions_reconnect_when_the_browser_host_actor_is_killed(
     worker = worker_of(chromium)
     old = chromium_under(chromium)
     old_dirs = {p.name for p in browsers_root().iterdir() if p.name.startswith(f"{worker.pid}-")}
-    assert old_dirs, "the host's browser runs in a directory of the root"
+    profile = [a for a in psutil.Process(chromium).cmdline() if "user-data-dir" in a]
+    assert old_dirs, (f"the host's browser runs in a directory of the root: {worker.pid} "
+                      f"{profile} {sorted(p.name for p in browsers_root().iterdir())}")
     before = [(await api.get(f"/sessions/{sid}")).json()["batches"] for sid in sids]
 
     if kill == "SIGKILL":

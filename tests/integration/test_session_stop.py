@@ -6,12 +6,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+import psutil
+
 from pipeline.browser_host import BrowserHost
 from pipeline.config import Settings
 from pipeline.models import SessionSpec, SessionState
 from pipeline.session import BrowserSession
 from tests.integration.browser_procs import (
-    chromium_in_root,
     chromium_under,
     cpu_percent,
     renderers,
@@ -24,7 +25,16 @@ from tests.integration.sinks import ListSink
 async def burning_renderers(browser_host: BrowserHost) -> dict[int, float]:
     """The browser_host's renderers using most of a core, measured over a second."""
     usage = await asyncio.to_thread(cpu_percent, renderers(chromium_under(browser_host.pid())), 1.0)
-    return {pid: cpu for pid, cpu in usage.items() if cpu > 50}
+    # A whole core on an idle machine; less on two cores shared with other test runs.
+    return {pid: cpu for pid, cpu in usage.items() if cpu > 15}
+
+
+def own_chromium() -> set[int]:
+    """Chromium started by this process's own Playwright drivers (sessions without a host;
+    not the ones other test runs on the machine start)."""
+    drivers = [p for p in psutil.Process().children() if "run-driver" in p.cmdline()]
+    return {p.pid for d in drivers for p in chromium_under(d.pid)[1:]
+            if "chrom" in p.name().lower()}
 
 
 async def stop_within_5_s(session: BrowserSession) -> float:
@@ -92,7 +102,7 @@ async def test_a_page_busy_in_slow_snapshots_is_stopped(browser_host: BrowserHos
 
 
 async def test_a_session_with_its_own_chromium_also_stops_by_force(fault_site: FaultSite) -> None:
-    before = {p.pid for p in chromium_in_root()}
+    before = own_chromium()
     sink = ListSink()
     session = BrowserSession("own", Settings(), sink)
     await session.start(SessionSpec(url=fault_site.page("/loop"), steps=[
@@ -100,7 +110,7 @@ async def test_a_session_with_its_own_chromium_also_stops_by_force(fault_site: F
     ]))
     await until(lambda: "marker before the loop" in sink.text(), "the marker was recorded")
     await asyncio.sleep(0.5)
-    assert {p.pid for p in chromium_in_root()} - before, "its Chromium runs in the root"
+    assert own_chromium() - before, "its Chromium runs under this process's driver"
     await stop_within_5_s(session)
     assert "marker before the loop" in sink.text()
-    assert not {p.pid for p in chromium_in_root()} - before, "its Chromium was left running"
+    assert not own_chromium() - before, "its Chromium was left running"

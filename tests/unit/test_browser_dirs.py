@@ -10,26 +10,42 @@ import psutil
 
 from pipeline.browser_dirs import BrowserDir, processes_in, sweep
 
+_OWNER = ("import sys, time, pathlib; from pipeline.browser_dirs import BrowserDir; "
+          "d = BrowserDir.create('session', root=pathlib.Path(sys.argv[1])); "
+          "print(d.path, flush=True); time.sleep(float(sys.argv[2]))")
 
-def dead_owner_dir(root: Path) -> Path:
-    """A directory named as a process that has exited would have named it."""
-    child = subprocess.run([sys.executable, "-c", "import sys, pathlib; from pipeline."
-                            "browser_dirs import BrowserDir; print(BrowserDir.create("
-                            "'session', root=pathlib.Path(sys.argv[1])).path)", str(root)],
-                           capture_output=True, text=True, check=True)
-    path = Path(child.stdout.strip())
+
+def owner(root: Path, lives_s: float) -> tuple[subprocess.Popen[str], Path]:
+    """A process that owns a directory under `root` for `lives_s` seconds."""
+    child = subprocess.Popen([sys.executable, "-c", _OWNER, str(root), str(lives_s)],
+                             stdout=subprocess.PIPE, text=True)
+    assert child.stdout is not None
+    path = Path(child.stdout.readline().strip())
     assert path.parent == root
     (path / "playwright_chromiumdev_profile-XYZ").mkdir(parents=True)
-    return path
+    return child, path
 
 
 def test_a_directory_lives_while_its_owner_does(tmp_path: Path) -> None:
     mine = BrowserDir.create("host", root=tmp_path)
     foreign = tmp_path / "not-one-of-ours"
     foreign.mkdir()
-    dead = dead_owner_dir(tmp_path)
-    assert sweep(tmp_path) == [dead]
-    assert mine.path.is_dir() and foreign.is_dir() and not dead.exists()
+    exited, dead = owner(tmp_path, 0)
+    exited.wait(10)
+    living, alive = owner(tmp_path, 60)
+    try:
+        # Its name is no proof: a pid seen from another PID namespace means nothing.
+        renamed = alive.with_name("999999999-session-abcd")
+        alive.rename(renamed)
+        assert sweep(tmp_path) == [dead]
+        assert mine.path.is_dir() and foreign.is_dir() and renamed.is_dir()
+        assert not dead.exists()
+        living.kill()
+        living.wait(10)
+        assert sweep(tmp_path) == [renamed], "its lock went with its owner"
+    finally:
+        living.kill()
+        living.wait()
     mine.remove()
     assert not mine.path.exists()
     assert sweep(tmp_path / "missing") == []

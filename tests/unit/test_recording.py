@@ -117,6 +117,29 @@ async def test_a_restarted_session_appends_to_its_recording(tmp_path: Path) -> N
     assert seqs == [1, 2, (1 << 40) + 1]
 
 
+async def test_a_stream_reopened_after_its_writer_died_mid_record_corrupts_nothing(
+        tmp_path: Path) -> None:
+    """A streamer killed while writing leaves half a record and metadata as of its last
+    checkout; the stream reopened in the next epoch appends after the last whole record."""
+    first = recorded_streamer(tmp_path)
+    await push_all(first, 12)
+    first._recording._file.flush()  # what had reached the disk when the process died
+    frames_path = tmp_path / "s1.frames"
+    whole = frames_path.stat().st_size
+    with frames_path.open("ab") as cut:
+        cut.write((500).to_bytes(4, "little") + b"half a frame")
+    second = recorded_streamer(tmp_path, epoch=1)
+    await second.push([batch(20, True), batch(21)])
+    second.close()
+    frames = list(iter_frames(frames_path.read_bytes()))
+    seqs = [decode_frame(f)[0].first_seq for f in frames]
+    assert seqs == [*range(1, 13), (1 << 40) + 1, (1 << 40) + 2]
+    assert frames_path.stat().st_size > whole
+    info = RecordingStore(tmp_path).info("s1")
+    assert (info.batches, info.first_seq, info.last_seq) == (14, 1, (1 << 40) + 2)
+    assert info.ended_at is not None
+
+
 def test_a_record_cut_short_ends_the_frames() -> None:
     data = (3).to_bytes(4, "little") + b"abc" + (10).to_bytes(4, "little") + b"xy"
     assert list(iter_frames(data)) == [b"abc"]

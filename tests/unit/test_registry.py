@@ -59,6 +59,26 @@ class World:
         return next(a for a in reversed(self.placement.placed) if a.session_id == session_id)
 
 
+_WORLDS: list[World] = []
+
+
+@pytest.fixture(autouse=True)
+async def _stop_every_registry() -> AsyncIterator[None]:
+    """Each test's registries' background tasks end with the test."""
+    yield
+    while _WORLDS:
+        for registry in _WORLDS.pop().registries:
+            tasks = [*registry._tasks, *(e.task for e in registry._entries.values() if e.task),
+                     registry._spares._task]
+            for task in tasks:
+                if task is not None:
+                    task.cancel()
+            pending = [t for t in tasks if t is not None]
+            done, left = await asyncio.wait(pending, timeout=2) if pending else (set(), set())
+            assert not left, f"tasks that ignore cancellation: {left}"
+            await registry._nodes.close()
+
+
 @pytest.fixture
 async def world() -> AsyncIterator[World]:
     yield await make_world()
@@ -69,6 +89,7 @@ async def make_world(slots: dict[str, int] | None = None, **settings: Any) -> Wo
     world = World(Settings(warm_browsers=settings.pop("warm_browsers", 0), **settings),
                   placement, FakeNodeFactory(placement), MemoryRecordStore())
     world.registry()
+    _WORLDS.append(world)
     return world
 
 
@@ -347,3 +368,16 @@ async def test_shutdown_stops_sessions_and_spares_and_releases_node_actors() -> 
     assert world.factory.streamers["node-a"].released
     assert world.factory.browsers["node-a"].closed and world.factory.browsers["node-a"].released
     assert (await registry.get(record.id)).state is SessionState.STOPPED
+
+
+async def test_an_ended_sessions_stream_is_dropped_once_its_retention_passed() -> None:
+    world = await make_world(ended_retention_s=0.2)
+    registry = world.registries[-1]
+    record = await registry.create(SPEC)
+    await running(registry, record.id)
+    await registry.stop(record.id)
+    streamer = world.factory.streamers["node-a"]
+    await asyncio.sleep(0.05)
+    assert record.id in streamer.held, "still readable for a while: viewers drain it"
+    await until(lambda: record.id in streamer.dropped)
+    assert record.id not in streamer.held and not world.placement.live

@@ -1,0 +1,203 @@
+"""The control plane's faults, caused for real through the running stack, each with a
+viewer attached: the node's streamer actor, a session actor and the registry actor die,
+killed both ways (SIGKILL of the worker process, and `ray.kill(handle, no_restart=False)`).
+What must hold is in docs/architecture.md ("What each failure does")."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import time
+
+import httpx
+import pytest
+import ray
+
+from serve.client import Client, Frame, Viewer, stored_frames
+
+KILLS = ["SIGKILL", "ray.kill"]
+EPOCH = 1 << 40
+
+
+async def kill(handle, how: str) -> None:
+    if how == "SIGKILL":
+        os.kill(await handle.worker_pid.remote(), signal.SIGKILL)
+    else:
+        ray.kill(handle, no_restart=False)
+
+
+def shows_the_page_again(frame: Frame) -> bool:
+    return frame.header.reset and frame.reset_reason == "restart" and frame.full_snapshot
+
+
+async def back_after(viewer: Viewer, since_ms: float, timeout_s: float) -> Frame:
+    """The first frame that shows the page again after a fault (see shows_the_page_again)."""
+    try:
+        return await viewer.wait_for(shows_the_page_again, timeout_s, since_ms=since_ms)
+    except TimeoutError:
+        seen = [(f.header.first_seq, f.header.reset, f.reset_reason, f.full_snapshot)
+                for f in viewer.frames if (f.arrival_ms or 0) >= since_ms]
+        raise AssertionError(f"the page did not come back within {timeout_s} s; frames "
+                             f"since: {seen[:8]}; resets: {viewer.resets}; "
+                             f"reconnects: {viewer.reconnects}") from None
+
+
+async def watching(client: Client, session_id: str) -> Viewer:
+    viewer = client.viewer(session_id, reconnect=True)
+    viewer.start()
+    await viewer.wait_for(lambda f: f.full_snapshot, 60)
+    return viewer
+
+
+def actor(stack, name: str):
+    return ray.get_actor(name, namespace=stack.settings.namespace)
+
+
+@pytest.mark.parametrize("how", KILLS)
+async def test_a_killed_streamer_comes_back_and_its_sessions_stream_on(
+        stack, client: Client, busy_site, demo_site, how: str) -> None:
+    info = await client.create_session(f"{busy_site.url}/")
+    sid = info["id"]
+    viewer = None
+    try:
+        info = await client.wait_for_state(sid, {"running", "idle"})
+        viewer = await watching(client, sid)
+        streamer = actor(stack, f"streamer:{info['node_id']}")
+        epoch = viewer.last_seq >> 40
+        killed_at = time.time() * 1000
+        await kill(streamer, how)
+        back = await back_after(viewer, killed_at, 15)
+        took_s = (back.arrival_ms - killed_at) / 1000
+        assert took_s <= 3.0, f"the page came back after {took_s:.1f} s"
+        assert back.header.first_seq >> 40 > epoch, "numbered in a new epoch"
+        assert viewer.gaps == [], "no gap outside the documented reset"
+        info = await client.session(sid)
+        assert info["state"] in ("running", "idle") and info["restarts"] == 0, info
+        # Its recording goes on after the earlier part, which is intact.
+        recorded = await client.recording_frames(sid)
+        codec = (await client.recording(sid))["codec"]
+        seqs = [f.header.first_seq for f in stored_frames(recorded, codec)]
+        assert seqs[0] == 1 and any(s >> 40 > epoch for s in seqs), seqs[:3]
+        # A new session on that node starts normally.
+        later = await client.create_session(f"{demo_site.url}/list.html")
+        try:
+            later = await client.wait_for_state(later["id"], {"running", "idle"}, 60)
+            assert later["error"] is None
+            async with client.viewer(later["id"]) as fresh:
+                await fresh.wait_for(lambda f: f.full_snapshot, 30)
+        finally:
+            await client.stop_session(later["id"])
+        pool = await client.pool()
+        node = next(n for n in pool["nodes"] if n["node_id"] == info["node_id"])
+        assert node["streamer"] == "alive", node
+    finally:
+        if viewer is not None:
+            await viewer.stop()
+        await client.stop_session(sid)
+
+
+@pytest.mark.parametrize("how", KILLS)
+async def test_a_killed_session_actor_is_replaced_where_it_was(
+        stack, client: Client, demo_site, how: str) -> None:
+    info = await client.create_session(f"{demo_site.url}/index.html", steps=[
+        {"action": "click", "selector": "#nav-list"},
+        {"action": "wait_for", "selector": "#add-item"},
+        {"action": "wait", "ms": 4000},  # running when the actor dies: it runs again
+        {"action": "click", "selector": "#add-item"},
+    ])
+    sid = info["id"]
+    viewer = None
+    try:
+        info = await client.wait_for_session(
+            sid, lambda i: len(i["steps"]) == 4 and i["steps"][2]["state"] == "running", 60)
+        viewer = await watching(client, sid)
+        epoch = viewer.last_seq >> 40
+        killed_at = time.time() * 1000
+        await kill(actor(stack, f"session:{sid}"), how)
+        back = await back_after(viewer, killed_at, 20)
+        took_s = (back.arrival_ms - killed_at) / 1000
+        assert took_s <= 5.0, f"the page came back after {took_s:.1f} s"
+        assert back.header.first_seq >> 40 > epoch
+        assert viewer.gaps == []
+        done = await client.wait_for_session(
+            sid, lambda i: i["state"] == "idle" and i["restarts"] == 1, 60)
+        assert done["url"].endswith("/list.html"), done["url"]
+        assert [s["state"] for s in done["steps"]] == ["done"] * 4, done["steps"]
+        assert done["error"] is None
+    finally:
+        if viewer is not None:
+            await viewer.stop()
+        await client.stop_session(sid)
+    names = ray.util.list_named_actors()
+    assert not [n for n in names if n.startswith(f"session:{sid}")], names
+
+
+@pytest.mark.parametrize("how", KILLS)
+async def test_a_killed_registry_comes_back_and_adopts_the_running_sessions(
+        stack, client: Client, demo_site, how: str) -> None:
+    sid = (await client.create_session(f"{demo_site.url}/list.html"))["id"]
+    viewer = None
+    try:
+        await client.wait_for_state(sid, {"idle"})
+        viewer = await watching(client, sid)
+        registry = actor(stack, "registry")
+        frames_before = viewer.stats.frames
+        await kill(registry, how)
+        killed = time.monotonic()
+        answers: list[tuple[int, dict, str | None]] = []
+        async with httpx.AsyncClient(base_url=stack.base_url, timeout=30) as api:
+            while True:
+                response = await api.get("/sessions")
+                answers.append((response.status_code, response.json(),
+                                response.headers.get("Retry-After")))
+                if response.status_code == 200 and sid in {s["id"] for s in response.json()}:
+                    break
+                assert time.monotonic() - killed < 15, answers[-1]
+                await asyncio.sleep(0.1)
+        listed_s = time.monotonic() - killed
+        assert listed_s <= 5.0, f"listed again after {listed_s:.1f} s"
+        for status, body, retry in answers:
+            assert status in (200, 503), (status, body)
+            if status == 503:
+                assert body["message"] and retry, (body, retry)
+        # It kept streaming through it all, without a reset: its stream does not pass
+        # through the registry.
+        await viewer.wait_for(lambda f: True, 15, since_ms=time.time() * 1000)
+        assert viewer.stats.frames > frames_before and viewer.stats.reset_frames == 1
+        assert viewer.gaps == [] and len(viewer.welcomes) == 1
+        stopped = await client.stop_session(sid)
+        assert stopped["state"] == "stopped"
+    finally:
+        if viewer is not None:
+            await viewer.stop()
+        await client.stop_session(sid)
+
+
+async def test_readiness_and_the_pool_say_what_is_up(client: Client, demo_site) -> None:
+    sid = (await client.create_session(f"{demo_site.url}/list.html"))["id"]
+    try:
+        info = await client.wait_for_state(sid, {"idle"})
+        async with httpx.AsyncClient(base_url=client.base_url, timeout=30) as api:
+            ready = await api.get("/readyz")
+            assert ready.status_code == 200, ready.text
+            health = (await api.get("/healthz")).json()
+            assert health["ok"] is True and {"hubs", "viewers"} <= set(health)
+        node = next(n for n in (await client.pool())["nodes"]
+                    if n["node_id"] == info["node_id"])
+        assert (node["streamer"], node["browser"]) == ("alive", "alive"), node
+    finally:
+        await client.stop_session(sid)
+
+
+async def test_every_error_answers_a_json_message(client: Client) -> None:
+    async with httpx.AsyncClient(base_url=client.base_url, timeout=30) as api:
+        for method, path, status in (("GET", "/sessions/nope", 404),
+                                     ("GET", "/no/such/route", 404),
+                                     ("PUT", "/sessions", 405),
+                                     ("POST", "/sessions", 422)):
+            response = await api.request(method, path)
+            assert response.status_code == status, (path, response.text)
+            body = response.json()
+            assert isinstance(body["message"], str) and body["message"], (path, body)
+            assert "detail" in body
