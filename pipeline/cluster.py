@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from typing import Any
 
@@ -38,6 +39,7 @@ from pipeline.streamer import StreamRef
 
 _log = logging.getLogger(__name__)
 _NODES_FRESH_S = 1.0
+_NODES_WAIT_S = 5.0  # for a view the caller cannot do without
 _RECORD = TypeAdapter(SessionRecord)
 SESSION_PREFIX = "session:"
 
@@ -89,23 +91,49 @@ class RaySessionActor:
 
 
 class _Nodes:
-    """ray.nodes(), at most a second old (it is a GCS call, and placement asks often)."""
+    """ray.nodes(), at most about a second old.
+
+    It is a GCS call, and a GCS call blocks its caller until the GCS answers: while the
+    head's GCS restarts, the registry's event loop would stand still for the whole outage
+    (every API call a 503 after its deadline, no supervision). So it runs in a thread of its
+    own, one at a time, and the view it last gave stands meanwhile: a GCS that does not
+    answer has lost no node.
+    """
 
     def __init__(self) -> None:
         self._at = 0.0
-        self._nodes: list[PoolNode] = []
+        self._nodes: list[PoolNode] | None = None
+        self._refreshing = threading.Lock()
 
-    def get(self, fresh: bool = False) -> list[PoolNode]:
-        if fresh or time.monotonic() - self._at > _NODES_FRESH_S:
+    def get(self) -> list[PoolNode]:
+        if self._nodes is None:
+            self._refresh(wait_s=_NODES_WAIT_S)  # the registry is starting: the GCS answers
+        elif time.monotonic() - self._at > _NODES_FRESH_S and not self._refreshing.locked():
+            threading.Thread(target=self._refresh, name="ray-nodes", daemon=True).start()
+        return self._nodes or []
+
+    def alive(self, node_id: str) -> bool:
+        nodes = self.get()
+        if not any(n.node_id == node_id for n in nodes):
+            # A node newer than the view (an actor was just placed there, so the GCS
+            # answers): ask now rather than take it for lost.
+            self._refresh(wait_s=_NODES_WAIT_S)
+            nodes = self._nodes or []
+        return any(n.node_id == node_id and n.alive for n in nodes)
+
+    def _refresh(self, wait_s: float = 0.0) -> None:
+        if not self._refreshing.acquire(timeout=wait_s):
+            return
+        try:
             self._nodes = [PoolNode(node_id=n["NodeID"], address=n["NodeManagerAddress"],
                                     alive=bool(n["Alive"]),
                                     slots=int(n["Resources"].get("browser", 0)))
                            for n in ray.nodes()]
             self._at = time.monotonic()
-        return self._nodes
-
-    def alive(self, node_id: str) -> bool:
-        return any(n.node_id == node_id and n.alive for n in self.get(fresh=True))
+        except Exception as exc:
+            _log.warning("the cluster's nodes could not be listed: %s", describe_error(exc))
+        finally:
+            self._refreshing.release()
 
 
 class RayPlacement:
@@ -116,17 +144,27 @@ class RayPlacement:
         self._settings = settings
         self._nodes = _Nodes()
 
-    async def place(self, session_id: str, name: str) -> RaySessionActor:
+    def _create(self, session_id: str, name: str) -> tuple[Any, str]:
         options = {"namespace": self._settings.namespace, "lifetime": "detached",
                    "num_cpus": 0, "resources": {"browser": 1}, "max_concurrency": 1_000,
                    "max_restarts": 0, "scheduling_strategy": "SPREAD"}
         try:
-            handle = ray.remote(BrowserSessionActor).options(name=name, **options).remote(
-                session_id, self._settings)
+            return ray.remote(BrowserSessionActor).options(name=name, **options).remote(
+                session_id, self._settings), name
         except ValueError:  # the name is still held by an actor on its way out
             name = f"{name}~{time.monotonic_ns() % 1_000_000}"
-            handle = ray.remote(BrowserSessionActor).options(name=name, **options).remote(
-                session_id, self._settings)
+            return ray.remote(BrowserSessionActor).options(name=name, **options).remote(
+                session_id, self._settings), name
+
+    async def place(self, session_id: str, name: str) -> RaySessionActor:
+        # Creating a named actor waits for the GCS to register the name: in a thread, so a
+        # GCS that is restarting holds up this session only, not the registry.
+        creating = asyncio.ensure_future(asyncio.to_thread(self._create, session_id, name))
+        try:
+            handle, name = await asyncio.shield(creating)
+        except asyncio.CancelledError:
+            creating.add_done_callback(_kill_created)
+            raise
         try:
             # Resolves once Ray found a browser slot: the session is placed.
             node_id = await handle.node_id.remote()
@@ -155,6 +193,15 @@ class RayPlacement:
 
     def node_alive(self, node_id: str) -> bool:
         return self._nodes.alive(node_id)
+
+
+def _kill_created(creating: asyncio.Future[tuple[Any, str]]) -> None:
+    """Ends an actor whose placement was cancelled while it was being created."""
+    if creating.cancelled() or creating.exception() is not None:
+        return
+    handle, _ = creating.result()
+    with contextlib.suppress(Exception):
+        ray.kill(handle)
 
 
 class RayStreamerClient:

@@ -165,13 +165,17 @@ fi
 # --- Test-only tools ----------------------------------------------------------------
 # tests/integration/test_local_cluster.py runs cluster/loopback.yaml with `ray up` over
 # SSH to 127.0.0.2; it needs an sshd binary and rsync (it starts the sshd itself).
+# The GCS fault-tolerance tests (test_gcs_restart.py, the loopback cluster) keep the GCS
+# in a Redis they start themselves: they need Debian's redis-server binary.
 if [[ ${RRSTREAM_SETUP_TESTS:-0} == 1 ]]; then
   missing=()
   [[ -x /usr/sbin/sshd ]] || missing+=(openssh-server)
   command -v rsync >/dev/null 2>&1 || missing+=(rsync)
   command -v unshare >/dev/null 2>&1 || missing+=(util-linux)
+  command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
   if ((${#missing[@]})); then
-    # The package's own service must not start: the test runs its sshd on loopback only.
+    # The packages' own services must not start: the tests run their sshd and Redis on
+    # loopback only, on ports of their own.
     if [[ $(id -u) -eq 0 && ! -e /usr/sbin/policy-rc.d ]]; then
       printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
       apt_install "${missing[@]}"

@@ -6,6 +6,7 @@ import logging
 import os
 import shutil
 import socket
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from serve.gateway import Gateway
 
 APP_NAME = "rrstream"
 _MB_PER_BROWSER = 400
+_HEALTH_CHECK_PERIOD_S = 2.0
 _log = logging.getLogger(__name__)
 
 
@@ -98,6 +100,21 @@ def start_ray(settings: Settings, *, dashboard: bool = True, log_to_driver: bool
     )
 
 
+def ray_cli_commands() -> list[str]:
+    """Ray's own CLI, as it works from another shell against the Ray this process runs in.
+
+    Ray 2.60 turns token authentication on for a Ray that `ray.init` starts (and marks
+    this process and its children RAY_AUTH_MODE=token); a shell of its own has no such
+    mark, and `ray status` there fails with an authentication error. `--address` picks
+    this Ray among others on the machine (without it the CLI refuses to choose).
+    """
+    ray_bin = Path(sys.executable).with_name("ray")
+    auth = "RAY_AUTH_MODE=token " if os.environ.get("RAY_AUTH_MODE") == "token" else ""
+    address = ray.get_runtime_context().gcs_address
+    return [f"{auth}{ray_bin} status --address {address}",
+            f"{auth}{ray_bin} list actors --address {address}"]
+
+
 def build_app(args: dict[str, Any]) -> Application:
     """The gateway as a Serve application, for `serve deploy cluster/serve.yaml`.
 
@@ -113,6 +130,9 @@ def _gateway(settings: Settings) -> Application:
     return Gateway.options(
         num_replicas=settings.gateway_replicas,
         max_ongoing_requests=settings.gateway_max_ongoing_requests,
+        # Serve's controller notices a dead replica at its next health check (every 10 s
+        # by default); until the replacement runs, the viewers of a lone replica wait.
+        health_check_period_s=_HEALTH_CHECK_PERIOD_S,
     ).bind(settings)
 
 
@@ -142,5 +162,5 @@ def shutdown(settings: Settings) -> None:
             shutil.rmtree(state, ignore_errors=True)
 
 
-__all__ = ["APP_NAME", "build_app", "default_browser_slots", "deploy_gateway", "shutdown",
-           "start_ray"]
+__all__ = ["APP_NAME", "build_app", "default_browser_slots", "deploy_gateway",
+           "ray_cli_commands", "shutdown", "start_ray"]

@@ -58,7 +58,7 @@ def _up(args: argparse.Namespace) -> int:
     }.items() if v is not None}
     settings = Settings(**overrides)
 
-    from serve.app import deploy_gateway, shutdown, start_ray
+    from serve.app import deploy_gateway, ray_cli_commands, shutdown, start_ray
 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -81,6 +81,9 @@ def _up(args: argparse.Namespace) -> int:
         print(f"[rrstream] Ray dashboard:  {dashboard_url}", flush=True)
         # Ray 2.60 turns on token authentication: the dashboard asks for the token first.
         print("[rrstream]   it asks for Ray's token: `ray get-auth-token` prints it", flush=True)
+        print("[rrstream] Ray's CLI from another shell:", flush=True)
+        for command in ray_cli_commands():
+            print(f"[rrstream]   {command}", flush=True)
         print("[rrstream] Ctrl-C stops everything.", flush=True)
         stop.wait()
     finally:

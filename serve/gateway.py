@@ -54,6 +54,9 @@ class Gateway:
         close_with_reason_on_shutdown()
         configure_logging()
         self._settings = settings
+        # Which replica answered: /healthz says so, so one can tell the replicas behind
+        # the ingress apart (and find the one a viewer is on).
+        self._replica = serve.get_replica_context().replica_id.unique_id
         self._registry = RegistryClient(get_or_create_registry(settings))
         self._sockets = ViewerSockets(settings, self._registry, GatewayMetrics())
         self._assets = assets_dir(settings)
@@ -144,8 +147,9 @@ class Gateway:
 
     @app.get("/healthz")
     async def healthz(self) -> dict[str, Any]:
-        """This replica is alive (it says nothing of the registry: see /readyz)."""
-        return {"ok": True, **self._sockets.health()}
+        """This replica is alive (it says nothing of the registry: see /readyz): which
+        replica answered, and its viewers."""
+        return {"ok": True, "replica": self._replica, **self._sockets.health()}
 
     @app.get("/readyz", responses={503: {"description": "Not ready; `message` says why"}})
     async def readyz(self) -> Any:

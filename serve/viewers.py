@@ -43,11 +43,16 @@ class Viewer:
     A viewer that acknowledges what it applied also gets a window: once that many bytes
     are unacknowledged, frames wait here, where the bound applies, instead of piling up
     in socket and proxy buffers that no one bounds.
+
+    A catch-up (what a viewer that resumes missed, e.g. while its replica was replaced)
+    does not count against the bound: it is what the viewer asked for, and no longer than
+    the stream keeps. Only what arrives beyond it can make the viewer slow.
     """
 
     def __init__(self, max_frames: int) -> None:
         self._max = max_frames
         self._pending: deque[Chunk] = deque()
+        self._catchup = 0  # chunks of the catch-up still queued (the oldest ones)
         self._reset: ResetReason | None = None
         self._end: End | None = None
         self._wake = asyncio.Event()
@@ -75,15 +80,18 @@ class Viewer:
         nothing is buffered yet and that frame comes later."""
         if reset is not None:
             self._reset = reset
-        self.offer(chunks)
+        self.offer(chunks, catchup=True)
 
-    def offer(self, chunks: list[Chunk]) -> None:
+    def offer(self, chunks: list[Chunk], catchup: bool = False) -> None:
+        queued = len(self._pending)
         for chunk in chunks:
             if self.last_seq is not None and chunk.seq <= self.last_seq:
                 continue  # already queued from a catch-up read
             self._pending.append(chunk)
             self.last_seq = chunk.seq
-        if len(self._pending) > self._max:
+        if catchup:
+            self._catchup += len(self._pending) - queued
+        if len(self._pending) > self._max + self._catchup:
             self._skip_to_latest_checkout()
         if self._pending:
             self._wake.set()
@@ -92,6 +100,7 @@ class Viewer:
         """The stream started over (the session moved to another node): begin again at
         its checkout, whatever was queued."""
         self._pending.clear()
+        self._catchup = 0
         self.last_seq = None
         self.prime(chunks, reason)
 
@@ -116,6 +125,7 @@ class Viewer:
             if self._pending[index].segment_start:
                 for _ in range(index):
                     self._pending.popleft()
+                self._catchup = max(0, self._catchup - index)
                 self._reset = "slow_viewer"
                 self.skips += 1
                 return
@@ -142,6 +152,7 @@ class Viewer:
         room = None if self._window is None else self._window - self._in_flight_bytes
         while self._pending and (room is None or room > 0 or not delivery.frames):
             chunk = self._pending.popleft()
+            self._catchup = max(0, self._catchup - 1)
             if chunk.segment_start or not delivery.frames:
                 delivery.frames.append([])
             delivery.frames[-1].append(chunk)

@@ -171,6 +171,67 @@ for (const code of [4400, 4401, 4404]) {
   });
 }
 
+test("1012 (the replica is stopping): back at once, resuming, and the backoff starts over", () => {
+  let seq = 5;
+  const { connection, timers, socket } = setup({ resumeAfter: () => seq });
+  connection.connect();
+  socket().open();
+  socket().json(welcome);
+  socket().serverClose(1011); // a failure first: the next backoff would be longer
+  timers.advance(500);
+  socket().open();
+  socket().json(welcome);
+  seq = 8;
+  socket().serverClose(1012, "the gateway is restarting; reconnect");
+  assert.equal(connection.state, "closed");
+  assert.equal(connection.reconnecting, true);
+  assert.match(connection.detail, /the gateway is restarting; reconnect \(1012\)/);
+  timers.advance(250); // at most the spread (random() = 1), not a backoff
+  assert.equal(FakeSocket.all.length, 3);
+  socket().open();
+  assert.equal(socket().sent[0].resume_after, 8);
+  socket().serverClose(1006); // the replacement is not up yet: the shortest backoff
+  timers.advance(500);
+  assert.equal(FakeSocket.all.length, 4);
+});
+
+test("reconnecting: from losing an open stream until the next welcome", () => {
+  const { connection, timers, socket } = setup();
+  connection.connect();
+  assert.equal(connection.reconnecting, false); // a first connection is not a reconnect
+  socket().open();
+  socket().json(welcome);
+  assert.equal(connection.reconnecting, false);
+  socket().serverClose(1006);
+  assert.equal(connection.reconnecting, true); // waiting for the retry
+  timers.advance(500);
+  assert.equal(connection.state, "connecting");
+  assert.equal(connection.reconnecting, true); // trying
+  socket().serverClose(1006); // refused: still on its way back
+  assert.equal(connection.reconnecting, true);
+  timers.advance(1000);
+  socket().open();
+  socket().json(welcome);
+  assert.equal(connection.reconnecting, false);
+  socket().json({ type: "end", reason: "stopped", state: "stopped" });
+  socket().serverClose(1000);
+  assert.equal(connection.reconnecting, false);
+});
+
+test("reconnecting ends with close() and with a refusal", () => {
+  const { connection, socket } = setup();
+  connection.connect();
+  socket().open();
+  socket().json(welcome);
+  socket().serverClose(1006);
+  connection.close();
+  assert.equal(connection.reconnecting, false);
+  connection.reconnect({ immediate: true });
+  socket().open();
+  socket().serverClose(4404, "unknown session");
+  assert.equal(connection.reconnecting, false);
+});
+
 test("1001 and 4408 are retried", () => {
   for (const code of [1001, 4408]) {
     const { connection, timers, socket } = setup();

@@ -3,41 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import signal
-import subprocess
-import sys
 import time
-from pathlib import Path
 
 import httpx
 import psutil
 
 from serve.cli import main
 from tests.conftest import free_port
+from tests.integration.rrstream_up import rrstream_up
 
 
 def test_up_runs_the_demo_and_ctrl_c_leaves_no_chromium() -> None:
     port, dashboard_port = free_port(), free_port()
-    rrstream = Path(sys.executable).parent / "rrstream"
-    process = subprocess.Popen(
-        [str(rrstream), "up", "--port", str(port), "--dashboard-port", str(dashboard_port)],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    lines: list[str] = []
     chromium: list[psutil.Process] = []
-    try:
-        assert process.stdout is not None
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = process.stdout.readline()
-            assert line, "rrstream up exited early:\n" + "".join(lines)
-            lines.append(line)
-            if "Ctrl-C stops everything" in line:
-                break
-        output = "".join(lines)
+    with rrstream_up("--port", str(port), "--dashboard-port", str(dashboard_port)) as up:
+        output = up.output
         viewer = re.search(r"viewer:\s+(\S+)", output).group(1)
         assert viewer.startswith(f"http://127.0.0.1:{port}/?session=")
         assert f"Ray dashboard:  http://127.0.0.1:{dashboard_port}" in output
@@ -52,13 +33,11 @@ def test_up_runs_the_demo_and_ctrl_c_leaves_no_chromium() -> None:
         assert info["state"] in ("running", "idle") and info["events"] > 0, info
         assert httpx.get(viewer).status_code == 200
         assert httpx.get(f"http://127.0.0.1:{dashboard_port}/").status_code == 200
-        chromium = [p for p in psutil.Process(process.pid).children(recursive=True)
+        chromium = [p for p in psutil.Process(up.process.pid).children(recursive=True)
                     if "chrom" in p.name().lower()]
         assert chromium, "the demo session's Chromium should be running"
-    finally:
-        process.send_signal(signal.SIGINT)
-        rest, _ = process.communicate(timeout=120)
-    assert process.returncode == 0, rest
+    rest = up.rest
+    assert up.process.returncode == 0, rest
     assert "[rrstream] stopped." in rest
     # Serve's access log stays in Ray's log files (the requests above would show here).
     assert "GET /sessions/{session_id} 200" not in output + rest  # Serve logs the route

@@ -35,6 +35,8 @@ import pytest
 import yaml
 
 from serve.client import Viewer
+from tests.integration.redis_server import RedisServer, redis_server
+from tests.integration.redis_server import missing as redis_missing
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(1800)]
 
@@ -42,6 +44,13 @@ ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "cluster" / "loopback.yaml"
 WORK = Path("/tmp/rrstream-loopback")  # loopback.yaml names it (the key, HAProxy's dir)
 HAPROXY_DIR = Path("/tmp/rrlb-haproxy")
+# The node's temp directory, as a machine of its own would have one: in its PID
+# namespace every process outside looks dead, so what its browsers sweep
+# (pipeline/browser_dirs.py) must not be this machine's. Short: Chromium's sockets go a
+# few levels below it.
+NODE_TMP = Path("/tmp/rrlb-tmp")
+NODE_ENV = {"HOME": f"{WORK}/home", "XDG_CACHE_HOME": f"{WORK}/cache",
+            "npm_config_cache": f"{WORK}/cache/npm", "TMPDIR": str(NODE_TMP)}
 HEAD_IP = "127.0.0.2"
 DASHBOARD = f"http://{HEAD_IP}:28265"
 # The gateway listens on 127.0.0.1, not the node IP: HAProxy reaches a replica on its
@@ -51,6 +60,17 @@ BIN = Path(sys.executable).parent
 ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
 
 
+def _head_env(name: str) -> str:
+    """A VAR=value the config's head `ray start` sets (the GCS's Redis, its prefix)."""
+    (head,) = [c for c in yaml.safe_load(CONFIG.read_text())["head_start_ray_commands"]
+               if "ray start" in c]
+    return next(w.split("=", 1)[1] for w in head.split() if w.startswith(f"{name}="))
+
+
+REDIS_HOST, REDIS_PORT = _head_env("RAY_REDIS_ADDRESS").split(":")
+GCS_NAMESPACE = _head_env("RAY_external_storage_namespace")
+
+
 def _missing() -> str | None:
     """Why this machine cannot run the test, or None."""
     if os.geteuid() != 0:
@@ -58,12 +78,15 @@ def _missing() -> str | None:
     for tool in ("sshd", "ssh", "ssh-keygen", "rsync", "unshare"):
         if not shutil.which(tool, path=f"{os.environ.get('PATH', '')}:/usr/sbin"):
             return f"{tool} not installed (apt-get install openssh-server rsync)"
+    if redis_missing():
+        return redis_missing()
     probe = subprocess.run(["unshare", "--pid", "--fork", "--mount-proc", "true"],
                            capture_output=True)
     if probe.returncode != 0:
         return f"cannot make a PID namespace: {probe.stderr.decode().strip()}"
     busy = [f"{host}:{port}" for host, port in
-            [(HEAD_IP, 22), ("0.0.0.0", 26379), (HEAD_IP, 28265), (GATEWAY_HOST, GATEWAY_PORT)]
+            [(HEAD_IP, 22), ("0.0.0.0", 26379), (HEAD_IP, 28265), (GATEWAY_HOST, GATEWAY_PORT),
+             (REDIS_HOST, int(REDIS_PORT))]
             if not _port_free(host, port)]
     return f"ports in use: {', '.join(busy)}" if busy else None
 
@@ -100,6 +123,7 @@ def _sshd() -> Iterator[None]:
     """sshd on 127.0.0.2:22 in its own PID namespace; SIGKILL to `unshare` ends it all
     (--kill-child takes sshd, the namespace's init, and the kernel the rest)."""
     (WORK / "home").mkdir(parents=True, exist_ok=True)
+    NODE_TMP.mkdir(mode=0o700, exist_ok=True)
     (WORK / "cache").mkdir(exist_ok=True)
     WORK.chmod(0o700)
     for key in ("id_ed25519", "ssh_host_ed25519_key"):
@@ -119,7 +143,7 @@ KbdInteractiveAuthentication no
 UsePAM no
 StrictModes no
 AllowUsers root
-SetEnv HOME={WORK}/home XDG_CACHE_HOME={WORK}/cache npm_config_cache={WORK}/cache/npm
+SetEnv {" ".join(f"{k}={v}" for k, v in NODE_ENV.items())}
 """)
     Path("/run/sshd").mkdir(exist_ok=True)  # sshd's privilege separation directory
     sshd = shutil.which("sshd", path="/usr/sbin:/usr/local/sbin") or "sshd"
@@ -142,6 +166,7 @@ SetEnv HOME={WORK}/home XDG_CACHE_HOME={WORK}/cache npm_config_cache={WORK}/cach
 @dataclass
 class LoopbackCluster:
     log: Path
+    redis: RedisServer
     down: bool = False
 
     def ray_down(self) -> None:
@@ -161,8 +186,9 @@ def cluster() -> Iterator[LoopbackCluster]:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             pytest.skip("loopback cluster: another run holds it")
-        with _sshd():
-            cluster = LoopbackCluster(log=WORK / "ray.log")
+        # The Redis the config's GCS keeps its state in (GCS fault tolerance).
+        with _sshd(), redis_server(int(REDIS_PORT)) as redis:
+            cluster = LoopbackCluster(log=WORK / "ray.log", redis=redis)
             cluster.log.write_text("")
             try:
                 _run(BIN / "ray", "up", CONFIG, "-y", "--no-config-cache",
@@ -171,7 +197,7 @@ def cluster() -> Iterator[LoopbackCluster]:
             finally:
                 with contextlib.suppress(AssertionError, subprocess.TimeoutExpired):
                     cluster.ray_down()
-        for path in (WORK / "ray", HAPROXY_DIR):
+        for path in (WORK / "ray", HAPROXY_DIR, NODE_TMP):
             shutil.rmtree(path, ignore_errors=True)
         for suffix in ("lock", "state"):  # the local provider's record of its nodes
             Path(f"/tmp/ray/cluster-rrstream-loopback.{suffix}").unlink(missing_ok=True)
@@ -187,6 +213,15 @@ def test_head_offers_browser_slots_and_starts_with_haproxy(cluster: LoopbackClus
     assert raylets
     for raylet in raylets:
         assert raylet.environ().get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
+
+
+def test_the_gcs_keeps_its_state_in_redis(cluster: LoopbackCluster) -> None:
+    # Ray keeps each GCS table in one hash, RAY<namespace>@<TABLE>: the nodes, the
+    # key-value store (where the registry keeps its session records), the actors, ...
+    tables = cluster.redis.keys(f"RAY{GCS_NAMESPACE}@*")
+    assert tables >= 2, f"the GCS keeps {tables} tables in Redis"
+    for raylet in [p for p, name in _cluster_processes().items() if name == "raylet"]:
+        assert int(raylet.environ().get("RAY_gcs_rpc_server_reconnect_timeout_s", 0)) >= 120
 
 
 def test_serve_deploy_streams_a_session_through_haproxy(cluster: LoopbackCluster,

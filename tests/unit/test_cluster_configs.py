@@ -155,6 +155,55 @@ def test_only_loopback_pins_ray_to_loopback() -> None:
     assert "--node-ip-address=127.0.0.2" in " ".join(loopback["head_start_ray_commands"])
 
 
+def env_settings(command: str) -> dict[str, str]:
+    """The VAR=value words before `ray start` in a start command."""
+    words = shlex.split(command[:command.index("ray start")].replace(";", " "))
+    return dict(w.split("=", 1) for w in words if re.fullmatch(r"[A-Za-z_]\w*=.*", w))
+
+
+def ray_starts(config: dict[str, Any], key: str) -> list[str]:
+    return [c for c in config[key] if "ray start" in c]
+
+
+@pytest.mark.parametrize("name", RAY_CONFIGS)
+def test_the_head_keeps_the_gcs_in_redis(name: str) -> None:
+    # GCS fault tolerance: the head's GCS writes its tables to an external Redis, under a
+    # prefix of this cluster's own, and a restarted GCS reads them back.
+    (head,) = ray_starts(load(name), "head_start_ray_commands")
+    env = env_settings(head)
+    host, _, port = env.get("RAY_REDIS_ADDRESS", "").removeprefix("rediss://").rpartition(":")
+    assert host and port.isdigit(), f"{name}: no RAY_REDIS_ADDRESS=host:port for the head"
+    assert env.get("RAY_external_storage_namespace"), name
+    assert "--block" not in head  # `ray up` returns once the head runs (README: systemd)
+
+
+def test_each_cluster_has_its_own_gcs_namespace() -> None:
+    namespaces = [env_settings(ray_starts(load(n), "head_start_ray_commands")[0])
+                  ["RAY_external_storage_namespace"] for n in RAY_CONFIGS]
+    assert len(set(namespaces)) == len(namespaces), namespaces
+
+
+@pytest.mark.parametrize("name", RAY_CONFIGS)
+def test_every_raylet_rides_out_a_gcs_restart(name: str) -> None:
+    config = load(name)
+    for command in ray_starts(config, "head_start_ray_commands") + ray_starts(
+            config, "worker_start_ray_commands"):
+        env = env_settings(command)
+        # Ray's default is 60 s: a supervisor restarting the head's Ray (cluster/README.md)
+        # must fit in well within it, or every node exits and its sessions with it.
+        assert int(env.get("RAY_gcs_rpc_server_reconnect_timeout_s", 60)) >= 120, command
+    for command in ray_starts(config, "worker_start_ray_commands"):
+        assert "RAY_REDIS_ADDRESS" not in env_settings(command)  # only the GCS talks to it
+
+
+def test_loopback_keeps_the_gcs_in_a_loopback_redis() -> None:
+    (head,) = ray_starts(load("loopback.yaml"), "head_start_ray_commands")
+    host, port = env_settings(head)["RAY_REDIS_ADDRESS"].split(":")
+    # tests/integration/test_local_cluster.py starts that Redis, on a port clear of Ray's
+    # worker ports (10002-19999) and of the ephemeral range.
+    assert host == "127.0.0.1" and 20000 <= int(port) < 32768
+
+
 def test_haproxy_socket_paths_fit_haproxys_limit() -> None:
     # Serve puts the sockets under <dir>/<56-character node id>/; HAProxy refuses
     # socket paths over 97 bytes.
@@ -176,6 +225,15 @@ def test_serve_config_passes_serves_schema() -> None:
                                                               "serve.app:build_app")
     (deployment,) = app.deployments
     assert deployment.max_ongoing_requests >= 1_000  # one slot per open WebSocket
+    # When a replica dies its viewers reconnect to the other (test_gateway_failover.py);
+    # the local run has one (RRSTREAM_GATEWAY_REPLICAS defaults to 1).
+    assert deployment.num_replicas == 2
+
+
+def test_the_local_run_has_one_gateway_replica() -> None:
+    from pipeline.config import Settings
+
+    assert Settings.model_fields["gateway_replicas"].default == 1
 
 
 def test_broken_serve_config_is_refused() -> None:

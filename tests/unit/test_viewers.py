@@ -37,6 +37,29 @@ async def test_a_slow_viewer_skips_to_the_newest_checkout() -> None:
     assert viewer.skips >= 1
 
 
+async def test_a_resumed_viewers_catchup_does_not_make_it_slow() -> None:
+    # Back after its replica was replaced, a viewer asks for what it missed: three
+    # segments, more than its bound. It gets all of it, then the live stream.
+    viewer = Viewer(max_frames=10)
+    viewer.prime(chunks(101, 140, {110, 120, 130}), None)
+    viewer.offer(chunks(141, 145, set()))
+    delivery = await viewer.next(0.1)
+    assert delivery.reset is None
+    assert [c.seq for f in delivery.frames for c in f] == list(range(101, 146))
+    assert viewer.skips == 0
+
+
+async def test_beyond_its_catchup_a_resumed_viewer_can_still_fall_behind() -> None:
+    viewer = Viewer(max_frames=10)
+    viewer.prime(chunks(101, 130, {110, 120}), None)
+    for seq in range(131, 150):  # never taken: more than the bound beyond the catch-up
+        viewer.offer(chunks(seq, seq, {135, 145}))
+    delivery = await viewer.next(0.1)
+    assert delivery.reset == "slow_viewer" and delivery.frames[0][0].seq == 145
+    viewer.offer(chunks(150, 165, {160}))  # the catch-up was sent: the plain bound again
+    assert viewer.depth == 6
+
+
 async def test_without_a_newer_checkout_nothing_is_dropped() -> None:
     viewer = Viewer(max_frames=5)
     viewer.offer(chunks(1, 30, {1}))

@@ -20,6 +20,11 @@ const FATAL_CLOSE_CODES = new Map([
   [4404, "unknown session"],
 ]);
 const SESSION_ENDED = 1000;
+// The gateway replica is stopping (rolled, scaled down, drained): another replica, or
+// its replacement, serves us, so come back at once rather than after a backoff. The
+// spread keeps the viewers of one replica from all arriving in the same instant.
+const SERVICE_RESTART = 1012;
+const RESTART_SPREAD_MS = 250;
 // Acknowledge applied frames at most this often, or sooner after this many bytes
 // (a quarter of the server's default window). Each ack costs the gateway about what a
 // frame does, so they are kept rare: with hundreds of viewers, 100 ms doubled its work.
@@ -66,6 +71,7 @@ export class Connection {
   #ackSeq = null;
   #ackBytes = 0;
   #ackTimer = null;
+  #recovering = false; // lost, and coming back by itself
 
   /**
    * @param {object} options
@@ -109,6 +115,14 @@ export class Connection {
   /** When the next automatic retry fires (performance.now() time), or null. */
   get retryAt() {
     return this.#retryAt;
+  }
+
+  /**
+   * Lost and coming back by itself: waiting for the next retry, or trying (until a
+   * welcome). What the viewer shows as "reconnecting".
+   */
+  get reconnecting() {
+    return this.#recovering && (this.#state === ConnectionState.CONNECTING || this.#state === ConnectionState.CLOSED);
   }
 
   /**
@@ -181,6 +195,7 @@ export class Connection {
   /** Closes for good (switching sessions, leaving, a fatal protocol problem). */
   close(reason = "") {
     this.#stopped = true;
+    this.#recovering = false;
     this.#clearRetry();
     this.#dropSocket();
     if (this.#state !== ConnectionState.ENDED) this.#setState(ConnectionState.CLOSED, reason);
@@ -198,8 +213,13 @@ export class Connection {
     } catch {
       return; // not ours to interpret; the protocol only sends JSON text
     }
-    if (message.type === "welcome") this.#setState(ConnectionState.OPEN, "");
-    else if (message.type === "end") this.#setState(ConnectionState.ENDED, `session ${message.reason ?? "ended"}`);
+    if (message.type === "welcome") {
+      this.#recovering = false;
+      this.#setState(ConnectionState.OPEN, "");
+    } else if (message.type === "end") {
+      this.#recovering = false;
+      this.#setState(ConnectionState.ENDED, `session ${message.reason ?? "ended"}`);
+    }
     else if (message.type === "error") this.#detail = message.message ?? "";
     this.#handlers.onMessage(message);
   }
@@ -209,26 +229,35 @@ export class Connection {
     this.#clearWatchdog();
     if (this.#state === ConnectionState.ENDED || code === SESSION_ENDED) {
       this.#stopped = true;
+      this.#recovering = false;
       this.#setState(ConnectionState.ENDED, this.#detail || reason || "session ended");
       return;
     }
     const fatal = FATAL_CLOSE_CODES.get(code);
     if (fatal) {
       this.#stopped = true;
+      this.#recovering = false;
       this.#setState(ConnectionState.CLOSED, `${this.#detail || reason || fatal} (${code})`);
+      return;
+    }
+    if (code === SERVICE_RESTART) {
+      // A stopping replica, not a failing one: the backoff starts over after it.
+      this.#attempt = 0;
+      this.#lost(`${reason || "the gateway is restarting"} (${code})`, Math.round(this.#random() * RESTART_SPREAD_MS));
       return;
     }
     this.#lost(reason ? `${reason} (${code})` : `connection lost (${code})`);
   }
 
-  #lost(reason) {
+  #lost(reason, delay) {
     if (this.#stopped) return;
-    this.#scheduleRetry(reason);
+    this.#scheduleRetry(reason, delay);
   }
 
-  #scheduleRetry(reason) {
+  /** Retries after `delay` ms (by default the next backoff delay). */
+  #scheduleRetry(reason, delay = backoffDelay(this.#attempt++, { random: this.#random })) {
     this.#clearRetry();
-    const delay = backoffDelay(this.#attempt++, { random: this.#random });
+    this.#recovering = true;
     this.#retryAt = (globalThis.performance?.now() ?? Date.now()) + delay;
     this.#retryTimer = this.#timers.setTimeout(() => {
       this.#retryTimer = null;

@@ -8,6 +8,9 @@ export function installTestHook(current, target = window) {
   const hook = Object.freeze(
     Object.create(null, {
       connection: { enumerable: true, get: () => current().stream?.connection.state ?? "closed" },
+      reconnecting: { enumerable: true, get: () => current().stream?.connection.reconnecting ?? false },
+      welcomes: { enumerable: true, get: counter("welcomes") },
+      resume: { enumerable: true, get: () => current().stream?.counters.resume ?? null },
       sessionId: { enumerable: true, get: () => current().stream?.sessionId ?? null },
       lastSeq: { enumerable: true, get: () => current().stream?.counters.lastSeq ?? null },
       eventsApplied: { enumerable: true, get: counter("eventsApplied") },

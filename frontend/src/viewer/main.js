@@ -99,7 +99,7 @@ function setStreamParams(id) {
 function render() {
   const state = stream?.connection.state ?? "none";
   const detail = stream?.connection.detail ?? "";
-  const retrying = state === "closed" && stream?.connection.retryAt != null;
+  const retrying = stream?.connection.reconnecting ?? false;
   badge.dataset.state = retrying ? "retrying" : state;
   badge.textContent = !stream ? "no session" : retrying ? "reconnecting" : state;
   badge.title = detail;
@@ -112,16 +112,19 @@ function render() {
     info ? h("span", { class: "header-session-title", text: sessionTitle(info) }) : "",
     stream ? h("code", { text: stream.sessionId }) : "",
   );
-  showMessage(...messageFor(state, detail));
+  showMessage(...messageFor(state, detail, retrying));
 }
 
-function messageFor(state, detail) {
+function messageFor(state, detail, retrying) {
   if (!stream) {
     const hint = listFailed ? "The session list is unavailable right now." : "Start a session or the demo from the sidebar.";
     return ["No session — start one", hint, "empty"];
   }
   if (state === "ended" && replaying) return ["Recording ended", detail, player.hasContent ? "corner" : "center"];
   if (state === "ended") return ["Session ended", detail, player.hasContent ? "corner" : "center"];
+  // Lost and coming back by itself (a gateway replica died or is being replaced): the
+  // page stays as it was, and resumes where it stopped once the stream is back.
+  if (retrying) return ["Reconnecting…", detail, player.hasContent ? "corner" : "center"];
   if (state === "closed") return ["Disconnected", detail, player.hasContent ? "corner" : "center"];
   if (player.hasContent) return [];
   if (state === "open") return ["Waiting for the first snapshot…", "", "center"];

@@ -20,7 +20,7 @@ export class LiveStream extends EventTarget {
   #decoder = new BatchDecoder();
   #connection;
   #log;
-  #counters = { lastSeq: null, eventsApplied: 0, framesReceived: 0, bytesReceived: 0, resets: 0, segmentsStarted: 0 };
+  #counters = { lastSeq: null, eventsApplied: 0, framesReceived: 0, bytesReceived: 0, resets: 0, segmentsStarted: 0, welcomes: 0, resume: null };
   // Frames wait here, in arrival order, for the one decode at a time. `accepted`
   // is the last sequence number queued: what a resume asks for, and what the
   // next frame must continue. A startOver() or close() bumps `epoch`, which
@@ -169,6 +169,8 @@ export class LiveStream extends EventTarget {
 
   #onMessage(message) {
     if (message.type === "welcome") {
+      this.#counters.welcomes += 1;
+      this.#counters.resume = message.resume; // "continue": back where it was, no reset
       if (!SUPPORTED_CODECS.includes(message.codec)) {
         this.#problem(`unsupported codec ${message.codec}`);
         this.#connection.close(`unsupported codec ${message.codec}`);
