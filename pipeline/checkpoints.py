@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from pipeline.errors import describe_error
 from pipeline.models import Checkpoint
 from pipeline.workflow import Workflow
 
@@ -61,7 +62,7 @@ class CheckpointReporter:
             send(workflow.checkpoint(url, self.version))
         except Exception as exc:
             _log.warning("session %s: reporting its checkpoint failed: %s", self.session_id,
-                         str(exc).splitlines()[0] if str(exc) else type(exc).__name__,
+                         describe_error(exc),
                          extra={"session_id": self.session_id})
 
 

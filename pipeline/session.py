@@ -40,6 +40,7 @@ from pipeline.errors import (
     NavigationFailed,
     RRStreamError,
     StepFailed,
+    describe_error,
     unwrap,
 )
 from pipeline.metrics import SessionMetrics
@@ -58,7 +59,7 @@ from pipeline.protocol import PageBatch
 from pipeline.recorder import PageRecorder, init_script
 from pipeline.snapshot_watch import SnapshotWatch
 from pipeline.steps import Step
-from pipeline.teardown import bounded, first_line, time_left
+from pipeline.teardown import bounded, time_left
 from pipeline.workflow import Workflow, run_step
 
 if TYPE_CHECKING:
@@ -207,7 +208,7 @@ class BrowserSession:
             return self.status()
         exc = self._launching.exception()
         if exc is not None:
-            self._error = f"could not start: {first_line(unwrap(exc))}"
+            self._error = f"could not start: {describe_error(unwrap(exc))}"
             self._log.error("session %s %s", self.session_id, self._error)
             await self._shutdown(SessionState.FAILED)
             return self.status()
@@ -386,12 +387,12 @@ class BrowserSession:
                 if time.monotonic() + delay > deadline:
                     raise BrowserLaunchError(
                         executable, f"the node's shared browser could not be reached for "
-                        f"{_HOST_RETRY_S:g} s ({first_line(cause)})") from exc
+                        f"{_HOST_RETRY_S:g} s ({describe_error(cause)})") from exc
                 # Said once per reconnection; the tries after it are routine.
                 self._log.log(logging.WARNING if delay == 0.1 else logging.DEBUG,
                               "session %s: the node's shared browser is unreachable (%s); "
                               "trying again for up to %g s", self.session_id,
-                              first_line(cause), _HOST_RETRY_S)
+                              describe_error(cause), _HOST_RETRY_S)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 1.0)
 
@@ -468,7 +469,7 @@ class BrowserSession:
             await watch.watch(self._recorder, url)
         except (PlaywrightError, RRStreamError) as exc:  # it navigated or went away meanwhile
             self._log.info("session %s: the snapshot check of %s ended: %s", self.session_id,
-                           url, first_line(exc))
+                           url, describe_error(exc))
 
     def _recording_problem(self, url: str, problem: str | None) -> None:
         if problem is None:
@@ -493,7 +494,7 @@ class BrowserSession:
             await asyncio.wait_for(download.cancel(), _ANSWER_S)
         except (TimeoutError, PlaywrightError) as exc:
             self._log.warning("session %s: cancelling the download of %s failed: %s",
-                              self.session_id, download.url, first_line(exc))
+                              self.session_id, download.url, describe_error(exc))
 
     # -- internals: the workflow -----------------------------------------------------------
 
@@ -569,7 +570,7 @@ class BrowserSession:
                 if self._pending_crash is not None:
                     continue  # it crashed again meanwhile: counted, and reopened next turn
                 self._fail(f"could not reopen the page after a {kind} crash: "
-                           f"{first_line(unwrap(exc))}")
+                           f"{describe_error(unwrap(exc))}")
                 return
         self._log.info("session %s: page reopened at %s", self.session_id, self._last_url)
         self._checkpoints.changed(self._workflow, force=True)
@@ -603,12 +604,12 @@ class BrowserSession:
                               self.session_id, _ANSWER_S)
         except (PlaywrightError, RRStreamError) as exc:
             self._log.info("session %s: no checkout now (%s); the reopened stream starts at "
-                           "the next page's", self.session_id, first_line(exc))
+                           "the next page's", self.session_id, describe_error(exc))
 
     def _push_failed(self, exc: Exception) -> bool:
         """A push to the stream failed: without a supervisor (or while stopping) the session
         cannot stream any more; with one it waits for `attach_stream`."""
-        reason = first_line(unwrap(exc))
+        reason = describe_error(unwrap(exc))
         if self._state not in (SessionState.STARTING, *_LIVE):
             self._error = self._error or f"stream lost: {reason}"
             self._log.error("session %s: stream lost while stopping: %s", self.session_id,
@@ -628,7 +629,7 @@ class BrowserSession:
             self._supervisor.stream_lost(self.session_id)
         except Exception as report_error:
             self._log.warning("session %s: telling the supervisor the stream was lost failed: "
-                              "%s", self.session_id, first_line(report_error))
+                              "%s", self.session_id, describe_error(report_error))
         self._awaiting_stream = self._spawn(self._fail_unless_reattached(timeout), "await-stream")
         return True
 
@@ -692,7 +693,7 @@ class BrowserSession:
                             "to stop it", self.session_id, _FLUSH_S)
                 crashed = await recorder.crash_renderer()
             except (PlaywrightError, RRStreamError) as exc:
-                log.info("session %s: no final flush: %s", self.session_id, first_line(exc))
+                log.info("session %s: no final flush: %s", self.session_id, describe_error(exc))
         if recorder is not None and not crashed:
             await bounded(recorder.detach(), time_left(deadline, 0.5), "detaching the recorder",
                           log)

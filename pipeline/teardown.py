@@ -14,6 +14,8 @@ import time
 from collections.abc import Awaitable
 from typing import Any
 
+from pipeline.errors import describe_error
+
 
 def time_left(deadline: float, most: float) -> float:
     """At most `most` seconds, and no later than `deadline` (time.monotonic())."""
@@ -30,16 +32,8 @@ async def bounded(awaitable: Awaitable[Any], seconds: float, what: str,
     except TimeoutError:
         log.warning("%s took longer than %.1f s; going on", what, seconds)
     except Exception as exc:
-        log.warning("%s failed: %s", what, first_line(exc))
+        log.warning("%s failed: %s", what, describe_error(exc))
     return False
 
 
-def first_line(exc: BaseException) -> str:
-    """An error's message for people: its first line (a timeout says so)."""
-    text = str(exc)
-    if text:
-        return text.splitlines()[0]
-    return "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
-
-
-__all__ = ["bounded", "first_line", "time_left"]
+__all__ = ["bounded", "time_left"]

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from playwright.async_api import FrameLocator, Page
 
-from pipeline.errors import StepFailed
+from pipeline.errors import StepFailed, describe_error
 from pipeline.models import Checkpoint, StepState, StepStatus
 from pipeline.navigation import open_url
 from pipeline.steps import (
@@ -104,7 +104,7 @@ class Workflow:
                 if await runner.interrupted(exc):
                     return
                 status.state, status.ended_at = StepState.FAILED, time.time()
-                status.error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                status.error = describe_error(exc)
                 for rest in self.statuses[status.index + 1:]:
                     rest.state = StepState.SKIPPED
                 self.position = len(self.steps)

@@ -59,6 +59,17 @@ def actor(stack, name: str):
     return ray.get_actor(name, namespace=stack.settings.namespace)
 
 
+async def no_actor_left(session_id: str) -> None:
+    """Once stopped, no actor of the session is left (a replaced one is `session:<id>#n`)."""
+    for _ in range(50):
+        names = [n for n in ray.util.list_named_actors() if n.split("#")[0].split("~")[0]
+                 == f"session:{session_id}"]
+        if not names:
+            return
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"actors of session {session_id} left: {names}")
+
+
 @pytest.mark.parametrize("how", KILLS)
 async def test_a_killed_streamer_comes_back_and_its_sessions_stream_on(
         stack, client: Client, busy_site, demo_site, how: str) -> None:
@@ -100,6 +111,7 @@ async def test_a_killed_streamer_comes_back_and_its_sessions_stream_on(
         if viewer is not None:
             await viewer.stop()
         await client.stop_session(sid)
+    await no_actor_left(sid)
 
 
 @pytest.mark.parametrize("how", KILLS)
@@ -134,8 +146,7 @@ async def test_a_killed_session_actor_is_replaced_where_it_was(
         if viewer is not None:
             await viewer.stop()
         await client.stop_session(sid)
-    names = ray.util.list_named_actors()
-    assert not [n for n in names if n.startswith(f"session:{sid}")], names
+    await no_actor_left(sid)
 
 
 @pytest.mark.parametrize("how", KILLS)
@@ -177,6 +188,7 @@ async def test_a_killed_registry_comes_back_and_adopts_the_running_sessions(
         if viewer is not None:
             await viewer.stop()
         await client.stop_session(sid)
+    await no_actor_left(sid)
 
 
 async def test_readiness_and_the_pool_say_what_is_up(client: Client, demo_site) -> None:

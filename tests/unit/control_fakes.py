@@ -191,6 +191,7 @@ class FakeStreamer:
         self.unreachable = False
         self.dead = False
         self.released = False
+        self.closed_all = False
         self.handle = self  # what a StreamRef carries
 
     async def instance(self) -> str:
@@ -228,7 +229,7 @@ class FakeStreamer:
         return dict(self.viewer_counts)
 
     async def close_all(self) -> None:
-        pass
+        self.closed_all = True  # every stream ended and every recording flushed
 
     async def recordings(self) -> list[Any]:
         return []

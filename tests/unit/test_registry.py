@@ -365,6 +365,7 @@ async def test_shutdown_stops_sessions_and_spares_and_releases_node_actors() -> 
     await until(lambda: len(registry._spares.ready) == 1)
     await registry.shutdown()
     assert not world.placement.live
+    assert world.factory.streamers["node-a"].closed_all, "recordings flushed first"
     assert world.factory.streamers["node-a"].released
     assert world.factory.browsers["node-a"].closed and world.factory.browsers["node-a"].released
     assert (await registry.get(record.id)).state is SessionState.STOPPED
