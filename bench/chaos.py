@@ -20,9 +20,12 @@ two ways at random, SIGKILL of its worker process or `ray.kill(handle, no_restar
 | replica | one gateway replica |
 | registry | the registry actor |
 
-Measured per fault: its *recovery*, the time from the kill until every viewer again got
-a frame whose newest event the page stamped after the kill (the stream flows again); for
-the registry also until `GET /sessions` lists every session again. At the end: events
+Measured per fault: its *recovery*. For a streamer or a session actor (whose sessions get a
+new stream) it is the time from the kill until every viewer of the sessions concerned got
+the new stream's RESET frame (`reset: restart`, the page shown again); for the others,
+until every viewer again got a frame whose newest event the page stamped after the kill
+(the stream flows again); for the registry also until `GET /sessions` lists every session
+again. The kinds come in shuffled rounds, so each is injected about as often. At the end: events
 lost outside documented resets (sequence gaps without a RESET, undecodable frames: must
 be 0), sessions failed (must be 0 except by the crash budget, RRSTREAM_MAX_BROWSER_CRASHES
 within RRSTREAM_CRASH_WINDOW_S), and what is left over: session actors once every session
@@ -66,6 +69,7 @@ class Fault:
     how: str
     at_ms: float
     target: str
+    restarted: list[str] = field(default_factory=list)  # sessions that get a new stream
     recovery_s: float | None = None  # every viewer flowing again
     listed_s: float | None = None  # registry only: every session listed again
     error: str | None = None
@@ -76,6 +80,7 @@ class Watched:
     session_id: str
     viewers: list[Viewer] = field(default_factory=list)
     newest_ts: dict[int, float] = field(default_factory=dict)  # viewer index -> last_ts
+    restarts: dict[int, list[float]] = field(default_factory=dict)  # -> arrivals of restarts
 
 
 def _ray_workers(title: str) -> list[psutil.Process]:
@@ -133,14 +138,15 @@ class Chaos:
         if kind == "streamer":
             streamer = ray.get_actor(f"streamer:{node}", namespace=self._namespace)
             await _kill_actor(streamer, await streamer.worker_pid.remote(), how)
-            return Fault(kind, how, at_ms, f"streamer:{node[:8]}")
+            return Fault(kind, how, at_ms, f"streamer:{node[:8]}",
+                         restarted=[s.session_id for s in self._sessions])
         if kind == "session":
             watched = self._rng.choice(self._sessions)
             name = next(n for n in ray.util.list_named_actors()
                         if n.split("#")[0] == f"session:{watched.session_id}")
             actor = ray.get_actor(name, namespace=self._namespace)
             await _kill_actor(actor, await actor.worker_pid.remote(), how)
-            return Fault(kind, how, at_ms, name)
+            return Fault(kind, how, at_ms, name, restarted=[watched.session_id])
         if kind == "replica":
             replicas = [n for n in ray.util.list_named_actors(all_namespaces=True)
                         if n["name"].startswith("SERVE_REPLICA::rrstream#Gateway")]
@@ -156,18 +162,24 @@ class Chaos:
         return Fault(kind, how if workers else "ray.kill", at_ms, "registry")
 
     async def recovered(self, fault: Fault) -> None:
-        """Waits until every viewer got a frame whose newest event is newer than the kill."""
+        """Waits until the viewers are back (see the module docstring)."""
         deadline = time.monotonic() + _RECOVERY_LIMIT_S
+        restarted = [s for s in self._sessions if s.session_id in fault.restarted]
         while time.monotonic() < deadline:
+            firsts = [next((t for t in s.restarts.get(i, []) if t >= fault.at_ms), None)
+                      for s in restarted for i in range(len(s.viewers))]
             behind = [ts for s in self._sessions for ts in s.newest_ts.values()
                       if ts <= fault.at_ms]
-            if not behind and all(len(s.newest_ts) == len(s.viewers) for s in self._sessions):
-                break
+            flowing = not behind and all(len(s.newest_ts) == len(s.viewers)
+                                         for s in self._sessions)
+            if restarted and None not in firsts:
+                fault.recovery_s = round((max(t for t in firsts if t) - fault.at_ms) / 1000, 2)
+                return
+            if not restarted and flowing:
+                fault.recovery_s = round(time.time() - fault.at_ms / 1000, 2)
+                return
             await asyncio.sleep(0.02)
-        else:
-            fault.error = f"not every viewer flowing again within {_RECOVERY_LIMIT_S:g} s"
-            return
-        fault.recovery_s = round(time.time() - fault.at_ms / 1000, 2)
+        fault.error = f"not every viewer back within {_RECOVERY_LIMIT_S:g} s"
 
     async def listed_again(self, fault: Fault) -> None:
         ids = {s.session_id for s in self._sessions}
@@ -229,6 +241,8 @@ async def _run(running: RunningStack, args: argparse.Namespace, rng: random.Rand
             for index in range(args.viewers):
                 def seen(frame: Frame, watched: Watched = watched, index: int = index) -> None:
                     watched.newest_ts[index] = frame.header.last_ts
+                    if frame.header.reset and frame.reset_reason == "restart":
+                        watched.restarts.setdefault(index, []).append(frame.arrival_ms or 0.0)
 
                 viewer = client.viewer(watched.session_id, reconnect=True, decode=False,
                                        keep_frames=False, on_frame=seen)
@@ -239,10 +253,13 @@ async def _run(running: RunningStack, args: argparse.Namespace, rng: random.Rand
 
         faults: list[Fault] = []
         ends = time.monotonic() + args.minutes * 60
+        kinds: list[str] = []
         while time.monotonic() + args.interval < ends:
             await asyncio.sleep(args.interval * rng.uniform(0.6, 1.0))
             ours.scan()
-            fault = await chaos.inject(rng.choice(KINDS))
+            if not kinds:
+                kinds = rng.sample(KINDS, len(KINDS))
+            fault = await chaos.inject(kinds.pop())
             checks = [chaos.recovered(fault)]
             if fault.kind == "registry":
                 checks.append(chaos.listed_again(fault))

@@ -61,9 +61,13 @@ class BrowserDir:
         path = (root or browsers_root()) / f"{os.getpid()}-{purpose}-{secrets.token_hex(2)}"
         path.mkdir(parents=True)
         # Not inherited by the driver or server this process starts (PEP 446), so the
-        # lock goes when this process does.
-        lock = os.open(path / _LOCK_NAME, os.O_CREAT | os.O_RDWR, 0o600)
+        # lock goes when this process does. Locked under another name first: a sweeper
+        # that opened the lock file between its creation and its flock would take this
+        # live directory for a dead one.
+        locking = path / f"{_LOCK_NAME}.new"
+        lock = os.open(locking, os.O_CREAT | os.O_RDWR, 0o600)
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(locking, path / _LOCK_NAME)
         return cls(path, lock)
 
     def env(self, base: dict[str, str] | None = None) -> dict[str, str]:

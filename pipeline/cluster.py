@@ -301,6 +301,14 @@ class RayNodeActorFactory:
     def node_alive(self, node_id: str) -> bool:
         return self._nodes.alive(node_id)
 
+    def existing(self) -> list[str]:
+        nodes = set()
+        for name in ray.util.list_named_actors():
+            kind, _, node_id = name.partition(":")
+            if kind in ("streamer", "browser") and node_id:
+                nodes.add(node_id)
+        return sorted(nodes)
+
 
 class KVRecordStore:
     """Session records in the GCS's key-value store, which outlives the registry actor (and,

@@ -105,6 +105,10 @@ class NodeActorFactory(Protocol):
 
     def node_alive(self, node_id: str) -> bool: ...
 
+    def existing(self) -> list[str]:
+        """Nodes whose streamer or browser host actor already runs (a restarted registry
+        takes them over)."""
+
 
 @dataclass(slots=True)
 class _Watched:
@@ -155,6 +159,13 @@ class NodeActors:
         for pending in list(self._reattaching):
             pending.cancel()
         await asyncio.gather(*self._reattaching, return_exceptions=True)
+
+    def adopt(self) -> None:
+        """Takes over the node actors a previous registry left, so they are watched, and
+        closed at shutdown, like the ones made here."""
+        for node_id in self._factory.existing():
+            self.streamer(node_id)
+            self.browser(node_id)
 
     def streamer(self, node_id: str) -> StreamerClient:
         """The node's streamer, created on first use (and anew when it is dead for good)."""

@@ -191,6 +191,7 @@ class SessionRegistry:
         await asyncio.shield(self._started)
 
     async def _start(self) -> None:
+        self._nodes.adopt()
         self._nodes.start()
         records = await self._store.load()
         claimed: set[str] = set()

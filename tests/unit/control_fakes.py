@@ -281,6 +281,9 @@ class FakeNodeFactory:
     def node_alive(self, node_id: str) -> bool:
         return self.placement.node_alive(node_id)
 
+    def existing(self) -> list[str]:
+        return sorted({*(n for n, s in self.streamers.items() if not s.dead), *self.browsers})
+
 
 class MemoryRecordStore:
     """The registry's records as the GCS would keep them, across registry restarts."""

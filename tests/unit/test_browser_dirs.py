@@ -70,3 +70,40 @@ def test_removing_a_directory_ends_what_runs_in_it(tmp_path: Path) -> None:
         for process in (by_env, elsewhere, named):
             process.kill()
             process.wait()
+
+
+def test_a_sweep_running_beside_creations_never_takes_a_live_directory(tmp_path) -> None:
+    """Sessions starting at once each sweep: none may catch another's directory between
+    its lock file appearing and being locked (that ended a session's start with EAGAIN)."""
+    import threading
+
+    made: list[BrowserDir] = []
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def create(n: int) -> None:
+        try:
+            for _ in range(n):
+                made.append(BrowserDir.create("session", tmp_path))
+        except BaseException as exc:  # noqa: BLE001 - the test reports it
+            errors.append(exc)
+
+    def sweeping() -> None:
+        while not stop.is_set():
+            sweep(tmp_path)
+
+    sweeper = threading.Thread(target=sweeping)
+    sweeper.start()
+    makers = [threading.Thread(target=create, args=(50,)) for _ in range(4)]
+    try:
+        for maker in makers:
+            maker.start()
+        for maker in makers:
+            maker.join()
+    finally:
+        stop.set()
+        sweeper.join()
+    assert errors == []
+    assert len(made) == 200 and all(d.path.exists() for d in made)
+    for directory in made:
+        directory.remove()

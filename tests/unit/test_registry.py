@@ -300,6 +300,19 @@ async def test_a_restarted_registry_adopts_running_sessions_and_requeues_waiting
     assert actor.state is SessionState.STOPPED
 
 
+async def test_a_restarted_registry_takes_over_the_node_actors_and_closes_them_at_shutdown(
+        world: World) -> None:
+    registry = world.registries[-1]
+    record = await registry.create(SPEC)
+    await running(registry, record.id)
+    successor = await world.restart()
+    await successor.started()
+    await until(lambda: str(successor._nodes.states("node-a").browser) == "alive")
+    await successor.shutdown()
+    assert world.factory.browsers["node-a"].closed and world.factory.browsers["node-a"].released
+    assert world.factory.streamers["node-a"].closed_all
+
+
 async def test_a_restarted_registry_replaces_a_session_whose_actor_is_gone(world: World):
     registry = world.registries[-1]
     record = await registry.create(SPEC)
