@@ -204,8 +204,10 @@ def _kill_created(creating: asyncio.Future[tuple[Any, str]]) -> None:
         ray.kill(handle)
 
 
-class RayStreamerClient:
-    """A StreamerClient over a `streamer:<node id>` actor handle."""
+class _RayNodeActor:
+    """What NodeActors asks of either node actor (pipeline/nodes.py, NodeActor)."""
+
+    what = "a node actor"
 
     def __init__(self, handle: Any) -> None:
         self.handle = handle
@@ -213,8 +215,18 @@ class RayStreamerClient:
     async def instance(self) -> str:
         try:
             return await self.handle.instance.remote()
-        except ActorDiedError as exc:
-            raise ActorLost("a streamer actor", describe_error(exc)) from exc
+        except ActorDiedError as exc:  # dead for good; ActorUnavailableError: restarting
+            raise ActorLost(self.what, describe_error(exc)) from exc
+
+    def release(self) -> None:
+        with contextlib.suppress(Exception):
+            ray.kill(self.handle, no_restart=True)
+
+
+class RayStreamerClient(_RayNodeActor):
+    """A StreamerClient over a `streamer:<node id>` actor handle."""
+
+    what = "a streamer actor"
 
     def ref(self, session_id: str, epoch: int, node_id: str) -> StreamRef:
         return StreamRef(self.handle, session_id, epoch, node_id)
@@ -223,7 +235,7 @@ class RayStreamerClient:
         try:
             return await getattr(self.handle, method).remote(*args)
         except RayActorError as exc:  # with its node, or while Ray restarts it
-            raise ActorLost("a streamer actor", describe_error(exc)) from exc
+            raise ActorLost(self.what, describe_error(exc)) from exc
 
     async def open(self, session_id: str, epoch: int) -> None:
         await self._call("open", session_id, epoch)
@@ -252,29 +264,14 @@ class RayStreamerClient:
     async def delete_recording(self, recording_id: str) -> None:
         await self._call("delete_recording", recording_id)
 
-    def release(self) -> None:
-        with contextlib.suppress(Exception):
-            ray.kill(self.handle, no_restart=True)
 
-
-class RayBrowserHostClient:
+class RayBrowserHostClient(_RayNodeActor):
     """A BrowserHostClient over a `browser:<node id>` actor handle."""
 
-    def __init__(self, handle: Any) -> None:
-        self.handle = handle
-
-    async def instance(self) -> str:
-        try:
-            return await self.handle.instance.remote()
-        except ActorDiedError as exc:
-            raise ActorLost("a browser host actor", describe_error(exc)) from exc
+    what = "a browser host actor"
 
     async def close(self) -> None:
         await self.handle.close.remote()
-
-    def release(self) -> None:
-        with contextlib.suppress(Exception):
-            ray.kill(self.handle, no_restart=True)
 
 
 class RayNodeActorFactory:

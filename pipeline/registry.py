@@ -6,7 +6,7 @@ session, first come first placed), opens its stream on its node's streamer (thro
 replaced per RRSTREAM_ON_SESSION_CRASH / RRSTREAM_ON_NODE_LOSS (within
 RRSTREAM_MAX_RESTARTS), continuing from the last checkpoint the session reported. When a
 node's streamer comes back without its streams, each of the node's sessions gets a new
-stream in a new epoch. Every record is persisted (`RecordStore`), and the actors a session
+stream in a new epoch. Every record is persisted (pipeline/records.py), and the actors a session
 needs are detached and named, so a registry that Ray restarted adopts the running sessions
 instead of losing them.
 
@@ -47,6 +47,7 @@ from pipeline.models import (
     StreamStats,
 )
 from pipeline.nodes import NodeActors
+from pipeline.records import SAVE_EVERY_S, RecordBook, RecordStore
 from pipeline.spares import Spare, WarmSpares
 from pipeline.streamer import StreamRef
 
@@ -56,8 +57,6 @@ STOP_TIMEOUT_S = 4.6  # the session stops itself within 4 s; past this its actor
 _STREAM_TIMEOUT_S = 30.0  # a streamer that does not come back by then fails its sessions
 _IDLE_CHECK_EVERY_S = 5.0
 _METRICS_EVERY_S = 5.0
-_SAVE_EVERY_S = 0.2
-_KEEP_ENDED = 1_000  # ended sessions' records kept (the oldest go first)
 
 
 class SessionActor(Protocol):
@@ -126,16 +125,6 @@ class RegistryReport(Protocol):
     def report(self, by_state: dict[str, int], queued: int) -> None: ...
 
 
-class RecordStore(Protocol):
-    """Where session records outlive the registry (the GCS's key-value store in production)."""
-
-    async def load(self) -> list[SessionRecord]: ...
-
-    async def save(self, records: list[SessionRecord]) -> None: ...
-
-    async def delete(self, session_ids: list[str]) -> None: ...
-
-
 @dataclass(slots=True)
 class _Entry:
     record: SessionRecord
@@ -165,7 +154,7 @@ class SessionRegistry:
         self._settings = settings
         self._actors = actors
         self._nodes = nodes
-        self._store = store
+        self._records = RecordBook(store)
         self._on_restart = on_restart or (lambda kind: None)
         self._metrics = metrics
         self._clock = clock
@@ -176,7 +165,6 @@ class SessionRegistry:
         self._spares = WarmSpares(settings.warm_browsers, self._make_spare, self._room,
                                   self._release_spare)
         self._idle = IdleTimeouts(settings.idle_timeout_s)
-        self._dirty: set[str] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._started: asyncio.Task[None] | None = None
         self._closed = False
@@ -193,7 +181,7 @@ class SessionRegistry:
     async def _start(self) -> None:
         self._nodes.adopt()
         self._nodes.start()
-        records = await self._store.load()
+        records = await self._records.load()
         claimed: set[str] = set()
         for record in records:
             entry = self._entries[record.id] = _Entry(record)
@@ -683,7 +671,7 @@ class SessionRegistry:
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
-        await self._flush_records()
+        await self._records.flush()
 
     # -- background work ----------------------------------------------------------------------
 
@@ -695,40 +683,16 @@ class SessionRegistry:
     _later = _spawn
 
     def _save(self, record: SessionRecord) -> None:
-        self._dirty.add(record.id)
+        self._records.changed(record)
 
     async def _save_records(self) -> None:
         while True:
-            await asyncio.sleep(_SAVE_EVERY_S)
-            await self._flush_records()
-
-    async def _flush_records(self) -> None:
-        await self._forget_oldest_ended()
-        if not self._dirty:
-            return
-        dirty, self._dirty = self._dirty, set()
-        records = [self._entries[i].record for i in dirty if i in self._entries]
-        try:
-            await self._store.save(records)
-        except Exception as exc:  # the GCS is restarting: keep them for the next round
-            self._dirty |= dirty
-            _log.warning("session records not saved yet: %s", describe_error(exc))
-
-    async def _forget_oldest_ended(self) -> None:
-        ended = [e for e in self._entries.values()
-                 if e.record.state.ended and (e.task is None or e.task.done())]
-        if len(ended) <= _KEEP_ENDED:
-            return
-        ended.sort(key=lambda e: e.record.ended_at or 0.0)
-        gone = [e.record.id for e in ended[:len(ended) - _KEEP_ENDED]]
-        try:
-            await self._store.delete(gone)
-        except Exception as exc:
-            _log.warning("old session records not deleted yet: %s", describe_error(exc))
-            return
-        for session_id in gone:
-            self._entries.pop(session_id, None)
-            self._dirty.discard(session_id)
+            await asyncio.sleep(SAVE_EVERY_S)
+            ended = [e.record for e in self._entries.values()
+                     if e.record.state.ended and (e.task is None or e.task.done())]
+            for session_id in await self._records.forget_oldest(ended):
+                self._entries.pop(session_id, None)
+            await self._records.flush()
 
     async def _report_metrics(self) -> None:
         while self._metrics is not None:
@@ -763,5 +727,5 @@ class SessionRegistry:
                     self._spawn(self.stop(record.id), f"idle-stop:{record.id}")
 
 
-__all__ = ["STOP_TIMEOUT_S", "PoolNode", "RecordStore", "RegistryReport", "SessionActor",
+__all__ = ["STOP_TIMEOUT_S", "PoolNode", "RegistryReport", "SessionActor",
            "SessionActors", "SessionRegistry"]

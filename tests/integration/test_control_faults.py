@@ -11,9 +11,12 @@ that a slow shared machine does not fail them while a stall (no recovery) still 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import httpx
 import pytest
@@ -53,11 +56,30 @@ async def back_after(viewer: Viewer, since_ms: float, timeout_s: float) -> Frame
                              f"reconnects: {viewer.reconnects}") from None
 
 
-async def watching(client: Client, session_id: str) -> Viewer:
-    viewer = client.viewer(session_id, reconnect=True)
-    viewer.start()
-    await viewer.wait_for(lambda f: f.full_snapshot, 60)
-    return viewer
+@contextlib.asynccontextmanager
+async def watched(client: Client, url: str, until: Callable[[dict], bool],
+                  **spec: Any) -> AsyncIterator[tuple[dict, Viewer]]:
+    """A session on `url`, once `until(info)` holds, and a viewer that reconnects by itself
+    and has seen the page; afterwards the session is stopped and no actor of it is left."""
+    sid = (await client.create_session(url, **spec))["id"]
+    viewer = client.viewer(sid, reconnect=True)
+    try:
+        info = await client.wait_for_session(sid, until, 60)
+        viewer.start()
+        await viewer.wait_for(lambda f: f.full_snapshot, 60)
+        yield info, viewer
+    finally:
+        await viewer.stop()
+        await client.stop_session(sid)
+    await no_actor_left(sid)
+
+
+def live(info: dict) -> bool:
+    return info["state"] in ("running", "idle")
+
+
+def idle(info: dict) -> bool:
+    return info["state"] == "idle"
 
 
 def actor(stack, name: str):
@@ -78,12 +100,8 @@ async def no_actor_left(session_id: str) -> None:
 @pytest.mark.parametrize("how", KILLS)
 async def test_a_killed_streamer_comes_back_and_its_sessions_stream_on(
         stack, client: Client, busy_site, demo_site, how: str) -> None:
-    info = await client.create_session(f"{busy_site.url}/")
-    sid = info["id"]
-    viewer = None
-    try:
-        info = await client.wait_for_state(sid, {"running", "idle"})
-        viewer = await watching(client, sid)
+    async with watched(client, f"{busy_site.url}/", live) as (info, viewer):
+        sid = info["id"]
         streamer = actor(stack, f"streamer:{info['node_id']}")
         epoch = viewer.last_seq >> 40
         killed_at = time.time() * 1000
@@ -112,28 +130,24 @@ async def test_a_killed_streamer_comes_back_and_its_sessions_stream_on(
         pool = await client.pool()
         node = next(n for n in pool["nodes"] if n["node_id"] == info["node_id"])
         assert node["streamer"] == "alive", node
-    finally:
-        if viewer is not None:
-            await viewer.stop()
-        await client.stop_session(sid)
-    await no_actor_left(sid)
 
 
 @pytest.mark.parametrize("how", KILLS)
 async def test_a_killed_session_actor_is_replaced_where_it_was(
         stack, client: Client, demo_site, how: str) -> None:
-    info = await client.create_session(f"{demo_site.url}/index.html", steps=[
+    steps = [
         {"action": "click", "selector": "#nav-list"},
         {"action": "wait_for", "selector": "#add-item"},
         {"action": "wait", "ms": 4000},  # running when the actor dies: it runs again
         {"action": "click", "selector": "#add-item"},
-    ])
-    sid = info["id"]
-    viewer = None
-    try:
-        info = await client.wait_for_session(
-            sid, lambda i: len(i["steps"]) == 4 and i["steps"][2]["state"] == "running", 60)
-        viewer = await watching(client, sid)
+    ]
+
+    def at_the_wait(info: dict) -> bool:
+        return len(info["steps"]) == 4 and info["steps"][2]["state"] == "running"
+
+    async with watched(client, f"{demo_site.url}/index.html", at_the_wait,
+                       steps=steps) as (info, viewer):
+        sid = info["id"]
         epoch = viewer.last_seq >> 40
         killed_at = time.time() * 1000
         await kill(actor(stack, f"session:{sid}"), how)
@@ -147,21 +161,13 @@ async def test_a_killed_session_actor_is_replaced_where_it_was(
         assert done["url"].endswith("/list.html"), done["url"]
         assert [s["state"] for s in done["steps"]] == ["done"] * 4, done["steps"]
         assert done["error"] is None
-    finally:
-        if viewer is not None:
-            await viewer.stop()
-        await client.stop_session(sid)
-    await no_actor_left(sid)
 
 
 @pytest.mark.parametrize("how", KILLS)
 async def test_a_killed_registry_comes_back_and_adopts_the_running_sessions(
         stack, client: Client, demo_site, how: str) -> None:
-    sid = (await client.create_session(f"{demo_site.url}/list.html"))["id"]
-    viewer = None
-    try:
-        await client.wait_for_state(sid, {"idle"})
-        viewer = await watching(client, sid)
+    async with watched(client, f"{demo_site.url}/list.html", idle) as (info, viewer):
+        sid = info["id"]
         registry = actor(stack, "registry")
         frames_before = viewer.stats.frames
         await kill(registry, how)
@@ -189,11 +195,6 @@ async def test_a_killed_registry_comes_back_and_adopts_the_running_sessions(
         assert viewer.gaps == [] and len(viewer.welcomes) == 1
         stopped = await client.stop_session(sid)
         assert stopped["state"] == "stopped"
-    finally:
-        if viewer is not None:
-            await viewer.stop()
-        await client.stop_session(sid)
-    await no_actor_left(sid)
 
 
 async def test_readiness_and_the_pool_say_what_is_up(client: Client, demo_site) -> None:

@@ -49,7 +49,7 @@ class World:
     async def restart(self) -> SessionRegistry:
         """The registry's process dies (its tasks with it) and Ray starts a new one."""
         old = self.registries[-1]
-        await old._flush_records()
+        await old._records.flush()
         for task in [*old._tasks, *(e.task for e in old._entries.values() if e.task)]:
             task.cancel()
         await old._nodes.close()
@@ -317,7 +317,7 @@ async def test_a_restarted_registry_replaces_a_session_whose_actor_is_gone(world
     registry = world.registries[-1]
     record = await registry.create(SPEC)
     await running(registry, record.id)
-    await registry._flush_records()
+    await registry._records.flush()
     world.actor(record.id).die()  # while no registry watches
     for task in [*registry._tasks, *(e.task for e in registry._entries.values() if e.task)]:
         task.cancel()
@@ -395,3 +395,35 @@ async def test_an_ended_sessions_stream_is_dropped_once_its_retention_passed() -
     assert record.id in streamer.held, "still readable for a while: viewers drain it"
     await until(lambda: record.id in streamer.dropped)
     assert record.id not in streamer.held and not world.placement.live
+
+
+async def test_records_the_store_refused_are_written_in_the_next_round() -> None:
+    from pipeline.models import SessionRecord
+    from pipeline.records import RecordBook
+
+    class Flaky(MemoryRecordStore):
+        def __init__(self) -> None:
+            super().__init__()
+            self.down = True
+
+        async def save(self, records):  # the GCS is restarting
+            if self.down:
+                raise ConnectionError("GCS unreachable")
+            await super().save(records)
+
+    store = Flaky()
+    book = RecordBook(store, keep_ended=1)
+
+    first = SessionRecord(id="a", spec=SPEC, state=SessionState.STOPPED, created_at=1.0,
+                          ended_at=2.0)
+    second = SessionRecord(id="b", spec=SPEC, state=SessionState.STOPPED, created_at=1.0,
+                           ended_at=3.0)
+    book.changed(first)
+    await book.flush()
+    assert store.saved == {}
+    store.down = False
+    book.changed(second)
+    await book.flush()
+    assert set(store.saved) == {"a", "b"}
+    assert await book.forget_oldest([first, second]) == ["a"]
+    assert set(store.saved) == {"b"}
