@@ -135,6 +135,7 @@ class _Entry:
     last_status: SessionStatus | None = None
     stopping: bool = False
     task: asyncio.Task[None] | None = None
+    retiring: bool = False  # ended: its stream is dropped once its retention is over
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # a stream, or the end
     reattaching: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -456,10 +457,17 @@ class SessionRegistry:
         actor, entry.actor, entry.connected = entry.actor, None, False
         if actor is not None:
             actor.kill()
-        if not keep_stream and entry.stream is not None and entry.record.state.ended:
-            stream, entry.stream = entry.stream, None
-            self._later(self._drop_stream(stream, self._settings.ended_retention_s),
-                        f"retain:{entry.record.id}")
+        if (not keep_stream and entry.stream is not None and entry.record.state.ended
+                and not entry.retiring):
+            entry.retiring = True
+            self._later(self._retire(entry, entry.stream), f"retain:{entry.record.id}")
+
+    async def _retire(self, entry: _Entry, stream: StreamRef) -> None:
+        """An ended session's stream: readable (late viewers get its last segment, the API
+        its counts) for RRSTREAM_ENDED_RETENTION_S, then dropped."""
+        await self._drop_stream(stream, self._settings.ended_retention_s)
+        if entry.stream is stream:
+            entry.stream = None
 
     async def _drop_stream(self, stream: StreamRef, after_s: float) -> None:
         await asyncio.sleep(after_s)

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from pipeline.config import Settings
+from pipeline.errors import StreamUnavailable
 from pipeline.models import Checkpoint, SessionSpec, SessionState, StepStatus
 from pipeline.nodes import NodeActors
 from pipeline.registry import SessionRegistry
@@ -393,8 +394,14 @@ async def test_an_ended_sessions_stream_is_dropped_once_its_retention_passed() -
     streamer = world.factory.streamers["node-a"]
     await asyncio.sleep(0.05)
     assert record.id in streamer.held, "still readable for a while: viewers drain it"
+    assert (await registry.stream(record.id, wait_s=1)).session_id == record.id
+    _, _, stats = await registry.describe(record.id)
+    assert stats is not None, "its counts are still there"
     await until(lambda: record.id in streamer.dropped)
     assert record.id not in streamer.held and not world.placement.live
+    with pytest.raises(StreamUnavailable):
+        await registry.stream(record.id, wait_s=1)
+    assert streamer.dropped.count(record.id) == 1
 
 
 async def test_records_the_store_refused_are_written_in_the_next_round() -> None:
