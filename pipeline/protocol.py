@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import struct
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
@@ -44,8 +44,10 @@ class Chunk:
     payload: bytes
 
 
-@dataclass(slots=True, frozen=True)
-class FrameHeader:
+class FrameHeader(NamedTuple):
+    """A binary frame's header. A tuple: viewers (and the benchmarks' swarm of hundreds of
+    them) read one per frame, and a tuple is 3x cheaper to make than a frozen dataclass."""
+
     flags: int
     event_count: int
     first_seq: int
