@@ -2,10 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import ipaddress
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+# A comma-separated list in the environment (`RRSTREAM_API_KEYS=a,b`), not JSON.
+CommaList = Annotated[list[str], NoDecode]
+
+
+def is_loopback_host(host: str) -> bool:
+    """`host` names this machine only: localhost or an address in 127.0.0.0/8 or ::1."""
+    if host.lower() in ("localhost", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 class Settings(BaseSettings):
@@ -53,6 +67,41 @@ class Settings(BaseSettings):
     assets_dir: str | None = Field(
         default=None, description="Built frontend (default: frontend/dist beside the packages)."
     )
+
+    # Access (docs/security.md)
+    auth: Literal["required", "off"] | None = Field(
+        default=None,
+        description="`required`: every REST call needs an API key and every stream a viewer "
+        "token. Default: required whenever the gateway listens beyond loopback; `off` is "
+        "refused there.",
+    )
+    api_keys: CommaList = Field(
+        default_factory=list, description="Control API keys, comma-separated.")
+    api_keys_file: str | None = Field(
+        default=None, description="A file of API keys' SHA-256 hex digests, one per line.")
+    token_secret: SecretStr | None = Field(
+        default=None,
+        description="The HMAC secret viewer tokens are signed with: one for every replica "
+        "(`rrstream up` makes one per run).",
+    )
+    allowed_origins: CommaList = Field(
+        default_factory=list,
+        description="Web origins besides the gateway's own whose pages may open streams "
+        "(`https://app.example.com`).",
+    )
+    trusted_proxies: CommaList = Field(
+        default_factory=lambda: ["127.0.0.0/8", "::1/128"],
+        description="Peers whose X-Forwarded-For names the client (addresses or CIDRs).",
+    )
+    limit_session_creations: str = Field(
+        default="30/minute", description="Session creations per API key (per client address "
+        "when auth is off), per replica; `limits` notation, e.g. `30/minute`.")
+    limit_stream_connects: str = Field(
+        default="120/minute", description="WebSocket connects per client address, per replica.")
+    max_connections_per_client: int = Field(
+        default=100, ge=1, description="Open WebSockets per client address, per replica.")
+    max_viewers_per_session: int = Field(
+        default=1_000, ge=1, description="Open viewers of one session, per replica.")
 
     # Ray
     ray_address: str | None = Field(
@@ -172,5 +221,34 @@ class Settings(BaseSettings):
     )
     step_delay_ms: int = Field(default=0, ge=0, description="Pause between workflow steps.")
 
+    @field_validator("api_keys", "allowed_origins", "trusted_proxies", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
-__all__ = ["Settings"]
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an address or CIDR") from None
+        return value
+
+    @model_validator(mode="after")
+    def _auth_off_only_on_loopback(self) -> Settings:
+        if self.auth == "off" and not is_loopback_host(self.host):
+            raise ValueError(f"RRSTREAM_AUTH=off is allowed only when the gateway listens on "
+                             f"loopback, not on {self.host}")
+        return self
+
+    @property
+    def auth_required(self) -> bool:
+        return self.auth == "required" or (self.auth is None and
+                                           not is_loopback_host(self.host))
+
+
+__all__ = ["CommaList", "Settings", "is_loopback_host"]

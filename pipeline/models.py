@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 
@@ -220,6 +221,31 @@ class PoolStatus(BaseModel):
     when_full: str
 
 
+class ViewerLinkRequest(BaseModel):
+    """What `POST /sessions/{id}/viewer-links` (and `/recordings/{id}/viewer-links`) take."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: Literal["view", "control"] = Field(
+        default="view", description="`view` watches; `control` is reserved for driving the "
+        "browser (it may watch too).")
+    ttl_s: int = Field(default=3_600, ge=1, description="Seconds the link works; for a "
+                       "session at most its max duration plus the ended-session retention.")
+    label: str | None = Field(default=None, max_length=200,
+                              description="Who the link is for, as you name them.")
+
+
+class ViewerLink(BaseModel):
+    """A link that opens one session's (or recording's) stream in the viewer; its token
+    rides in the URL's #fragment, which browsers never send to a server."""
+
+    url: str
+    token: str
+    role: Literal["view", "control"]
+    label: str | None
+    expires_at: float = Field(description="Unix time, seconds.")
+
+
 class SessionInfo(BaseModel):
     """What `GET /sessions/{id}` answers."""
 
@@ -251,6 +277,8 @@ class SessionInfo(BaseModel):
     browser_crashes: int = 0
     page_crashes: int = 0
     warnings: list[SessionWarning] = Field(default_factory=list)
+    view_link: ViewerLink | None = Field(
+        default=None, description="On `POST /sessions` only: a `view` link for an hour.")
 
 
 @dataclass(slots=True)
@@ -269,6 +297,7 @@ class SessionRecord:
     epoch: int = -1  # its stream's epoch (pipeline/stream.py), +1 per new stream; -1: none
     actor_name: str | None = None  # the session actor's name while it has one
     checkpoint: Checkpoint | None = None
+    link_generation: int = 0  # viewer tokens minted before the last revocation are refused
 
 
 __all__ = [
@@ -283,6 +312,8 @@ __all__ = [
     "SessionState",
     "SessionStatus",
     "SessionWarning",
+    "ViewerLink",
+    "ViewerLinkRequest",
     "StepState",
     "StepStatus",
     "StreamStats",

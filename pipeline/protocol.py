@@ -26,7 +26,8 @@ class CloseCode(enum.IntEnum):
     SERVICE_RESTART = 1012  # the gateway replica is stopping: reconnect (to another)
     TRY_AGAIN_LATER = 1013  # a part the stream needs is being restarted: reconnect soon
     BAD_HELLO = 4400
-    UNAUTHORIZED = 4401
+    UNAUTHORIZED = 4401  # no token, or a malformed, forged, expired or revoked one
+    FORBIDDEN = 4403  # a valid token, but for another session or a role that may not
     UNKNOWN_SESSION = 4404
     HELLO_TIMEOUT = 4408
 

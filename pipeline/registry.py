@@ -623,6 +623,16 @@ class SessionRegistry:
     def _slots_wanted(self) -> int:
         return sum(1 for e in self._entries.values() if not e.record.state.ended)
 
+    async def revoke_links(self, session_id: str) -> SessionRecord:
+        """Every viewer link of the session minted so far stops working (the gateway closes
+        the sockets that hold one); links minted afterwards work."""
+        await self.started()
+        record = self._entry(session_id).record
+        record.link_generation += 1
+        self._save(record)
+        await self._records.flush()  # now: a registry restarted meanwhile must not undo it
+        return record
+
     # -- stopping -----------------------------------------------------------------------------
 
     async def stop(self, session_id: str) -> SessionRecord:

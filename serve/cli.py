@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import signal
 import sys
 import threading
@@ -12,8 +13,11 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import SecretStr
+
 from pipeline.config import Settings
 from serve.client import ApiError, Client, GatewayUnreachable
+from serve.viewer_tokens import new_secret
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,12 +33,12 @@ def main(argv: list[str] | None = None) -> int:
     up.set_defaults(run=_up)
 
     status = commands.add_parser("status", help="the browser pool: nodes, slots, queue")
-    status.add_argument("--gateway", default="http://127.0.0.1:8000", help="gateway base URL")
+    _gateway_options(status)
     status.add_argument("--json", action="store_true", help="print the raw JSON")
     status.set_defaults(run=_status)
 
     session = commands.add_parser("session", help="start, list, show, stop sessions")
-    session.add_argument("--gateway", default="http://127.0.0.1:8000", help="gateway base URL")
+    _gateway_options(session)
     actions = session.add_subparsers(dest="action", required=True)
     start = actions.add_parser("start", help="start a session on URL")
     start.add_argument("url")
@@ -46,9 +50,24 @@ def main(argv: list[str] | None = None) -> int:
         sub = actions.add_parser(name, help=f"{name} one session")
         sub.add_argument("session_id")
         sub.set_defaults(run=run)
+    link = actions.add_parser("link", help="a viewer link to share (its token in the URL)")
+    link.add_argument("session_id")
+    link.add_argument("--ttl", type=int, default=3_600, help="seconds it works (default 3600)")
+    link.add_argument("--label", help="who it is for")
+    link.set_defaults(run=_session_link)
+    revoke = actions.add_parser("revoke", help="every viewer link of a session stops working")
+    revoke.add_argument("session_id")
+    revoke.set_defaults(run=_session_revoke)
 
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)
+
+
+def _gateway_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--gateway", default="http://127.0.0.1:8000", help="gateway base URL")
+    parser.add_argument("--api-key", default=os.environ.get("RRSTREAM_API_KEY"),
+                        help="API key, when the gateway requires one (default: "
+                        "$RRSTREAM_API_KEY)")
 
 
 def _up(args: argparse.Namespace) -> int:
@@ -57,6 +76,7 @@ def _up(args: argparse.Namespace) -> int:
         "ray_address": args.address,
     }.items() if v is not None}
     settings = Settings(**overrides)
+    settings, api_key = _access_for_this_run(settings)
 
     from serve.app import deploy_gateway, ray_cli_commands, shutdown, start_ray
 
@@ -71,11 +91,22 @@ def _up(args: argparse.Namespace) -> int:
         base = f"http://{settings.host}:{settings.port}"
         dashboard_url = f"http://127.0.0.1:{settings.dashboard_port}"
         print(f"[rrstream] gateway:        {base}  (API docs: {base}/docs)", flush=True)
+        if settings.auth_required:
+            print("[rrstream] auth:           required (API key, viewer tokens; "
+                  "docs/security.md)", flush=True)
+            if api_key:
+                print(f"[rrstream] API key:        {api_key}  (made for this run; set "
+                      "RRSTREAM_API_KEYS to choose your own)", flush=True)
+        else:
+            print("[rrstream] auth:           off: the gateway listens on loopback only "
+                  "(RRSTREAM_AUTH=required turns it on)", flush=True)
         if not args.no_demo:
             # The demo waits for you however long you are away (no idle timeout).
-            info = _request(base, lambda client: client.start_demo(idle_timeout_s=0))
+            info = _request(base, lambda client: client.start_demo(idle_timeout_s=0),
+                            api_key)
+            viewer = info["view_link"]["url"] if settings.auth_required else info["viewer_url"]
             print(f"[rrstream] demo session:   {info['id']}", flush=True)
-            print(f"[rrstream] viewer:         {info['viewer_url']}", flush=True)
+            print(f"[rrstream] viewer:         {viewer}", flush=True)
         else:
             print(f"[rrstream] viewer:         {base}/", flush=True)
         print(f"[rrstream] Ray dashboard:  {dashboard_url}", flush=True)
@@ -93,10 +124,26 @@ def _up(args: argparse.Namespace) -> int:
     return 0
 
 
-def _request(gateway: str, call: Callable[[Client], Awaitable[Any]]) -> Any:
+def _access_for_this_run(settings: Settings) -> tuple[Settings, str | None]:
+    """A token secret for this run unless one is set (every replica gets the same, as
+    Settings travel with the gateway); when auth is required and no key is configured,
+    an API key made for this run (printed once)."""
+    changes: dict[str, Any] = {}
+    if settings.token_secret is None:
+        changes["token_secret"] = SecretStr(new_secret())
+    api_key = os.environ.get("RRSTREAM_API_KEY") or (settings.api_keys or [None])[0]
+    if settings.auth_required and not settings.api_keys and not settings.api_keys_file:
+        api_key = new_secret()
+        changes["api_keys"] = [api_key]
+    # model_copy skips validation: the changes are of the right type by construction.
+    return settings.model_copy(update=changes), api_key
+
+
+def _request(gateway: str, call: Callable[[Client], Awaitable[Any]],
+             api_key: str | None = None) -> Any:
     """One REST call through the client, from this synchronous command."""
     async def run() -> Any:
-        async with Client(gateway, timeout=60) as client:
+        async with Client(gateway, timeout=60, api_key=api_key) as client:
             return await call(client)
 
     return asyncio.run(run())
@@ -110,7 +157,7 @@ def _call(args: argparse.Namespace, call: Callable[[Client], Awaitable[Any]],
           show: Callable[[Any], None] = _print_json) -> int:
     """Runs `call` and shows its answer; 1 for an HTTP error, 2 for no answer."""
     try:
-        body = _request(args.gateway, call)
+        body = _request(args.gateway, call, args.api_key)
     except GatewayUnreachable as exc:
         print(f"rrstream: {exc}", file=sys.stderr)
         return 2
@@ -158,6 +205,16 @@ def _session_show(args: argparse.Namespace) -> int:
 
 def _session_stop(args: argparse.Namespace) -> int:
     return _call(args, lambda client: client.stop_session(args.session_id))
+
+
+def _session_link(args: argparse.Namespace) -> int:
+    return _call(args, lambda client: client.viewer_link(args.session_id, ttl_s=args.ttl,
+                                                         label=args.label))
+
+
+def _session_revoke(args: argparse.Namespace) -> int:
+    return _call(args, lambda client: client.revoke_viewer_links(args.session_id),
+                 lambda _: print(f"every viewer link of {args.session_id} is revoked"))
 
 
 if __name__ == "__main__":

@@ -42,9 +42,13 @@ class ErrorBody(BaseModel):
 
 
 _DESCRIPTIONS = {
+    401: "No API key, or not one of ours, while authentication is required "
+         "(docs/security.md)",
+    403: "Forbidden",
     404: "No such session or recording",
     409: "The recording is still being written",
     422: "The request is malformed; `message` names the field",
+    429: "Too many requests from this API key or address; see Retry-After",
     503: "No browser slot free (RRSTREAM_WHEN_FULL=refuse), or the session registry is "
          "being restarted; see Retry-After",
 }

@@ -10,20 +10,31 @@ replicas (RRSTREAM_GATEWAY_REPLICAS of them) and replaces one that dies.
 """
 
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import FastAPI, Request, WebSocket
+from fastapi import Depends, FastAPI, Request, Security, WebSocket
 from fastapi.responses import FileResponse, Response
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from ray import serve
+from starlette.exceptions import HTTPException
 
 from pipeline.config import Settings
 from pipeline.errors import RegistryUnavailable
 from pipeline.logs import configure_logging
 from pipeline.metrics import GatewayMetrics
-from pipeline.models import PoolStatus, RecordingInfo, SessionInfo, SessionSpec
+from pipeline.models import (
+    PoolStatus,
+    RecordingInfo,
+    SessionInfo,
+    SessionRecord,
+    SessionSpec,
+    ViewerLink,
+    ViewerLinkRequest,
+)
 from pipeline.recorder import assets_dir
 from pipeline.registry_actor import get_or_create_registry
+from serve.access import Access
 from serve.errors import error_response, install_error_handlers, responses
 from serve.info import session_info
 from serve.registry_client import RegistryClient
@@ -43,6 +54,26 @@ app = FastAPI(
 )
 install_error_handlers(app)
 
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer <key>`.")
+_api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False,
+                               description="An API key, as a header of its own.")
+
+
+async def api_caller(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+    api_key: Annotated[str | None, Security(_api_key_header)],
+) -> str:
+    """Who calls: one of our API keys (401 without one when auth is required), else the
+    client's address."""
+    access: Access = request.app.state.access
+    client = request.client
+    return access.caller(f"Bearer {bearer.credentials}" if bearer else None, api_key,
+                         client.host if client else None, request.headers)
+
+
+_KEYED = [Depends(api_caller)]  # routes that need an API key when auth is required
+
 
 @serve.deployment(ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": _REPLICA_ENV}})
 @serve.ingress(app)
@@ -57,8 +88,10 @@ class Gateway:
         # Which replica answered: /healthz says so, so one can tell the replicas behind
         # the ingress apart (and find the one a viewer is on).
         self._replica = serve.get_replica_context().replica_id.unique_id
+        self._access = Access(settings)
+        app.state.access = self._access
         self._registry = RegistryClient(get_or_create_registry(settings))
-        self._sockets = ViewerSockets(settings, self._registry, GatewayMetrics())
+        self._sockets = ViewerSockets(settings, self._registry, GatewayMetrics(), self._access)
         self._assets = assets_dir(settings)
         if (self._assets / "index.html").exists():
             app.mount("/static", StaticFiles(directory=self._assets), name="static")
@@ -66,27 +99,64 @@ class Gateway:
     # -- REST ------------------------------------------------------------------------------
 
     @app.post("/sessions", status_code=201, response_model=SessionInfo,
-              responses=responses(422, 503))
-    async def create_session(self, spec: SessionSpec, request: Request) -> SessionInfo:
+              responses=responses(401, 422, 429, 503))
+    async def create_session(self, spec: SessionSpec, request: Request,
+                             caller: Annotated[str, Depends(api_caller)]) -> SessionInfo:
         """Starts a browser session on `url` and runs `steps` in order. When every browser
-        slot is taken it waits in line (`state` pending, `queue_position`), or is refused."""
-        record = await self._registry.create(spec)
-        return session_info(record, None, None, self._base(request))
+        slot is taken it waits in line (`state` pending, `queue_position`), or is refused.
+        The answer's `view_link` opens it in the viewer for an hour."""
+        return await self._create(spec, request, caller)
 
-    @app.get("/sessions", response_model=list[SessionInfo], responses=responses(503))
+    async def _create(self, spec: SessionSpec, request: Request, caller: str) -> SessionInfo:
+        refusal = self._access.limits.session_creation(caller)
+        if refusal is not None:
+            raise HTTPException(429, refusal.message,
+                                headers={"Retry-After": str(refusal.retry_after_s)})
+        record = await self._registry.create(spec)
+        base = self._base(request)
+        info = session_info(record, None, None, base)
+        ttl = min(3_600, spec.max_duration_s + self._settings.ended_retention_s)
+        link = self._session_link(record, base, ViewerLinkRequest(ttl_s=int(ttl)))
+        return info.model_copy(update={"view_link": link})
+
+    def _session_link(self, record: SessionRecord, base: str,
+                      request: ViewerLinkRequest) -> ViewerLink:
+        return self._access.session_link(base, record.id, record.link_generation,
+                                         record.spec.max_duration_s, request)
+
+    @app.post("/sessions/{session_id}/viewer-links", status_code=201,
+              response_model=ViewerLink, dependencies=_KEYED,
+              responses=responses(401, 404, 422, 503))
+    async def session_viewer_link(self, session_id: str, body: ViewerLinkRequest,
+                                  request: Request) -> ViewerLink:
+        """A link that opens the session in the viewer, with a token of `role` for `ttl_s`
+        (at most the session's max duration plus the ended-session retention)."""
+        record = await self._registry.get(session_id)
+        return self._session_link(record, self._base(request), body)
+
+    @app.post("/sessions/{session_id}/viewer-links/revoke", status_code=204,
+              dependencies=_KEYED, responses=responses(401, 404, 503))
+    async def revoke_viewer_links(self, session_id: str) -> Response:
+        """Every link of the session minted so far stops working; sockets that hold one
+        close within 5 s (4401). Links minted afterwards work."""
+        await self._registry.revoke_links(session_id)
+        return Response(status_code=204)
+
+    @app.get("/sessions", response_model=list[SessionInfo], dependencies=_KEYED,
+             responses=responses(401, 503))
     async def list_sessions(self, request: Request) -> list[SessionInfo]:
         described = await self._registry.describe_all()
         base = self._base(request)
         return [session_info(r, st, sx, base) for r, st, sx in described]
 
-    @app.get("/sessions/{session_id}", response_model=SessionInfo,
-             responses=responses(404, 503))
+    @app.get("/sessions/{session_id}", response_model=SessionInfo, dependencies=_KEYED,
+             responses=responses(401, 404, 503))
     async def get_session(self, session_id: str, request: Request) -> SessionInfo:
         record, status, stats = await self._registry.describe(session_id)
         return session_info(record, status, stats, self._base(request))
 
-    @app.delete("/sessions/{session_id}", response_model=SessionInfo,
-                responses=responses(404, 503))
+    @app.delete("/sessions/{session_id}", response_model=SessionInfo, dependencies=_KEYED,
+                responses=responses(401, 404, 503))
     async def stop_session(self, session_id: str, request: Request) -> SessionInfo:
         """Stops the session within 5 s, by force if its page does not let go; stopping an
         ended session is not an error."""
@@ -95,40 +165,53 @@ class Gateway:
 
     # The seed's demo API, kept as it was documented.
 
-    @app.post("/demo/start", response_model=SessionInfo, responses=responses(503))
-    async def demo_start(self, request: Request) -> SessionInfo:
+    @app.post("/demo/start", response_model=SessionInfo,
+              responses=responses(401, 429, 503))
+    async def demo_start(self, request: Request,
+                         caller: Annotated[str, Depends(api_caller)]) -> SessionInfo:
         """Starts the built-in demo workflow on the bundled demo site."""
-        record = await self._registry.create(SessionSpec(demo=True, name="demo"))
-        return session_info(record, None, None, self._base(request))
+        return await self._create(SessionSpec(demo=True, name="demo"), request, caller)
 
-    @app.get("/demo/status/{session_id}", response_model=SessionInfo,
-             responses=responses(404, 503))
+    @app.get("/demo/status/{session_id}", response_model=SessionInfo, dependencies=_KEYED,
+             responses=responses(401, 404, 503))
     async def demo_status(self, session_id: str, request: Request) -> SessionInfo:
         return await self.get_session(session_id, request)
 
-    @app.post("/demo/stop/{session_id}", response_model=SessionInfo,
-              responses=responses(404, 503))
+    @app.post("/demo/stop/{session_id}", response_model=SessionInfo, dependencies=_KEYED,
+              responses=responses(401, 404, 503))
     async def demo_stop(self, session_id: str, request: Request) -> SessionInfo:
         return await self.stop_session(session_id, request)
 
-    @app.get("/pool", response_model=PoolStatus, responses=responses(503))
+    @app.get("/pool", response_model=PoolStatus, dependencies=_KEYED,
+             responses=responses(401, 503))
     async def pool(self) -> PoolStatus:
         """The browser pool: nodes, slots used and free, each node's actors (alive,
         restarting, dead or not created), sessions per node, the queue."""
         return await self._registry.pool()
 
-    @app.get("/recordings", response_model=list[RecordingInfo], responses=responses(503))
+    @app.get("/recordings", response_model=list[RecordingInfo], dependencies=_KEYED,
+             responses=responses(401, 503))
     async def list_recordings(self) -> list[RecordingInfo]:
         """Every stored recording, on every node, newest first."""
         return await self._registry.recordings()
 
-    @app.get("/recordings/{recording_id}", response_model=RecordingInfo,
-             responses=responses(404, 503))
+    @app.get("/recordings/{recording_id}", response_model=RecordingInfo, dependencies=_KEYED,
+             responses=responses(401, 404, 503))
     async def get_recording(self, recording_id: str) -> RecordingInfo:
         return await self._registry.recording(recording_id)
 
-    @app.delete("/recordings/{recording_id}", status_code=204,
-                responses=responses(404, 409, 503))
+    @app.post("/recordings/{recording_id}/viewer-links", status_code=201,
+              response_model=ViewerLink, dependencies=_KEYED,
+              responses=responses(401, 404, 422, 503))
+    async def recording_viewer_link(self, recording_id: str, body: ViewerLinkRequest,
+                                    request: Request) -> ViewerLink:
+        """A link that replays the recording in the viewer (also once its session is
+        gone), for `ttl_s` (at most 7 days)."""
+        await self._registry.recording(recording_id)
+        return self._access.recording_link(self._base(request), recording_id, body)
+
+    @app.delete("/recordings/{recording_id}", status_code=204, dependencies=_KEYED,
+                responses=responses(401, 404, 409, 503))
     async def delete_recording(self, recording_id: str) -> Response:
         await self._registry.delete_recording(recording_id)
         return Response(status_code=204)
@@ -137,7 +220,7 @@ class Gateway:
              responses={200: {"content": {"application/octet-stream": {}},
                               "description": "Records of a 4-byte little-endian length "
                               "and one protocol v1 binary frame (docs/protocol.md)"},
-                        **responses(404, 503)})
+                        **responses(401, 404, 503)}, dependencies=_KEYED)
     async def recording_frames(self, recording_id: str) -> Response:
         """The recording's stored frames, as its node wrote them."""
         streamer = await self._registry.recording_streamer(recording_id)

@@ -67,6 +67,9 @@ class RegistryClient:
     async def stop(self, session_id: str) -> SessionRecord:
         return await self._ask(self._handle.stop.remote(session_id), WRITE_TIMEOUT_S)
 
+    async def revoke_links(self, session_id: str) -> SessionRecord:
+        return await self._ask(self._handle.revoke_links.remote(session_id), WRITE_TIMEOUT_S)
+
     async def pool(self) -> PoolStatus:
         return await self._ask(self._handle.pool.remote())
 

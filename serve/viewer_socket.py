@@ -3,8 +3,10 @@
 A live viewer is attached to its session's hub (serve/viewers.py: one pull loop per
 session and replica, a bounded queue per viewer); a recording replay reads the stored
 frames and paces them (serve/replay.py). Every way a socket ends has a close code and a
-reason: a refusal before `hello` (4404, 4400, 4408), the session's end (1000), a registry
-being restarted (1013, try again), a failure of ours (1011, logged).
+reason: a refusal at `hello` (4400, 4408; a token refused 4401 or not for this 4403;
+4404), a limit (1013), the session's end (1000), a registry being restarted (1013, try
+again), a failure of ours (1011, logged). An upgrade from a foreign `Origin` is refused
+with HTTP 403 before the socket opens.
 
 Plain Python over a RegistryClient, so unit tests run it against a fake registry and a
 real WebSocket server without Ray.
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
@@ -43,11 +46,14 @@ from pipeline.protocol import (
     encode_frame,
 )
 from pipeline.streamer import StreamRef
+from serve.access import Access, NotForThis, still_valid
 from serve.replay import replay_frames
+from serve.viewer_tokens import TargetKind, TokenRefused, ViewerClaims
 from serve.viewers import SessionHub, Viewer
 
 _log = logging.getLogger(__name__)
 _STATUS_EVERY_S = 1.0
+_REVOCATION_CHECK_S = 1.0
 
 
 class GatewayReport(Protocol):
@@ -151,10 +157,12 @@ async def _closing_on_failure(websocket: WebSocket, work: Awaitable[None], what:
 class ViewerSockets:
     """The WebSocket side of one gateway replica."""
 
-    def __init__(self, settings: Settings, registry: Any, metrics: GatewayReport) -> None:
+    def __init__(self, settings: Settings, registry: Any, metrics: GatewayReport,
+                 access: Access | None = None) -> None:
         """`registry`: a RegistryClient (serve/registry_client.py) or a fake of one."""
         self._settings = settings
         self._registry = registry
+        self._access = access or Access(settings)
         self._metrics = metrics
         self._hubs: dict[str, SessionHub] = {}
         self._viewers = 0  # open viewer streams on this replica
@@ -167,15 +175,49 @@ class ViewerSockets:
 
     async def live(self, websocket: WebSocket, session_id: str) -> None:
         """Streams one session to one viewer."""
-        await websocket.accept()
-        await _closing_on_failure(websocket, self._stream_to(websocket, session_id),
-                                  f"viewer of session {session_id}", session_id)
+        hub = self._hubs.get(session_id)
+        await self._opened(websocket, hub.viewer_count if hub else 0,
+                           lambda: self._stream_to(websocket, session_id),
+                           f"viewer of session {session_id}", session_id)
 
     async def replay(self, websocket: WebSocket, recording_id: str) -> None:
         """Replays a stored recording in real time."""
+        await self._opened(websocket, None, lambda: self._replay_to(websocket, recording_id),
+                           f"replay of recording {recording_id}", recording_id)
+
+    async def _opened(self, websocket: WebSocket, viewers: int | None,
+                      work: Callable[[], Awaitable[None]], what: str, target: str) -> None:
+        """Runs `work` on the socket once its origin and the client's limits allow it."""
+        if not self._access.origin_allowed(websocket.headers):
+            _log.warning("%s refused: its page's origin %s is not allowed", what,
+                         websocket.headers.get("origin"), extra={"session_id": target})
+            await websocket.close(CloseCode.FORBIDDEN)  # before accept: HTTP 403
+            return
+        limits = self._access.limits
+        client = websocket.client
+        address = self._access.address(client.host if client else None, websocket.headers)
+        refusal = limits.stream_connect(address, viewers)
         await websocket.accept()
-        await _closing_on_failure(websocket, self._replay_to(websocket, recording_id),
-                                  f"replay of recording {recording_id}", recording_id)
+        if refusal is not None:
+            await refuse(websocket, CloseCode.TRY_AGAIN_LATER,
+                         f"{refusal.message}; try again in {refusal.retry_after_s} s")
+            return
+        limits.opened(address)
+        try:
+            await _closing_on_failure(websocket, work(), what, target)
+        finally:
+            limits.closed(address)
+
+    async def _admitted(self, websocket: WebSocket, hello: Hello, kind: TargetKind,
+                        target: str) -> tuple[bool, ViewerClaims | None]:
+        """Whether the hello's token opens `target` (else the socket is closed: 4401, 4403)."""
+        try:
+            return True, self._access.admit(hello.token, kind, target)
+        except TokenRefused as exc:
+            await refuse(websocket, CloseCode.UNAUTHORIZED, str(exc))
+        except NotForThis as exc:
+            await refuse(websocket, CloseCode.FORBIDDEN, str(exc))
+        return False, None
 
     async def close(self) -> None:
         hubs, self._hubs = list(self._hubs.values()), {}
@@ -185,14 +227,23 @@ class ViewerSockets:
     # -- live -------------------------------------------------------------------------------
 
     async def _stream_to(self, websocket: WebSocket, session_id: str) -> None:
-        try:
-            await self._registry.get(session_id)
-        except SessionNotFound as exc:
-            await refuse(websocket, CloseCode.UNKNOWN_SESSION, str(exc))
-            return
         hello = await _read_hello(websocket, self._settings.hello_timeout_s)
         if hello is None:
             return
+        admitted, claims = await self._admitted(websocket, hello, "session", session_id)
+        if not admitted:
+            return
+        try:
+            record = await self._registry.get(session_id)
+        except SessionNotFound as exc:
+            await refuse(websocket, CloseCode.UNKNOWN_SESSION, str(exc))
+            return
+        if claims is not None:
+            try:
+                still_valid(claims, record.link_generation)
+            except TokenRefused as exc:
+                await refuse(websocket, CloseCode.UNAUTHORIZED, str(exc))
+                return
         try:
             stream = await self._wait_for_stream(websocket, session_id)
         except StreamUnavailable as exc:
@@ -202,6 +253,7 @@ class ViewerSockets:
                 await websocket.close(CloseCode.SESSION_ENDED, str(exc)[:120])
             return
         hub = self._hub(session_id, stream)
+        hub.link_generation = max(hub.link_generation, record.link_generation)
         viewer, continues = await hub.attach(hello.resume_after)
         self._viewers += 1
         self._metrics.viewers(self._viewers)
@@ -214,7 +266,9 @@ class ViewerSockets:
                 state=hub.status.state,
             ).model_dump_json())
             await _until_first_done(
-                self._send(websocket, session_id, hub, viewer), _receive(websocket, viewer.ack)
+                self._send(websocket, session_id, hub, viewer), _receive(websocket, viewer.ack),
+                *([_token_watch(websocket, claims, lambda: hub.link_generation)]
+                  if claims is not None else []),
             )
         finally:
             hub.detach(viewer)
@@ -285,21 +339,45 @@ class ViewerSockets:
     # -- recordings -------------------------------------------------------------------------
 
     async def _replay_to(self, websocket: WebSocket, recording_id: str) -> None:
+        hello = await _read_hello(websocket, self._settings.hello_timeout_s)
+        if hello is None:
+            return
+        admitted, claims = await self._admitted(websocket, hello, "recording", recording_id)
+        if not admitted:
+            return
         try:
             streamer = await self._registry.recording_streamer(recording_id)
             info = await streamer.recording.remote(recording_id)
         except RecordingNotFound as exc:
             await refuse(websocket, CloseCode.UNKNOWN_SESSION, str(exc))
             return
-        hello = await _read_hello(websocket, self._settings.hello_timeout_s)
-        if hello is None:
-            return
         frames = await streamer.recording_frames.remote(recording_id)
         await websocket.send_text(Welcome(session_id=recording_id, codec=info.codec,
                                           resume="reset", state="stopped").model_dump_json())
         # Acks are read and ignored: a replay is paced by the clock, not by the viewer.
         await _until_first_done(_replay_then_end(websocket, frames),
-                                _receive(websocket, lambda seq: None))
+                                _receive(websocket, lambda seq: None),
+                                *([_token_watch(websocket, claims, lambda: 0)]
+                                  if claims is not None else []))
+
+
+async def _token_watch(websocket: WebSocket, claims: ViewerClaims,
+                       generation: Callable[[], int]) -> None:
+    """Closes the socket (4401) when its token expires or its session's links are revoked
+    (the hub learns that within a second; this looks every second)."""
+    loop_time = asyncio.get_running_loop().time
+    deadline = loop_time() + (claims.expires_at - time.time())
+    while True:
+        try:
+            still_valid(claims, generation())
+        except TokenRefused as exc:
+            await refuse(websocket, CloseCode.UNAUTHORIZED, str(exc))
+            return
+        left = deadline - loop_time()
+        if left <= 0:
+            await refuse(websocket, CloseCode.UNAUTHORIZED, "the viewer token has expired")
+            return
+        await asyncio.sleep(min(left, _REVOCATION_CHECK_S))
 
 
 async def _replay_then_end(websocket: WebSocket, frames: bytes) -> None:

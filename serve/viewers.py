@@ -185,6 +185,7 @@ class SessionHub:
         self._end: End | None = None
         self._idle_since = time.monotonic()
         self.status = Status(state="pending")
+        self.link_generation = 0  # the session's, as of the last poll (revoked links)
         self.status_json = self.status.model_dump_json()  # sent to every viewer each second
         self._tasks = {
             asyncio.create_task(self._pull(), name=f"pull:{session_id}"),
@@ -346,6 +347,7 @@ class SessionHub:
         while True:
             with contextlib.suppress(Exception):
                 record, status, stats = await self._registry.describe(self.session_id)
+                self.link_generation = record.link_generation
                 self.status = Status(
                     state=str(record.state),
                     url=(status.url if status else None),

@@ -49,10 +49,14 @@ def _transient(exc: Exception) -> bool:
 class Client:
     """rrstream's REST API at `base_url` (http://host:port), as an async context manager."""
 
-    def __init__(self, base_url: str, *, timeout: float = 60.0,
+    def __init__(self, base_url: str, *, timeout: float = 60.0, api_key: str | None = None,
                  headers: Mapping[str, str] | None = None) -> None:
+        """`api_key`: sent on every REST call (`Authorization: Bearer`), when the gateway
+        requires one (docs/security.md)."""
         self.base_url = base_url.rstrip("/")
         self.headers: dict[str, str] = dict(headers or {})  # every request and socket
+        if api_key:
+            self.headers["Authorization"] = f"Bearer {api_key}"
         self._http = httpx.AsyncClient(base_url=self.base_url, timeout=timeout,
                                        headers=self.headers)
 
@@ -86,6 +90,16 @@ class Client:
     async def stop_session(self, session_id: str) -> dict[str, Any]:
         """DELETE /sessions/{id}: stops it (stopping an ended session is fine)."""
         return await self._json("DELETE", f"/sessions/{_id(session_id)}")
+
+    async def viewer_link(self, session_id: str, *, role: str = "view", ttl_s: int = 3_600,
+                          label: str | None = None) -> dict[str, Any]:
+        """POST /sessions/{id}/viewer-links: a link (`url`, `token`) that opens the session."""
+        return await self._json("POST", f"/sessions/{_id(session_id)}/viewer-links",
+                                json={"role": role, "ttl_s": ttl_s, "label": label})
+
+    async def revoke_viewer_links(self, session_id: str) -> None:
+        """Every link of the session minted so far stops working."""
+        await self._call("POST", f"/sessions/{_id(session_id)}/viewer-links/revoke")
 
     async def wait_for_session(self, session_id: str, predicate: Callable[[dict[str, Any]], bool],
                                timeout_s: float = 60.0, *, poll_s: float = 0.25) -> dict[str, Any]:
@@ -135,6 +149,12 @@ class Client:
     async def recording(self, recording_id: str) -> dict[str, Any]:
         return await self._json("GET", f"/recordings/{_id(recording_id)}")
 
+    async def recording_link(self, recording_id: str, *, ttl_s: int = 3_600,
+                             label: str | None = None) -> dict[str, Any]:
+        """POST /recordings/{id}/viewer-links: a link (`url`, `token`) that replays it."""
+        return await self._json("POST", f"/recordings/{_id(recording_id)}/viewer-links",
+                                json={"ttl_s": ttl_s, "label": label})
+
     async def delete_recording(self, recording_id: str) -> None:
         await self._call("DELETE", f"/recordings/{_id(recording_id)}")
 
@@ -151,7 +171,8 @@ class Client:
         return f"{self.ws_url}/recordings/{_id(recording_id)}/stream"
 
     def viewer(self, session_id: str, **options: Any) -> Viewer:
-        """A Viewer of the session's live stream (options: see Viewer)."""
+        """A Viewer of the session's live stream (options: see Viewer; `token=` a viewer
+        token, e.g. the `token` of a session's `view_link`)."""
         return Viewer(self.stream_url(session_id), headers=self.headers, **options)
 
     def replay(self, recording_id: str, **options: Any) -> Viewer:

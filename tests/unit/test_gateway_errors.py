@@ -11,21 +11,7 @@ import json
 from pipeline.config import Settings
 from pipeline.errors import RegistryUnavailable
 from serve.viewer_socket import ViewerSockets
-
-
-class _Socket:
-    def __init__(self) -> None:
-        self.sent: list[str] = []
-        self.closed: tuple[int, str] | None = None
-
-    async def accept(self) -> None:
-        pass
-
-    async def send_text(self, text: str) -> None:
-        self.sent.append(text)
-
-    async def close(self, code: int, reason: str = "") -> None:
-        self.closed = (code, reason)
+from tests.unit.fake_socket import FakeSocket, hello
 
 
 class _Metrics:
@@ -46,7 +32,7 @@ class _Registry:
 
 async def test_a_failure_after_accept_closes_1011_with_a_reason_in_words() -> None:
     sockets = ViewerSockets(Settings(), _Registry(KeyError("x")), _Metrics())
-    socket = _Socket()
+    socket = FakeSocket(hello())
     await sockets.live(socket, "abc")
     assert socket.closed is not None and socket.closed[0] == 1011
     assert socket.closed[1].startswith("internal error: unexpected internal error")
@@ -58,7 +44,7 @@ async def test_a_failure_after_accept_closes_1011_with_a_reason_in_words() -> No
 async def test_a_registry_being_restarted_closes_1013_try_again() -> None:
     sockets = ViewerSockets(Settings(), _Registry(RegistryUnavailable("no answer within 5 s")),
                             _Metrics())
-    socket = _Socket()
+    socket = FakeSocket(hello())
     await sockets.live(socket, "abc")
     assert socket.closed is not None and socket.closed[0] == 1013
     assert "registry is not answering" in socket.closed[1]

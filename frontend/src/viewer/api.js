@@ -1,4 +1,26 @@
-// The gateway's REST API: sessions and the demo. Errors carry the server's `detail`.
+// The gateway's REST API: sessions, the demo, viewer links. Errors carry the server's
+// `message`. When the gateway requires an API key, the one the user entered is kept in
+// sessionStorage (this tab only) and sent on every call.
+
+const API_KEY = "rrstream.apiKey";
+
+/** The API key entered in this tab, or null. */
+export function apiKey(storage = globalThis.sessionStorage) {
+  try {
+    return storage?.getItem(API_KEY) || null;
+  } catch {
+    return null; // storage disabled
+  }
+}
+
+export function setApiKey(key, storage = globalThis.sessionStorage) {
+  try {
+    if (key) storage?.setItem(API_KEY, key);
+    else storage?.removeItem(API_KEY);
+  } catch {
+    // storage disabled: the key lasts until the page reloads
+  }
+}
 
 export class ApiError extends Error {
   name = "ApiError";
@@ -28,9 +50,12 @@ export function formatDetail(detail) {
 async function request(method, path, body, fetchImpl = fetch) {
   let response;
   try {
+    const headers = body === undefined ? {} : { "content-type": "application/json" };
+    const key = apiKey();
+    if (key) headers.authorization = `Bearer ${key}`;
     response = await fetchImpl(path, {
       method,
-      headers: body === undefined ? {} : { "content-type": "application/json" },
+      headers,
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (error) {
@@ -44,7 +69,7 @@ async function request(method, path, body, fetchImpl = fetch) {
     // not JSON (a proxy's error page, say): keep data null
   }
   if (!response.ok) {
-    const detail = formatDetail(data?.detail);
+    const detail = data?.message || formatDetail(data?.detail);
     throw new ApiError(response.status, detail || `${response.status} ${response.statusText}`.trim());
   }
   return data;
@@ -68,4 +93,10 @@ export function startDemo(fetchImpl) {
 
 export function stopSession(id, fetchImpl) {
   return request("DELETE", `/sessions/${encodeURIComponent(id)}`, undefined, fetchImpl);
+}
+
+/** A viewer link (`token`, `url`) for a session, or for a recording with `recording`. */
+export function viewerLink(id, { recording = false } = {}, fetchImpl) {
+  const collection = recording ? "recordings" : "sessions";
+  return request("POST", `/${collection}/${encodeURIComponent(id)}/viewer-links`, {}, fetchImpl);
 }

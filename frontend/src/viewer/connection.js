@@ -17,6 +17,7 @@ export const ConnectionState = Object.freeze({
 const FATAL_CLOSE_CODES = new Map([
   [4400, "bad hello"],
   [4401, "token refused"],
+  [4403, "not allowed"],
   [4404, "unknown session"],
 ]);
 const SESSION_ENDED = 1000;
@@ -52,6 +53,7 @@ export function recordingStreamUrl(recordingId, page = globalThis.location) {
 
 export class Connection {
   #url;
+  #token;
   #resumeAfter;
   #handlers;
   #WebSocket;
@@ -76,6 +78,7 @@ export class Connection {
   /**
    * @param {object} options
    * @param {string} options.url
+   * @param {string|null} [options.token] a viewer token (a viewer link's #token=), sent in hello
    * @param {() => (number|null)} options.resumeAfter last applied sequence number, read at each hello
    * @param {(data: ArrayBuffer) => void} [options.onFrame]
    * @param {(message: object) => void} [options.onMessage] welcome, status, reset, end, error
@@ -83,6 +86,7 @@ export class Connection {
    */
   constructor({
     url,
+    token = null,
     resumeAfter,
     onFrame = () => {},
     onMessage = () => {},
@@ -94,6 +98,7 @@ export class Connection {
     idleTimeoutMs = 20_000,
   }) {
     this.#url = url;
+    this.#token = token;
     this.#resumeAfter = resumeAfter;
     this.#handlers = { onFrame, onMessage, onState };
     this.#WebSocket = WebSocket;
@@ -162,7 +167,7 @@ export class Connection {
     socket.binaryType = "arraybuffer";
     this.#socket = socket;
     socket.onopen = () => {
-      socket.send(JSON.stringify({ type: "hello", protocol: PROTOCOL, resume_after: this.#resumeAfter(), token: null, acks: true }));
+      socket.send(JSON.stringify({ type: "hello", protocol: PROTOCOL, resume_after: this.#resumeAfter(), token: this.#token, acks: true }));
       this.#armWatchdog(this.#welcomeTimeoutMs, "no welcome from the server");
     };
     socket.onmessage = (event) => this.#onMessage(event.data);

@@ -1,8 +1,10 @@
 // Wires the viewer together: the URL's ?session= (or ?recording=, a stored
 // recording replayed in real time), the sidebar, the stream, the player, the
 // stats panel, the header badge and the test hook.
+import { apiKey, viewerLink } from "./api.js";
 import { h } from "./dom.js";
 import { installTestHook } from "./hook.js";
+import { KeyForm } from "./key-form.js";
 import { LivePlayer } from "./player.js";
 import { SessionList, pickSession, sessionTitle } from "./sessions.js";
 import { StartForm } from "./start-form.js";
@@ -24,6 +26,7 @@ const message = $("player-message");
 const player = new LivePlayer($("player"), { bufferMs: BUFFER_MS, onChange: render });
 const stats = new StatsPanel($("stats"));
 const sessions = new SessionList($("sessions"), { onSelect: (id) => choose(id), onLoad: onSessionsLoaded });
+const keyForm = new KeyForm($("key-panel"), $("key-form"), { onSaved: () => sessions.refresh() });
 new StartForm($("start-form"), {
   onStarted: (session) => {
     choose(session.id);
@@ -39,6 +42,14 @@ let recordingId = params.get("recording") || null;
 // Only a viewer opened without ?session= or ?recording= follows the newest session by itself.
 let userChose = params.has("session") || recordingId !== null;
 let replaying = false; // the stream is a recording's, not a live session's
+// Viewer tokens by "session:<id>" / "recording:<id>": a viewer link's #token=, or one
+// minted with the API key. The fragment never reaches a server's logs.
+const tokens = new Map();
+const linkToken = new URLSearchParams(location.hash.slice(1)).get("token");
+if (linkToken) {
+  const linked = recordingId !== null ? `recording:${recordingId}` : `session:${params.get("session") ?? ""}`;
+  tokens.set(linked, linkToken);
+}
 
 installTestHook(() => ({ stream, player }));
 reconnectButton.addEventListener("click", () => stream?.reconnect());
@@ -50,8 +61,11 @@ function choose(id) {
   watch(id);
 }
 
+let watching = null; // {id, recording} of the stream being opened or watched
+
 function watch(id) {
-  if (stream?.sessionId === id && replaying === (recordingId !== null)) return;
+  if (watching?.id === id && watching.recording === (recordingId !== null)) return;
+  watching = id ? { id, recording: recordingId !== null } : null;
   stream?.close();
   stream = null;
   player.clear();
@@ -59,9 +73,25 @@ function watch(id) {
   stats.reset({ replay: replaying });
   setStreamParams(id);
   sessions.select(recordingId === null ? id : null);
-  if (id) {
-    const current = new LiveStream({ sessionId: id, player,
-                                     url: replaying ? recordingStreamUrl(id) : undefined });
+  if (watching) open(watching);
+  render();
+}
+
+/** Opens the stream of `id` with its token: the link's, else one minted with the API key. */
+async function open(ticket) {
+  const { id, recording } = ticket;
+  const key = `${recording ? "recording" : "session"}:${id}`;
+  if (!tokens.has(key) && apiKey()) {
+    try {
+      tokens.set(key, (await viewerLink(id, { recording })).token);
+    } catch {
+      // no link (auth off answers one too; a 401 shows the key form): watch without
+    }
+    if (watching !== ticket) return; // another stream was chosen meanwhile
+  }
+  {
+    const current = new LiveStream({ sessionId: id, player, token: tokens.get(key) ?? null,
+                                     url: recording ? recordingStreamUrl(id) : undefined });
     const mine = (handler) => (event) => current === stream && handler(event.detail);
     current.addEventListener("state", mine(() => render()));
     current.addEventListener("frame", mine(({ frame, events }) => stats.onFrame(frame, events, current.counters)));
@@ -75,11 +105,12 @@ function watch(id) {
   render();
 }
 
-function onSessionsLoaded(list) {
+function onSessionsLoaded(list, error) {
   listFailed = list === null;
+  keyForm.show(error?.status === 401);
   if (list) {
     known = new Map(list.map((session) => [session.id, session]));
-    if (!stream && !userChose) {
+    if (!watching && !userChose) {
       const next = pickSession(list);
       if (next) watch(next.id);
     }
@@ -89,6 +120,8 @@ function onSessionsLoaded(list) {
 
 function setStreamParams(id) {
   const url = new URL(location.href);
+  const key = `${recordingId === null ? "session" : "recording"}:${id}`;
+  if (tokens.get(key) !== linkToken) url.hash = ""; // the link's token is for another stream
   const [set, other] = recordingId === null ? ["session", "recording"] : ["recording", "session"];
   url.searchParams.delete(other);
   if (id) url.searchParams.set(set, id);
@@ -125,6 +158,9 @@ function messageFor(state, detail, retrying) {
   // Lost and coming back by itself (a gateway replica died or is being replaced): the
   // page stays as it was, and resumes where it stopped once the stream is back.
   if (retrying) return ["Reconnecting…", detail, player.hasContent ? "corner" : "center"];
+  if (state === "closed" && /\(440[13]\)$/.test(detail)) {
+    return ["Not allowed to watch", `${detail}. Open a viewer link, or enter an API key.`, "center"];
+  }
   if (state === "closed") return ["Disconnected", detail, player.hasContent ? "corner" : "center"];
   if (player.hasContent) return [];
   if (state === "open") return ["Waiting for the first snapshot…", "", "center"];

@@ -82,8 +82,8 @@ export class SessionList {
       this.#render(sessions);
       this.#onLoad(sessions);
     } catch (error) {
-      this.#showError(`Could not load sessions: ${error.message}`);
-      this.#onLoad(null);
+      this.#showError(error.status === 401 ? "" : `Could not load sessions: ${error.message}`);
+      this.#onLoad(null, error);
     } finally {
       clearTimeout(this.#timer);
       this.#timer = setTimeout(() => this.refresh(), this.#refreshMs);

@@ -35,16 +35,18 @@ export class LiveStream extends EventTarget {
    * @param {string} options.sessionId
    * @param {{startSegment(firstTimestamp: number, newestTimestamp: number): void, addEvent(event: object): void}} options.player
    * @param {string} [options.url] the stream's WebSocket URL (default: this origin's)
+   * @param {string|null} [options.token] the viewer token for its hello
    * @param {(options: object) => Connection} [options.connect] builds the connection
    * @param {{warn: Function}} [options.log]
    */
-  constructor({ sessionId, player, url = streamUrl(sessionId), connect = (options) => new Connection(options), log = console }) {
+  constructor({ sessionId, player, url = streamUrl(sessionId), token = null, connect = (options) => new Connection(options), log = console }) {
     super();
     this.#log = log;
     this.#sessionId = sessionId;
     this.#player = player;
     this.#connection = connect({
       url,
+      token,
       resumeAfter: () => this.#accepted,
       onFrame: (data) => this.#onFrame(data),
       onMessage: (message) => this.#onMessage(message),
