@@ -76,7 +76,8 @@ def _up(args: argparse.Namespace) -> int:
         "ray_address": args.address,
     }.items() if v is not None}
     settings = Settings(**overrides)
-    settings, api_key = _access_for_this_run(settings)
+    settings, made_key = _access_for_this_run(settings)
+    api_key = made_key or os.environ.get("RRSTREAM_API_KEY") or next(iter(settings.api_keys), None)
 
     from serve.app import deploy_gateway, ray_cli_commands, shutdown, start_ray
 
@@ -94,8 +95,8 @@ def _up(args: argparse.Namespace) -> int:
         if settings.auth_required:
             print("[rrstream] auth:           required (API key, viewer tokens; "
                   "docs/security.md)", flush=True)
-            if api_key:
-                print(f"[rrstream] API key:        {api_key}  (made for this run; set "
+            if made_key:
+                print(f"[rrstream] API key:        {made_key}  (made for this run; set "
                       "RRSTREAM_API_KEYS to choose your own)", flush=True)
         else:
             print("[rrstream] auth:           off: the gateway listens on loopback only "
@@ -127,16 +128,16 @@ def _up(args: argparse.Namespace) -> int:
 def _access_for_this_run(settings: Settings) -> tuple[Settings, str | None]:
     """A token secret for this run unless one is set (every replica gets the same, as
     Settings travel with the gateway); when auth is required and no key is configured,
-    an API key made for this run (printed once)."""
+    an API key made for this run (returned, to be printed once)."""
     changes: dict[str, Any] = {}
     if settings.token_secret is None:
         changes["token_secret"] = SecretStr(new_secret())
-    api_key = os.environ.get("RRSTREAM_API_KEY") or (settings.api_keys or [None])[0]
+    made = None
     if settings.auth_required and not settings.api_keys and not settings.api_keys_file:
-        api_key = new_secret()
-        changes["api_keys"] = [api_key]
+        made = new_secret()
+        changes["api_keys"] = [made]
     # model_copy skips validation: the changes are of the right type by construction.
-    return settings.model_copy(update=changes), api_key
+    return settings.model_copy(update=changes), made
 
 
 def _request(gateway: str, call: Callable[[Client], Awaitable[Any]],

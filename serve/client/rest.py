@@ -173,12 +173,14 @@ class Client:
     def viewer(self, session_id: str, **options: Any) -> Viewer:
         """A Viewer of the session's live stream (options: see Viewer; `token=` a viewer
         token, e.g. the `token` of a session's `view_link`)."""
-        return Viewer(self.stream_url(session_id), headers=self.headers, **options)
+        headers = {**self.headers, **options.pop("headers", {})}
+        return Viewer(self.stream_url(session_id), headers=headers, **options)
 
     def replay(self, recording_id: str, **options: Any) -> Viewer:
         """A Viewer of the recording replayed in real time. A replay sends no `status`, and
         nothing while the page was still, so it has no idle watchdog unless asked."""
-        return Viewer(self.replay_url(recording_id), headers=self.headers,
+        headers = {**self.headers, **options.pop("headers", {})}
+        return Viewer(self.replay_url(recording_id), headers=headers,
                       **{"idle_timeout_s": None, **options})
 
     # -- plumbing --------------------------------------------------------------------------
