@@ -104,9 +104,16 @@ def reap(chromium: ChromiumWatch) -> list[int]:
 
 
 def bench_settings(**overrides: Any) -> Settings:
-    """Settings for a benchmark stack: free ports, 4 browser slots, short retention."""
+    """Settings for a benchmark stack: free ports, 4 browser slots, short retention, the
+    per-client limits raised."""
     base: dict[str, Any] = {"port": free_port(), "browser_slots": 4,
-                            "dashboard_port": free_port(), "ended_retention_s": 15}
+                            "dashboard_port": free_port(), "ended_retention_s": 15,
+                            # Every viewer of a benchmark comes from 127.0.0.1 (500 of
+                            # them in bench.fanout): the per-client limits are raised.
+                            "limit_stream_connects": "1000000/minute",
+                            "limit_session_creations": "1000000/minute",
+                            "max_connections_per_client": 1_000_000,
+                            "max_viewers_per_session": 1_000_000}
     return Settings(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
 
 

@@ -123,7 +123,9 @@ def build_app(args: dict[str, Any]) -> Application:
     ingress serves it belong to the cluster (serve.yaml's http_options and proxy_location,
     RAY_SERVE_ENABLE_HA_PROXY set before `ray start`).
     """
-    return _gateway(Settings(**args))
+    # A cluster's gateway listens beyond loopback (serve.yaml's http_options), which this
+    # builder cannot see: auth is required unless the args say otherwise.
+    return _gateway(Settings(**{"auth": "required", **args}))
 
 
 def _gateway(settings: Settings) -> Application:

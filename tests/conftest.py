@@ -40,6 +40,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+# Limits high enough that tests and benchmarks, all from one address, never meet them.
+UNLIMITED = {"limit_session_creations": "1000000/minute",
+             "limit_stream_connects": "1000000/minute",
+             "max_connections_per_client": 1_000_000, "max_viewers_per_session": 1_000_000}
+
+
 @dataclass(frozen=True)
 class Stack:
     base_url: str
@@ -58,7 +64,10 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     settings = Settings(port=free_port(), dashboard_port=free_port(), browser_slots=8,
                         ended_retention_s=120, viewer_queue_frames=64,
                         viewer_window_bytes=256 * 1024, hello_timeout_s=2.0,
-                        recordings_dir=str(tmp_path_factory.mktemp("recordings")))
+                        recordings_dir=str(tmp_path_factory.mktemp("recordings")),
+                        # Every test's client is 127.0.0.1: the per-client limits are
+                        # tested on a stack of their own (test_security.py).
+                        **UNLIMITED)
     start_ray(settings, dashboard=False, log_to_driver=False)
     try:
         deploy_gateway(settings)

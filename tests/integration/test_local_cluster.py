@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import hashlib
 import os
 import shutil
 import signal
@@ -175,6 +176,20 @@ class LoopbackCluster:
             _run(BIN / "ray", "down", CONFIG, "-y", log=self.log, timeout=300)
 
 
+API_KEY = "loopback-cluster-key"
+
+
+def _node_secrets() -> None:
+    """The node's access secrets, as scripts/cluster-secrets.sh writes them (the node's
+    HOME is WORK/home: the test runner's own ~/.rrstream stays untouched)."""
+    secrets = WORK / "home" / ".rrstream"
+    secrets.mkdir(parents=True, exist_ok=True)
+    (secrets / "api-keys.sha256").write_text(hashlib.sha256(API_KEY.encode()).hexdigest() + "\n")
+    (secrets / "secrets.env").write_text(
+        "RRSTREAM_AUTH=required\nRRSTREAM_TOKEN_SECRET=loopback-cluster-secret\n"
+        "RRSTREAM_API_KEYS_FILE=$HOME/.rrstream/api-keys.sha256\n")
+
+
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[LoopbackCluster]:
     reason = _missing()
@@ -187,6 +202,7 @@ def cluster() -> Iterator[LoopbackCluster]:
         except BlockingIOError:
             pytest.skip("loopback cluster: another run holds it")
         # The Redis the config's GCS keeps its state in (GCS fault tolerance).
+        _node_secrets()
         with _sshd(), redis_server(int(REDIS_PORT)) as redis:
             cluster = LoopbackCluster(log=WORK / "ray.log", redis=redis)
             cluster.log.write_text("")
@@ -247,8 +263,11 @@ def test_serve_deploy_streams_a_session_through_haproxy(cluster: LoopbackCluster
     assert "haproxy" in _cluster_processes().values(), "no HAProxy ingress"
 
     base = f"http://{GATEWAY_HOST}:{GATEWAY_PORT}"
-    with httpx.Client(base_url=base, timeout=60) as api:
+    with httpx.Client(base_url=base, timeout=60) as http:
+        assert http.get("/sessions").status_code == 401  # auth is required on a cluster
+    with httpx.Client(base_url=base, timeout=60, headers={"X-API-Key": API_KEY}) as api:
         session = api.post("/demo/start").raise_for_status().json()
+        token = session["view_link"]["token"]
         try:
             deadline = time.monotonic() + 120
             while session["state"] != "running":
@@ -259,15 +278,16 @@ def test_serve_deploy_streams_a_session_through_haproxy(cluster: LoopbackCluster
             pool = api.get("/pool").raise_for_status().json()
             assert [n["address"] for n in pool["nodes"]] == [HEAD_IP]
             assert session["id"] in pool["nodes"][0]["sessions"]
-            _assert_streams(f"ws://{GATEWAY_HOST}:{GATEWAY_PORT}/sessions/{session['id']}/stream")
+            _assert_streams(f"ws://{GATEWAY_HOST}:{GATEWAY_PORT}/sessions/{session['id']}/stream",
+                            token)
         finally:
             api.delete(f"/sessions/{session['id']}")
 
 
-def _assert_streams(url: str) -> None:
+def _assert_streams(url: str, token: str) -> None:
     """A viewer gets `welcome`, then compressed batches (protocol v1)."""
     async def watch() -> None:
-        viewer = Viewer(url, acks=False, open_timeout_s=30)
+        viewer = Viewer(url, acks=False, open_timeout_s=30, token=token)
         async with await viewer.connect() as conn:
             for _ in range(2):
                 await conn.next_frame(30)

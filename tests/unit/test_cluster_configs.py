@@ -135,7 +135,7 @@ def test_every_ray_start_enables_the_haproxy_ingress_and_normal_priority(name: s
 @pytest.mark.parametrize("name", RAY_CONFIGS)
 def test_setup_ships_and_builds_the_checkout(name: str) -> None:
     config = load(name)
-    assert list(config["file_mounts"].values()) == ["."]
+    assert list(config["file_mounts"].values())[0] == "."
     assert ".gitignore" in config["rsync_filter"]  # not .venv, node_modules, dist
     setup = "\n".join(config["setup_commands"])
     if name == "loopback.yaml":
@@ -286,3 +286,22 @@ def test_dockerfile_copies_what_exists() -> None:
                     if fnmatch.fnmatch(prefix, p.removeprefix("**/"))], source
     assert 'ENTRYPOINT ["rrstream"]' in text
     assert 'CMD ["up", "--host", "0.0.0.0"]' in text
+
+
+@pytest.mark.parametrize("name", RAY_CONFIGS)
+def test_every_node_loads_the_access_secrets_before_ray_start(name: str) -> None:
+    config = load(name)
+    for key in ("head_start_ray_commands", "worker_start_ray_commands"):
+        command = " ".join(config[key])
+        load_secrets = ". ~/.rrstream/secrets.env"
+        assert load_secrets in command and command.index(load_secrets) < command.index(
+            "ray start"), (key, command)
+    if name != "loopback.yaml":  # the loopback test writes the node's own
+        mounts = config["file_mounts"]
+        assert "~/.rrstream/secrets.env" in mounts.values()
+        assert "~/.rrstream/api-keys.sha256" in mounts.values()
+
+
+def test_the_serve_config_requires_auth() -> None:
+    config = yaml.safe_load((CLUSTER / "serve.yaml").read_text())
+    assert config["applications"][0]["args"]["auth"] == "required"
