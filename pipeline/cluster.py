@@ -168,9 +168,11 @@ class RayPlacement:
         try:
             # Resolves once Ray found a browser slot: the session is placed.
             node_id = await handle.node_id.remote()
-        except BaseException:
+        except BaseException as exc:
             with contextlib.suppress(Exception):
                 ray.kill(handle)
+            if isinstance(exc, RayActorError):  # placed on a node that is being lost
+                raise ActorLost(f"session actor {name}", describe_error(exc)) from exc
             raise
         return RaySessionActor(handle, name, node_id)
 

@@ -120,7 +120,8 @@ async def test_without_a_supervisor_a_lost_stream_fails_the_session(browser_host
     sink.fail = True
     status = await asyncio.wait_for(session.wait_stopped(), 10)
     assert status.state is SessionState.FAILED
-    assert status.error == "stream lost: sink: the stream's actor died"
+    assert status.error is not None and status.error.startswith("stream lost: ")
+    assert status.error.endswith("sink: the stream's actor died")
 
 
 async def test_a_stream_reopened_while_the_page_recovers_from_a_crash(
