@@ -119,7 +119,7 @@ class Hello(_Message):
     type: Literal["hello"] = "hello"
     protocol: int = Field(ge=1)
     resume_after: int | None = Field(default=None, ge=0)
-    token: str | None = None
+    token: str | None = Field(default=None, max_length=4096)
     acks: bool = Field(
         default=False, description="The client will send `ack`s: the server then keeps at most "
         "a window of unacknowledged bytes in flight to it."
