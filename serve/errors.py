@@ -49,15 +49,16 @@ _DESCRIPTIONS = {
     409: "The recording is still being written",
     422: "The request is malformed; `message` names the field",
     429: "Too many requests from this API key or address; see Retry-After",
-    503: "No browser slot free (RRSTREAM_WHEN_FULL=refuse), or the session registry is "
-         "being restarted; see Retry-After",
+    503: "Not ready (/readyz), no browser slot free (RRSTREAM_WHEN_FULL=refuse), or the "
+         "session registry is being restarted; see Retry-After",
 }
 
 
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI `responses` for the error statuses a route answers."""
+    """OpenAPI `responses` for the error statuses a route answers; 422 always (FastAPI
+    documents one for any route with parameters, and ours answers ErrorBody)."""
     return {status: {"model": ErrorBody, "description": _DESCRIPTIONS[status]}
-            for status in statuses}
+            for status in sorted({*statuses, 422})}
 
 
 def error_response(status: int, message: str, detail: Any = None,

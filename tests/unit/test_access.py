@@ -299,3 +299,24 @@ async def test_an_open_socket_closes_at_expiry_and_at_revocation() -> None:
     generation[0] = 1
     await asyncio.wait_for(watch, 3)
     assert socket.closed == (4401, "the viewer link was revoked")
+
+
+# -- the API describes itself -----------------------------------------------------------------
+
+
+def test_every_error_the_schema_documents_is_the_json_body_and_keyed_routes_say_401() -> None:
+    from serve.gateway import app
+
+    open_paths = {"/healthz", "/readyz"}
+    spec = app.openapi()
+    for path, operations in spec["paths"].items():
+        for method, operation in operations.items():
+            answers = operation["responses"]
+            for status, answer in answers.items():
+                if status[0] in "45":
+                    schema = answer["content"]["application/json"]["schema"]
+                    assert schema == {"$ref": "#/components/schemas/ErrorBody"}, (
+                        method, path, status)
+            if path not in open_paths:
+                assert "401" in answers, (method, path)
+                assert operation.get("security"), (method, path)
