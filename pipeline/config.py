@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Literal
+import ipaddress
+import json
+from typing import Annotated, Literal
 
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -171,6 +173,59 @@ class Settings(BaseSettings):
         "on the node); empty: nothing is recorded.",
     )
     step_delay_ms: int = Field(default=0, ge=0, description="Pause between workflow steps.")
+
+    # Network policy (pipeline/network_policy.py)
+    block_private_networks: bool | None = Field(
+        default=None,
+        description="Sessions refuse loopback, private, link-local, carrier-grade NAT, unique "
+        "local, multicast and cloud metadata addresses (after DNS resolution) for the start "
+        "URL, every step, redirect, subresource and WebSocket. Default (unset): on when the "
+        "gateway binds a non-loopback address; see `private_networks_blocked`.",
+    )
+    allowed_hosts: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Hosts sessions may reach although the block would refuse them: host "
+        "names, `*.suffix` patterns, addresses or networks, e.g. "
+        "`intranet.example,10.1.0.0/16` (the demo site is always allowed).",
+    )
+    host_resolver_rules: str = Field(
+        default="",
+        description="Chromium's --host-resolver-rules (`MAP name 127.0.0.5, MAP * ~NOTFOUND`), "
+        "given to the browser and used by the network policy's own resolution, so both "
+        "agree on what a name resolves to; empty: the system's resolver.",
+    )
+
+    @field_validator("allowed_hosts", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        # RRSTREAM_ALLOWED_HOSTS=a.example,10.1.0.0/16 as well as a JSON list.
+        if isinstance(value, str):
+            if value.lstrip().startswith("["):
+                return json.loads(value)
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("host_resolver_rules")
+    @classmethod
+    def _valid_rules(cls, value: str) -> str:
+        from pipeline.network_policy import parse_rules
+
+        parse_rules(value)
+        return value
+
+    @property
+    def private_networks_blocked(self) -> bool:
+        """Whether sessions refuse inside addresses: the explicit setting, else on when the
+        gateway listens beyond loopback.
+
+        TODO(auth): once `auth`/`auth_required` lands, the default follows `auth_required`
+        (the issue: "on whenever auth is required") instead of the bind address."""
+        if self.block_private_networks is not None:
+            return self.block_private_networks
+        try:
+            return not ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host != "localhost"  # a host name: assume it is reachable from outside
 
 
 __all__ = ["Settings"]

@@ -113,6 +113,7 @@ class WarningKind(enum.StrEnum):
     BROWSER_CRASH = "browser_crash"  # the Chromium the session uses died
     PAGE_CRASH = "page_crash"  # the session's renderer died
     STREAM_LOST = "stream_lost"  # a push to the stream failed, or the stream came back
+    BLOCKED_REQUEST = "blocked_request"  # the network policy refused an address
 
 
 class SessionWarning(BaseModel):
@@ -160,6 +161,9 @@ class SessionStatus(BaseModel):
     stream_lost_at: float | None = Field(
         default=None, description="Since when the session waits for its stream to be "
         "reopened (a push to it failed); None while it streams.")
+    blocked_requests: int = Field(
+        default=0, description="Requests the network policy refused "
+        "(RRSTREAM_BLOCK_PRIVATE_NETWORKS); each distinct refusal is also a warning.")
     warnings: list[SessionWarning] = Field(
         default_factory=list, description="What the session recovered from, oldest first "
         "(the last 50).")
@@ -250,6 +254,7 @@ class SessionInfo(BaseModel):
     recording_error: str | None = None
     browser_crashes: int = 0
     page_crashes: int = 0
+    blocked_requests: int = 0
     warnings: list[SessionWarning] = Field(default_factory=list)
 
 
