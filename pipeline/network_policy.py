@@ -63,7 +63,8 @@ _NETWORKS: list[tuple[IPNetwork, str]] = [(ipaddress.ip_network(net), words) for
 
 
 class Resolver(Protocol):
-    """Resolves a host name to its addresses; an empty list: it does not resolve."""
+    """Resolves a host to its addresses; an empty list: it does not resolve. An address
+    resolves to itself (unless rules map it, as Chromium's may)."""
 
     async def resolve(self, host: str) -> list[IPAddress]: ...
 
@@ -113,7 +114,8 @@ class MappedResolver:
             if rule.target == "~NOTFOUND":
                 return []
             literal = _ip(rule.target)
-            return [literal] if literal is not None else await self.resolve(rule.target)
+            # Chromium resolves a replacement name as it is, without the rules.
+            return [literal] if literal is not None else await self._fallback.resolve(rule.target)
         return await self._fallback.resolve(host)
 
 

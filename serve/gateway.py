@@ -27,6 +27,7 @@ from pipeline.registry_actor import get_or_create_registry
 from serve.errors import error_response, install_error_handlers, responses
 from serve.info import session_info
 from serve.registry_client import RegistryClient
+from serve.start_urls import StartUrlCheck
 from serve.uvicorn_options import close_with_reason_on_shutdown, disable_permessage_deflate
 from serve.viewer_socket import ViewerSockets
 
@@ -58,6 +59,7 @@ class Gateway:
         # the ingress apart (and find the one a viewer is on).
         self._replica = serve.get_replica_context().replica_id.unique_id
         self._registry = RegistryClient(get_or_create_registry(settings))
+        self._start_urls = StartUrlCheck(settings)
         self._sockets = ViewerSockets(settings, self._registry, GatewayMetrics())
         self._assets = assets_dir(settings)
         if (self._assets / "index.html").exists():
@@ -69,7 +71,10 @@ class Gateway:
               responses=responses(422, 503))
     async def create_session(self, spec: SessionSpec, request: Request) -> SessionInfo:
         """Starts a browser session on `url` and runs `steps` in order. When every browser
-        slot is taken it waits in line (`state` pending, `queue_position`), or is refused."""
+        slot is taken it waits in line (`state` pending, `queue_position`), or is refused.
+        A start URL on an inside address is refused (422) while private networks are
+        blocked (RRSTREAM_BLOCK_PRIVATE_NETWORKS)."""
+        await self._start_urls.check(spec)
         record = await self._registry.create(spec)
         return session_info(record, None, None, self._base(request))
 
