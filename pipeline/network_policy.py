@@ -231,16 +231,18 @@ class AddressPolicy:
             return None
         if host in METADATA_NAMES:
             return Refusal(url, host, f"names the cloud metadata service ({host})")
-        # An address goes through the resolver too: Chromium's rules may map it.
-        addresses = await self.resolver.resolve(host)
-        if not addresses:
-            return Refusal(url, host, f"names {host}, which does not resolve (an address "
-                           "that cannot be checked is refused)")
-        for address in addresses:
+        # An address is judged as it is, and then as the resolver has it: Chromium's rules
+        # may map it elsewhere.
+        literal = _ip(host)
+        resolved = await self.resolver.resolve(host)
+        for address in _unique([*([literal] if literal is not None else []), *resolved]):
             kind = refused_kind(address)
             if kind is not None and not any(address in n for n in self._networks
                                             if n.version == address.version):
                 return Refusal(url, host, f"resolves to {address}, {kind}")
+        if not resolved:
+            return Refusal(url, host, f"names {host}, which does not resolve (an address "
+                           "that cannot be checked is refused)")
         return None
 
     def _name_allowed(self, host: str) -> bool:

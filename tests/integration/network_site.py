@@ -1,7 +1,8 @@
 """A site on two loopback addresses for the network policy's tests, and the rules that
 name them: `public.test` is 127.0.0.9 (the tests allow it, standing in for a public
-host), `inside.test` is 127.0.0.10 (refused: a loopback address). Every other name
-resolves to nothing, so no test asks the system's DNS, and nothing leaves loopback.
+host; `other.test` is another site on it, for cross-site frames), `inside.test` is
+127.0.0.10 (refused: a loopback address). Every other name resolves to nothing, so no
+test asks the system's DNS, and nothing leaves loopback.
 
 Each request is logged with the address that served it: a test proves that nothing
 reached the inside address by finding no request served there.
@@ -27,7 +28,8 @@ from starlette.websockets import WebSocket
 PUBLIC_IP, INSIDE_IP = "127.0.0.9", "127.0.0.10"
 # 127.0.0.1 and localhost (the demo site's origins) are never looked up: an address is
 # itself, and Chromium answers localhost on its own.
-RULES = (f"MAP public.test {PUBLIC_IP}, MAP inside.test {INSIDE_IP}, MAP * ~NOTFOUND, "
+RULES = (f"MAP public.test {PUBLIC_IP}, MAP other.test {PUBLIC_IP}, "
+         f"MAP inside.test {INSIDE_IP}, MAP * ~NOTFOUND, "
          "EXCLUDE 127.0.0.1, EXCLUDE localhost")
 _NO_STORE = {"Cache-Control": "no-store"}
 
@@ -60,6 +62,7 @@ def _app(site: NetworkSite) -> ASGIApp:
         return _html("public page", f"""<p id="marker">public page</p>
 <img src="{inside('/img.png')}"><iframe src="{inside('/frame')}"></iframe>
 <img src="{public('/to-inside?to=/redirected.png')}">
+<iframe src="http://other.test:{site.port}/to-inside?to=/cross-site-frame"></iframe>
 <p id="fetch">pending</p>
 <script>
 fetch("{inside('/data')}").then(r => r.text(), e => "refused: " + e.name)

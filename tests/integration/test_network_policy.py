@@ -113,9 +113,10 @@ async def test_subresources_to_a_refused_host_are_blocked_and_the_page_loads(
         assert "public page" in sink.text()
         assert site.inside_hits() == [], "a subresource reached the inside address"
         urls = {w.url for w in status.warnings if w.kind is WarningKind.BLOCKED_REQUEST}
-        # img, iframe and fetch, and the image behind a redirect.
-        assert {site.inside(p) for p in ("/img.png", "/frame", "/data",
-                                         "/redirected.png")} <= urls, status.warnings
+        # img, iframe and fetch, the image behind a redirect, and a cross-site frame's
+        # navigation behind one.
+        assert {site.inside(p) for p in ("/img.png", "/frame", "/data", "/redirected.png",
+                                         "/cross-site-frame")} <= urls, status.warnings
         assert status.blocked_requests >= 4
     finally:
         await session.stop()

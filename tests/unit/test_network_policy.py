@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import ipaddress
 
+import httpx
 import pytest
 from fastapi import FastAPI
-from fastapi.testclient import TestClient
 from pydantic import ValidationError
 
 from pipeline.browser import launch_args
@@ -99,6 +99,18 @@ async def test_a_refusal_names_the_url_the_address_and_the_setting() -> None:
     assert refusal is not None and refusal.reason == "resolves to ::1, a loopback address"
     refusal = await policy.check("http://localhost:6379/")
     assert refusal is not None and "a loopback address" in refusal.reason
+
+
+async def test_an_address_is_judged_itself_and_as_the_rules_map_it() -> None:
+    policy = AddressPolicy(["93.184.216.34", "127.0.0.1"], MappedResolver(
+        "MAP 93.184.216.34 10.0.0.1, MAP * ~NOTFOUND", FakeResolver({})))
+    refusal = await policy.check("http://[::1]:8000/")
+    assert refusal is not None and refusal.reason == "resolves to ::1, a loopback address"
+    refusal = await policy.check("http://93.184.216.34/")
+    assert refusal is not None and refusal.reason == ("resolves to 10.0.0.1, a private "
+                                                      "(RFC 1918) address")
+    refusal = await policy.check("http://127.0.0.1/")
+    assert refusal is not None and "does not resolve" in refusal.reason
 
 
 async def test_a_name_is_judged_by_every_address_it_resolves_to() -> None:
@@ -235,7 +247,7 @@ def test_the_rules_go_to_chromium_and_bad_rules_are_refused() -> None:
         Settings(host_resolver_rules="MAP nothing")
 
 
-def test_a_refused_start_url_is_a_422_naming_the_address() -> None:
+async def test_a_refused_start_url_is_a_422_naming_the_address() -> None:
     """The gateway's check, on an app of its own with the API's error handlers."""
     check = StartUrlCheck(Settings(block_private_networks=True,
                                    host_resolver_rules="MAP public.test 93.184.216.34, "
@@ -248,15 +260,16 @@ def test_a_refused_start_url_is_a_422_naming_the_address() -> None:
         await check.check(spec)
         return {"ok": True}
 
-    with TestClient(app) as client:
-        refused = client.post("/sessions", json={"url": "http://inside.test:8080/"})
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app),
+                                 base_url="http://api.test") as client:
+        refused = await client.post("/sessions", json={"url": "http://inside.test:8080/"})
         assert refused.status_code == 422
         assert refused.json()["message"] == (
             "http://inside.test:8080/ resolves to 10.0.0.5, a private (RFC 1918) address; "
             "private networks are blocked (RRSTREAM_BLOCK_PRIVATE_NETWORKS)")
-        assert client.post("/sessions", json={"url": "http://public.test/"}).json() == {
-            "ok": True}
-        assert client.post("/sessions", json={"demo": True}).status_code == 200
+        allowed = await client.post("/sessions", json={"url": "http://public.test/"})
+        assert allowed.json() == {"ok": True}
+        assert (await client.post("/sessions", json={"demo": True})).status_code == 200
 
 
 def test_the_refusal_survives_the_trip_between_processes() -> None:
