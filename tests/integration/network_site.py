@@ -10,10 +10,8 @@ reached the inside address by finding no request served there.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -24,6 +22,8 @@ from starlette.responses import HTMLResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.websockets import WebSocket
+
+from tests.integration.threaded_server import serving
 
 PUBLIC_IP, INSIDE_IP = "127.0.0.9", "127.0.0.10"
 # 127.0.0.1 and localhost (the demo site's origins) are never looked up: an address is
@@ -117,21 +117,8 @@ def serve_network_site() -> Iterator[NetworkSite]:
         site = NetworkSite(port)
         server = uvicorn.Server(uvicorn.Config(_app(site), log_level="warning",
                                                lifespan="off", ws="websockets-sansio"))
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_until_complete,
-                                  args=(server.serve(sockets=sockets),), name="network-site",
-                                  daemon=True)
-        thread.start()
-        for _ in range(100):
-            if server.started:
-                break
-            threading.Event().wait(0.05)
-        try:
+        with serving(server, "network-site", sockets):
             yield site
-        finally:
-            server.should_exit = True
-            thread.join(10)
-            loop.close()
     finally:
         for sock in sockets:
             sock.close()
