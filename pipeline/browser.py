@@ -71,6 +71,9 @@ _DISABLED_FEATURES = ["WebUIOmniboxPopup", "WebUIOmniboxAimPopup", "WebUIOmnibox
 def launch_args(settings: Settings) -> list[str]:
     features = ",".join([*PLAYWRIGHT_DISABLED_FEATURES, *_DISABLED_FEATURES])
     args = [*_QUIET_FLAGS, *_LIVE_FLAGS, f"--disable-features={features}", *settings.browser_args]
+    if settings.host_resolver_rules.strip():
+        # The same rules resolve names for the network policy's own check.
+        args.append(f"--host-resolver-rules={settings.host_resolver_rules}")
     if os.geteuid() == 0:
         args.append("--no-sandbox")  # Chromium refuses to start its sandbox as root
     return args

@@ -11,7 +11,6 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 # A comma-separated list in the environment (`RRSTREAM_API_KEYS=a,b`), not JSON.
 CommaList = Annotated[list[str], NoDecode]
 
-
 def is_loopback_host(host: str) -> bool:
     """`host` names this machine only: localhost or an address in 127.0.0.0/8 or ::1."""
     if host.lower() in ("localhost", "ip6-localhost"):
@@ -20,7 +19,6 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
     except ValueError:
         return False
-
 
 class Settings(BaseSettings):
     """rrstream configuration. Every field can be set as `RRSTREAM_<NAME>`."""
@@ -221,11 +219,41 @@ class Settings(BaseSettings):
     )
     step_delay_ms: int = Field(default=0, ge=0, description="Pause between workflow steps.")
 
-    @field_validator("api_keys", "allowed_origins", "trusted_proxies", mode="before")
+    # Network policy (pipeline/network_policy.py)
+    block_private_networks: bool | None = Field(
+        default=None,
+        description="Sessions refuse loopback, private, link-local, carrier-grade NAT, unique "
+        "local, multicast and cloud metadata addresses (after DNS resolution) for the start "
+        "URL, every step, redirect, subresource and WebSocket. Default (unset): on whenever "
+        "auth is required.",
+    )
+    allowed_hosts: CommaList = Field(
+        default_factory=list,
+        description="Hosts sessions may reach although the block would refuse them: host "
+        "names, `*.suffix` patterns, addresses or networks, e.g. "
+        "`intranet.example,10.1.0.0/16` (the demo site is always allowed).",
+    )
+    host_resolver_rules: str = Field(
+        default="",
+        description="Chromium's --host-resolver-rules (`MAP name 127.0.0.5, MAP * ~NOTFOUND`), "
+        "given to the browser and used by the network policy's own resolution, so both "
+        "agree on what a name resolves to; empty: the system's resolver.",
+    )
+
+    @field_validator("api_keys", "allowed_origins", "trusted_proxies", "allowed_hosts",
+                     mode="before")
     @classmethod
     def _split(cls, value: object) -> object:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("host_resolver_rules")
+    @classmethod
+    def _valid_rules(cls, value: str) -> str:
+        from pipeline.network_policy import parse_rules
+
+        parse_rules(value)
         return value
 
     @field_validator("trusted_proxies")
@@ -250,5 +278,12 @@ class Settings(BaseSettings):
         return self.auth == "required" or (self.auth is None and
                                            not is_loopback_host(self.host))
 
+    @property
+    def private_networks_blocked(self) -> bool:
+        """Whether sessions refuse inside addresses: the explicit setting, else whenever
+        auth is required."""
+        if self.block_private_networks is not None:
+            return self.block_private_networks
+        return self.auth_required
 
 __all__ = ["CommaList", "Settings", "is_loopback_host"]

@@ -13,6 +13,7 @@ RRStreamError
  ├── BrowserNotFound
  ├── BrowserLaunchError
  ├── NavigationFailed
+ ├── AddressRefused
  └── StepFailed
 """
 
@@ -129,6 +130,16 @@ class NavigationFailed(RRStreamError):
         super().__init__(f"could not open {url}: {reason}")
 
 
+class AddressRefused(RRStreamError):
+    """A URL names an address the network policy refuses (RRSTREAM_BLOCK_PRIVATE_NETWORKS);
+    `reason` says which, e.g. "resolves to 127.0.0.1, a loopback address"."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url, self.reason = url, reason
+        super().__init__(f"{url} {reason}; private networks are blocked "
+                         "(RRSTREAM_BLOCK_PRIVATE_NETWORKS)")
+
+
 class StepFailed(RRStreamError):
     def __init__(self, session_id: str, index: int, action: str, reason: str) -> None:
         self.session_id, self.index, self.action, self.reason = session_id, index, action, reason
@@ -181,6 +192,7 @@ def unwrap(exc: BaseException) -> BaseException:
 
 __all__ = [
     "ActorLost",
+    "AddressRefused",
     "BrowserLaunchError",
     "BrowserNotFound",
     "InvalidTransition",

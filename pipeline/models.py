@@ -114,6 +114,7 @@ class WarningKind(enum.StrEnum):
     BROWSER_CRASH = "browser_crash"  # the Chromium the session uses died
     PAGE_CRASH = "page_crash"  # the session's renderer died
     STREAM_LOST = "stream_lost"  # a push to the stream failed, or the stream came back
+    BLOCKED_REQUEST = "blocked_request"  # the network policy refused an address
 
 
 class SessionWarning(BaseModel):
@@ -161,6 +162,9 @@ class SessionStatus(BaseModel):
     stream_lost_at: float | None = Field(
         default=None, description="Since when the session waits for its stream to be "
         "reopened (a push to it failed); None while it streams.")
+    blocked_requests: int = Field(
+        default=0, description="Requests the network policy refused "
+        "(RRSTREAM_BLOCK_PRIVATE_NETWORKS); each distinct refusal is also a warning.")
     warnings: list[SessionWarning] = Field(
         default_factory=list, description="What the session recovered from, oldest first "
         "(the last 50).")
@@ -276,6 +280,7 @@ class SessionInfo(BaseModel):
     recording_error: str | None = None
     browser_crashes: int = 0
     page_crashes: int = 0
+    blocked_requests: int = 0
     warnings: list[SessionWarning] = Field(default_factory=list)
     view_link: ViewerLink | None = Field(
         default=None, description="On `POST /sessions` only: a `view` link for an hour.")

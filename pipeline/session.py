@@ -12,6 +12,8 @@ What it survives, and how (each is in its status and, as a warning, in its histo
   runs again, within a crash budget (pipeline/crashes.py);
 - a page that does not open (pipeline/navigation.py) or is not recorded
   (pipeline/snapshot_watch.py): reported, the session runs on;
+- requests to inside addresses, with RRSTREAM_BLOCK_PRIVATE_NETWORKS
+  (pipeline/network_guard.py): refused and reported, the session runs on;
 - its stream going away: with a supervisor it waits for `attach_stream`;
 - a page that never yields: `stop()` crashes its renderer and returns within 5 s.
 """
@@ -54,6 +56,8 @@ from pipeline.models import (
     WarningKind,
 )
 from pipeline.navigation import open_url, page_gone, timed_out
+from pipeline.network_guard import NetworkGuard
+from pipeline.network_policy import Refusal, settings_policy
 from pipeline.outbox import BatchSink, Outbox
 from pipeline.protocol import PageBatch
 from pipeline.recorder import PageRecorder, init_script
@@ -146,6 +150,8 @@ class BrowserSession:
         self._page: Page | None = None
         self._recorder: PageRecorder | None = None
         self._demo_site: DemoSite | None = None
+        policy = settings_policy(settings)
+        self._guard = NetworkGuard(policy, self._blocked) if policy is not None else None
         self._last_url: str | None = None  # the main frame's URL, or the one it failed to open
         self._checkpoints = CheckpointReporter(
             session_id, (lambda cp: supervisor.report(session_id, cp)) if supervisor else None,
@@ -268,6 +274,7 @@ class BrowserSession:
             browser_crashes=self._crashes.counts[CrashKind.BROWSER],
             page_crashes=self._crashes.counts[CrashKind.PAGE],
             stream_lost_at=self._stream_lost_at,
+            blocked_requests=self._guard.blocked if self._guard is not None else 0,
             warnings=list(self._warnings),
         )
 
@@ -326,6 +333,9 @@ class BrowserSession:
 
         self._demo_site = DemoSite()
         await self._demo_site.start()
+        if self._guard is not None:  # it is on loopback, and it is ours
+            self._guard.policy.allow_origin(self._demo_site.url)
+            self._guard.policy.allow_origin(self._demo_site.widget_url)
         self._start_url = self._demo_site.url + "/"
         self._workflow = self._new_workflow(demo_steps(self._demo_site.url))
 
@@ -405,6 +415,8 @@ class BrowserSession:
             viewport={"width": viewport.width, "height": viewport.height},
             accept_downloads=True,  # so that a download is seen (and cancelled), not lost
         )
+        if self._guard is not None:
+            await self._guard.install(self._context)
         self._recorder = PageRecorder(init_script(self._settings), self._outbox.receiver)
         await self._recorder.install(self._context)
 
@@ -416,6 +428,8 @@ class BrowserSession:
         page.on("framenavigated", self._on_navigated)
         page.on("domcontentloaded", self._on_loaded)
         page.on("download", self._on_download)
+        if self._guard is not None:
+            await self._guard.watch(page)
         await self._recorder.attach(self._context, page)
 
     async def _open(self, url: str) -> None:
@@ -425,7 +439,15 @@ class BrowserSession:
         try:
             await open_url(self._page, url, timeout_ms=self._settings.navigation_timeout_s * 1000)
         except NavigationFailed as exc:
-            await self._navigation_failed(exc)
+            await self._navigation_failed(self._explained(exc))
+
+    def _explained(self, exc: NavigationFailed) -> NavigationFailed:
+        """`exc`, saying which address was refused when the network policy caused it."""
+        return self._guard.explain(exc) if self._guard is not None else exc
+
+    def _blocked(self, refusal: Refusal) -> None:
+        self._warn(WarningKind.BLOCKED_REQUEST, f"blocked: {refusal}", refusal.url)
+        self._log.warning("session %s blocked a request: %s", self.session_id, refusal)
 
     async def _navigation_failed(self, exc: NavigationFailed) -> None:
         self._navigation_error = str(exc)
@@ -704,6 +726,9 @@ class BrowserSession:
             # A shared Chromium only loses this session's context and connection.
             await bounded(self._browser.close(), time_left(deadline, 1.0), "closing the browser",
                           log)
+        if self._guard is not None:
+            await bounded(self._guard.close(), time_left(deadline, 0.2),
+                          "ending the network checks", log)
         if self._playwright is not None:
             await bounded(self._playwright.stop(), time_left(deadline, 1.0),
                           "stopping Playwright", log)
@@ -732,8 +757,11 @@ class _PageSteps:
         try:
             await run_step(page, step)
         except NavigationFailed as exc:
-            await session._navigation_failed(exc)
-            raise
+            explained = session._explained(exc)
+            await session._navigation_failed(explained)
+            if explained is exc:
+                raise
+            raise explained from exc.__cause__
 
     async def interrupted(self, exc: Exception) -> bool:
         if not page_gone(exc):

@@ -18,6 +18,7 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from pipeline.errors import (
+    AddressRefused,
     PoolFull,
     RecordingInProgress,
     RecordingNotFound,
@@ -47,7 +48,8 @@ _DESCRIPTIONS = {
     403: "Forbidden",
     404: "No such session or recording",
     409: "The recording is still being written",
-    422: "The request is malformed; `message` names the field",
+    422: "The request is malformed (`message` names the field), or its start URL names an "
+         "address the network policy refuses (RRSTREAM_BLOCK_PRIVATE_NETWORKS)",
     429: "Too many requests from this API key or address; see Retry-After",
     503: "Not ready (/readyz), no browser slot free (RRSTREAM_WHEN_FULL=refuse), or the "
          "session registry is being restarted; see Retry-After",
@@ -73,6 +75,8 @@ def _status_of(exc: RRStreamError) -> int:
         return 404
     if isinstance(exc, RecordingInProgress | StreamUnavailable):
         return 409
+    if isinstance(exc, AddressRefused):
+        return 422
     if isinstance(exc, PoolFull | RegistryUnavailable):
         return 503
     return 500

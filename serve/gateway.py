@@ -38,6 +38,7 @@ from serve.access import Access
 from serve.errors import ErrorBody, error_response, install_error_handlers, responses
 from serve.info import session_info
 from serve.registry_client import RegistryClient
+from serve.start_urls import StartUrlCheck
 from serve.uvicorn_options import close_with_reason_on_shutdown, disable_permessage_deflate
 from serve.viewer_socket import ViewerSockets
 
@@ -91,6 +92,7 @@ class Gateway:
         self._access = Access(settings)
         app.state.access = self._access
         self._registry = RegistryClient(get_or_create_registry(settings))
+        self._start_urls = StartUrlCheck(settings)
         self._sockets = ViewerSockets(settings, self._registry, GatewayMetrics(), self._access)
         self._assets = assets_dir(settings)
         if (self._assets / "index.html").exists():
@@ -104,7 +106,9 @@ class Gateway:
                              caller: Annotated[str, Depends(api_caller)]) -> SessionInfo:
         """Starts a browser session on `url` and runs `steps` in order. When every browser
         slot is taken it waits in line (`state` pending, `queue_position`), or is refused.
-        The answer's `view_link` opens it in the viewer for an hour."""
+        The answer's `view_link` opens it in the viewer for an hour. A start URL on an
+        inside address is refused (422) while private networks are blocked
+        (RRSTREAM_BLOCK_PRIVATE_NETWORKS)."""
         return await self._create(spec, request, caller)
 
     async def _create(self, spec: SessionSpec, request: Request, caller: str) -> SessionInfo:
@@ -112,6 +116,7 @@ class Gateway:
         if refusal is not None:
             raise HTTPException(429, refusal.message,
                                 headers={"Retry-After": str(refusal.retry_after_s)})
+        await self._start_urls.check(spec)
         record = await self._registry.create(spec)
         base = self._base(request)
         info = session_info(record, None, None, base)

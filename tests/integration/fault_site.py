@@ -8,7 +8,6 @@ answers while a test's loop is busy.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import socket
 import threading
@@ -22,6 +21,7 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
 from tests.conftest import free_port
+from tests.integration.threaded_server import serving
 
 _NO_STORE = {"Cache-Control": "no-store"}
 
@@ -197,17 +197,5 @@ def serve_fault_site() -> Iterator[FaultSite]:
         port = free_port()
         server = uvicorn.Server(uvicorn.Config(_app(silent_url), host="127.0.0.1", port=port,
                                                log_level="warning", lifespan="off"))
-        loop = asyncio.new_event_loop()
-        thread = threading.Thread(target=loop.run_until_complete, args=(server.serve(),),
-                                  name="fault-site", daemon=True)
-        thread.start()
-        for _ in range(100):
-            if server.started:
-                break
-            threading.Event().wait(0.05)
-        try:
+        with serving(server, "fault-site"):
             yield FaultSite(f"http://127.0.0.1:{port}", silent_url)
-        finally:
-            server.should_exit = True
-            thread.join(10)
-            loop.close()

@@ -1,0 +1,163 @@
+"""The network policy inside a real Chromium (no Ray): start URLs, goto steps, redirects,
+subresources and WebSockets to an inside address are refused and reported, the session
+runs on. Names resolve by tests/integration/network_site.py's rules, on loopback only."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from pipeline.browser_host import BrowserHost
+from pipeline.config import Settings
+from pipeline.models import SessionSpec, SessionState, SessionStatus, StepState, WarningKind
+from pipeline.session import BrowserSession
+from tests.integration.browser_procs import until
+from tests.integration.network_site import (
+    INSIDE_IP,
+    PUBLIC_IP,
+    RULES,
+    NetworkSite,
+    serve_network_site,
+)
+from tests.integration.sinks import ListSink
+
+pytestmark = pytest.mark.integration
+
+# public.test (127.0.0.9) stands in for a public host: the tests allow its address.
+BLOCKING = Settings(block_private_networks=True, allowed_hosts=[PUBLIC_IP],
+                    host_resolver_rules=RULES, navigation_timeout_s=10)
+LOOPBACK_WORDS = f"resolves to {INSIDE_IP}, a loopback address; private networks are blocked"
+
+
+@pytest.fixture(scope="module")
+def site() -> Iterator[NetworkSite]:
+    with serve_network_site() as served:
+        yield served
+
+
+@pytest.fixture(scope="module")
+async def host() -> AsyncIterator[BrowserHost]:
+    """A shared Chromium launched with the test's resolver rules."""
+    browser_host = BrowserHost(BLOCKING)
+    try:
+        yield browser_host
+    finally:
+        await browser_host.close()
+
+
+async def run(host: BrowserHost, spec: SessionSpec,
+              settings: Settings = BLOCKING) -> tuple[BrowserSession, ListSink, SessionStatus]:
+    sink = ListSink()
+    session = BrowserSession("net", settings, sink, host=host)
+    await session.start(spec)
+    await until(lambda: session.status().state is not SessionState.RUNNING, "workflow ended")
+    return session, sink, session.status()
+
+
+def blocked(status: SessionStatus) -> list[str]:
+    return [w.message for w in status.warnings if w.kind is WarningKind.BLOCKED_REQUEST]
+
+
+async def test_a_refused_start_url_is_a_navigation_error(host: BrowserHost,
+                                                          site: NetworkSite) -> None:
+    session, _, status = await run(host, SessionSpec(url=site.inside("/secret")))
+    try:
+        assert status.state is SessionState.IDLE, status
+        assert status.navigation_error == (f"could not open {site.inside('/secret')}: it "
+                                           f"{LOOPBACK_WORDS} (RRSTREAM_BLOCK_PRIVATE_NETWORKS)")
+        assert blocked(status) and status.blocked_requests == 1, status
+        assert site.inside_hits() == []
+    finally:
+        await session.stop()
+
+
+async def test_a_goto_step_to_a_refused_host_fails_and_the_session_runs_on(
+        host: BrowserHost, site: NetworkSite) -> None:
+    session, sink, status = await run(host, SessionSpec(url=site.public("/plain"), steps=[
+        {"action": "goto", "url": site.inside("/secret")}]))
+    try:
+        assert status.state is SessionState.IDLE, status
+        assert status.steps[0].state is StepState.FAILED
+        assert LOOPBACK_WORDS in status.steps[0].error, status.steps[0]
+        assert status.error.startswith("step 0 (goto) failed: could not open "
+                                       f"{site.inside('/secret')}: it resolves to")
+        assert site.inside_hits() == []
+        assert "public page" not in sink.text()
+    finally:
+        await session.stop()
+
+
+async def test_a_redirect_to_a_refused_host_is_blocked(host: BrowserHost,
+                                                       site: NetworkSite) -> None:
+    """Playwright routes no redirect hop; the guard's CDP Fetch session does."""
+    start = site.public("/to-inside")
+    session, _, status = await run(host, SessionSpec(url=start))
+    try:
+        assert status.navigation_error == (
+            f"could not open {start}: it redirected to {site.inside('/secret')}, which "
+            f"{LOOPBACK_WORDS} (RRSTREAM_BLOCK_PRIVATE_NETWORKS)"), status
+        assert site.inside_hits() == [], "the redirect was followed"
+        assert (PUBLIC_IP, "/to-inside") in site.hits
+    finally:
+        await session.stop()
+
+
+async def test_subresources_to_a_refused_host_are_blocked_and_the_page_loads(
+        host: BrowserHost, site: NetworkSite) -> None:
+    session, sink, status = await run(host, SessionSpec(url=site.public("/page"), steps=[
+        {"action": "wait_for", "selector": "#fetch:not(:text('pending'))"}]))
+    try:
+        assert status.navigation_error is None and status.steps[0].state is StepState.DONE
+        await until(lambda: "refused: TypeError" in sink.text(), "the fetch was refused")
+        assert "public page" in sink.text()
+        assert site.inside_hits() == [], "a subresource reached the inside address"
+        urls = {w.url for w in status.warnings if w.kind is WarningKind.BLOCKED_REQUEST}
+        # img, iframe and fetch, the image behind a redirect, and a cross-site frame's
+        # navigation behind one.
+        assert {site.inside(p) for p in ("/img.png", "/frame", "/data", "/redirected.png",
+                                         "/cross-site-frame")} <= urls, status.warnings
+        assert status.blocked_requests >= 4
+    finally:
+        await session.stop()
+
+
+async def test_a_websocket_to_a_refused_host_is_closed(host: BrowserHost,
+                                                       site: NetworkSite) -> None:
+    session, sink, _ = await run(host, SessionSpec(url=site.public("/sockets"), steps=[
+        {"action": "wait_for", "selector": "#inside:not(:text('pending'))"},
+        {"action": "wait_for", "selector": "#public:not(:text('pending'))"}]))
+    try:
+        status = session.status()
+        assert [s.state for s in status.steps] == [StepState.DONE] * 2, status
+        await until(lambda: f"message: hello from {PUBLIC_IP}" in sink.text(),
+                    "the allowed socket got its message")
+        await until(lambda: "closed 1008" in sink.text(), "the refused socket was closed")
+        assert "/ws" not in site.inside_hits()
+        assert any(w.url == f"ws://inside.test:{site.port}/ws" for w in status.warnings
+                   if w.kind is WarningKind.BLOCKED_REQUEST), status.warnings
+    finally:
+        await session.stop()
+
+
+async def test_allowed_hosts_let_an_inside_host_through(host: BrowserHost,
+                                                        site: NetworkSite) -> None:
+    settings = BLOCKING.model_copy(update={"allowed_hosts": [PUBLIC_IP, "inside.test"]})
+    session, sink, status = await run(host, SessionSpec(url=site.inside("/secret")), settings)
+    try:
+        assert status.navigation_error is None and status.blocked_requests == 0, status
+        assert "/secret" in site.inside_hits()
+    finally:
+        await session.stop()
+
+
+async def test_the_demo_site_works_with_the_block_on(host: BrowserHost) -> None:
+    """The demo site is on loopback (two origins, one of them `localhost`): the session's
+    own is always allowed, and its workflow runs through."""
+    session, sink, status = await run(host, SessionSpec(demo=True))
+    try:
+        assert status.state is SessionState.IDLE, status
+        assert all(s.state is StepState.DONE for s in status.steps), status.steps
+        assert status.blocked_requests == 0 and not blocked(status), status.warnings
+    finally:
+        await session.stop()
