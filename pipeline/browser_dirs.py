@@ -58,8 +58,13 @@ class BrowserDir:
         """`purpose`: a word such as "host" or "session" (at most 8 letters)."""
         if not purpose.isalpha() or len(purpose) > 8:
             raise ValueError(f"a browser directory's purpose is a short word, not {purpose!r}")
-        path = (root or browsers_root()) / f"{os.getpid()}-{purpose}-{secrets.token_hex(2)}"
-        path.mkdir(parents=True)
+        while True:  # 4 hex digits stay short (socket paths), and may repeat in a process
+            path = (root or browsers_root()) / f"{os.getpid()}-{purpose}-{secrets.token_hex(2)}"
+            try:
+                path.mkdir(parents=True)
+                break
+            except FileExistsError:
+                continue
         # Not inherited by the driver or server this process starts (PEP 446), so the
         # lock goes when this process does. Locked under another name first: a sweeper
         # that opened the lock file between its creation and its flock would take this
