@@ -28,7 +28,8 @@ def site() -> Iterator[NetworkSite]:
 
 @pytest.fixture(scope="module")
 def blocking_gateway(stack: Stack) -> Iterator[str]:
-    serve.run(build_app({"namespace": _NAMESPACE, "block_private_networks": True,
+    # auth off (build_app requires it by default): this gateway tests the network policy.
+    serve.run(build_app({"namespace": _NAMESPACE, "auth": "off", "block_private_networks": True,
                          "allowed_hosts": [PUBLIC_IP], "host_resolver_rules": RULES,
                          "warm_browsers": 0, "navigation_timeout_s": 10}),
               name=_APP, route_prefix=_PREFIX)
