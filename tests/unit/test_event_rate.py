@@ -63,8 +63,10 @@ def test_a_calm_page_gets_one_level_finer_per_calm_spell() -> None:
     # Busy (over a quarter of the limit) but under it: no change, and not calm.
     assert feed(rate, clock, 20_000, 40) == []
     assert feed(rate, clock, 1_000, 29) == []
-    assert feed(rate, clock, 1_000, 1.5) == [(RateAction.FINER, 1)]
-    assert feed(rate, clock, 1_000, 31) == [(RateAction.FINER, 0)]
+    # Calm counts from the end of the last busy window (windows are ~1 s).
+    assert feed(rate, clock, 1_000, 3) == [(RateAction.FINER, 1)]
+    assert feed(rate, clock, 1_000, 28) == []
+    assert feed(rate, clock, 1_000, 3) == [(RateAction.FINER, 0)]
     assert feed(rate, clock, 0, 60) == []
 
 
