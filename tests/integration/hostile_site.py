@@ -100,7 +100,55 @@ function frame() {
 requestAnimationFrame(frame);
 </script>""")
 
+# Private things for the privacy options: an input, a text to mask, an element to block.
+PRIVATE = _page("private", """<input id="name"><p class="secret">card 4111 1111 1111 1111</p>
+<div id="blocked"><p>blocked content 98765</p></div><p id="public">public text</p>""")
+
+# Asks for permissions and writes what it got.
+PERMISSIONS = _page("permissions", """<p id="result">asking</p><script>
+(async () => {
+  const states = [];
+  for (const name of ["geolocation", "notifications", "camera", "microphone", "clipboard-read"]) {
+    try { states.push(name + ":" + (await navigator.permissions.query({ name })).state); }
+    catch (error) { states.push(name + ":unknown"); }
+  }
+  states.push("request:" + await Notification.requestPermission());
+  states.push("position:" + await new Promise((ok) => navigator.geolocation.getCurrentPosition(
+    () => ok("granted"), (error) => ok("refused " + error.code))));
+  document.getElementById("result").textContent = states.join(" ");
+})();
+</script>""")
+
+# Native dialogs and windows taken from a fresh frame, where the guard's init script has
+# not replaced them: Playwright's handlers must catch these.
+NATIVE_DISTURBANCES = _page("native", """<p id="text">native</p><script>
+addEventListener("load", () => setTimeout(() => {
+  const frame = document.body.appendChild(document.createElement("iframe"));
+  frame.contentWindow.alert("native alert");
+  frame.contentWindow.open("/quiet", "_blank");
+  document.getElementById("text").textContent = "native done";
+}, 200));
+</script>""")
+
+# Many small mutations per task, a task after another: far over 50,000 events/s.
+EVENT_FLOOD = _page("event flood", """<p id="n">0</p><script>
+const n = document.getElementById("n");
+let i = 0;
+const channel = new MessageChannel();
+channel.port1.onmessage = () => {
+  n.textContent = String(++i);
+  channel.port2.postMessage(0);
+};
+addEventListener("load", () => setTimeout(() => {
+  for (let k = 0; k < 64; k++) channel.port2.postMessage(0);
+}, 200));
+</script>""")
+
 PAGES = {
+    "/private": PRIVATE,
+    "/permissions": PERMISSIONS,
+    "/native-disturbances": NATIVE_DISTURBANCES,
+    "/event-flood": EVENT_FLOOD,
     "/quiet": QUIET,
     "/mutation-flood": MUTATION_FLOOD,
     "/alert-loop": ALERT_LOOP,
