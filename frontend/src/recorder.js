@@ -172,12 +172,20 @@ import { record } from "rrweb";
     if (!stopRrweb) failure = failure || "rrweb did not start";
   }
 
-  // rrweb starts in the task after `load`, not in it: its first snapshot blocks the main
-  // thread (~8 s for 200,000 elements here), and taken inside the load event it held the
-  // load back, and with it the session's first navigation (left `starting`). Started on
-  // a loaded document, record() snapshots at once, inside startRrweb's native observer.
+  // rrweb starts at `load` (record() on a loaded document snapshots at once, inside
+  // startRrweb's native observer), so the page's first snapshot is there before anything
+  // waiting for the load goes on (a workflow's next goto). A huge DOM starts in the task
+  // after instead: its snapshot blocks the main thread (~8 s for 200,000 elements here),
+  // and inside the load event it held the load back, and with it the session's first
+  // navigation (left `starting`).
+  const deferAbove = options.deferSnapshotAboveElements ?? 20000;
+  function startAtLoad() {
+    if (stopRrweb) return;
+    if (document.getElementsByTagName("*").length > deferAbove) setTimeout(() => { if (!stopRrweb) startRrweb(); }, 0);
+    else startRrweb();
+  }
   if (document.readyState === "complete") startRrweb();
-  else addEventListener("load", () => setTimeout(() => { if (!stopRrweb) startRrweb(); }, 0), { once: true });
+  else addEventListener("load", startAtLoad, { once: true });  // not capturing: a subresource's load is not the page's
 
   let level = 0;
   let resumeTimer = 0;
