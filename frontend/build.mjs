@@ -13,6 +13,8 @@ const common = { bundle: true, minify: true, sourcemap: false, target: ["chrome1
 
 // Injected into every frame by the session actor: must be a self-contained IIFE.
 await build({ ...common, entryPoints: [join(root, "src/recorder.js")], outfile: join(dist, "recorder.js"), format: "iife" });
+// Injected beside it: keeps a page's dialogs and popups from costing the session anything.
+await build({ ...common, entryPoints: [join(root, "src/guard.js")], outfile: join(dist, "guard.js"), format: "iife" });
 
 await build({ ...common, entryPoints: [join(root, "src/viewer/main.js")], outfile: join(dist, "viewer.js"), format: "esm" });
 await build({ ...common, entryPoints: [join(root, "src/viewer/viewer.css")], outfile: join(dist, "viewer.css") });

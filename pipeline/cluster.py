@@ -239,8 +239,8 @@ class RayStreamerClient(_RayNodeActor):
         except RayActorError as exc:  # with its node, or while Ray restarts it
             raise ActorLost(self.what, describe_error(exc)) from exc
 
-    async def open(self, session_id: str, epoch: int) -> None:
-        await self._call("open", session_id, epoch)
+    async def open(self, session_id: str, epoch: int, record: bool = True) -> None:
+        await self._call("open", session_id, epoch, record)
 
     async def drop(self, session_id: str) -> None:
         await self._call("drop", session_id)

@@ -197,6 +197,13 @@ class Settings(BaseSettings):
         description="In-page batching window on a busy page (an idle page sends at once).",
     )
     max_batch_chars: int = Field(default=262_144, ge=1_024)
+    max_events_per_s: int = Field(
+        default=50_000, ge=100,
+        description="A page emitting more rrweb events per second is recorded with coarser "
+        "sampling from a new checkout, and at the coarsest level paused for a second at a "
+        "time (each pause ends with a checkout); reported in the session's status. Events "
+        "are never dropped one by one.",
+    )
 
     # Streaming
     codec: Literal["lz4-frame", "deflate-raw"] = Field(

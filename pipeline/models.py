@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
 
 from pipeline.steps import Step
 
@@ -47,6 +48,40 @@ class Viewport(BaseModel):
     height: int = Field(default=800, ge=200, le=2160)
 
 
+# What a CSS selector list may be made of. The page's engine is the judge of the rest: the
+# recorder records nothing if it rejects one (frontend/src/recorder.js), since rrweb would
+# then record what the selector was meant to hide.
+_SELECTOR_CHARS = re.compile(r"[\w\s#.,>+~*=|^$:()\[\]\"'@%/\\-]+")
+_PAIRS = {")": "(", "]": "["}
+
+
+def _css_selector(value: str) -> str:
+    text = value.strip()
+    if not text:
+        raise ValueError("a selector must not be empty")
+    if not _SELECTOR_CHARS.fullmatch(text):
+        raise ValueError("a CSS selector holds only letters, digits, spaces and "
+                         "#.,>+~*=|^$:()[]\"'@%/\\-")
+    depth: list[str] = []
+    quote: str | None = None
+    for char in text:
+        if quote is not None:
+            quote = None if char == quote else quote
+        elif char in "\"'":
+            quote = char
+        elif char in "([":
+            depth.append(char)
+        elif char in _PAIRS and (not depth or depth.pop() != _PAIRS[char]):
+            raise ValueError(f"unbalanced {char!r} in the selector")
+    if depth or quote is not None:
+        raise ValueError("an unclosed bracket or quote in the selector")
+    return text
+
+
+CssSelector = Annotated[str, Field(min_length=1, max_length=1_000),
+                        AfterValidator(_css_selector)]
+
+
 class SessionSpec(BaseModel):
     """What `POST /sessions` takes."""
 
@@ -75,6 +110,19 @@ class SessionSpec(BaseModel):
         description="Stop the session after this long with no viewer and no running step "
         "(default: RRSTREAM_IDLE_TIMEOUT_S; 0: never).",
     )
+
+    mask_all_inputs: bool = Field(
+        default=False, description="Record every input's value as asterisks (passwords are "
+        "masked always, RRSTREAM_MASK_PASSWORDS).")
+    mask_text_selector: CssSelector | None = Field(
+        default=None, description="CSS selector of elements whose text is recorded as "
+        "asterisks (rrweb's maskTextSelector).")
+    block_selector: CssSelector | None = Field(
+        default=None, description="CSS selector of elements left out of the recording: "
+        "viewers see an empty box of their size (rrweb's blockSelector).")
+    record: bool = Field(
+        default=True, description="Store the session's recording. False: it streams to "
+        "live viewers and nothing of it is written to storage.")
 
     @model_validator(mode="after")
     def _url_or_demo(self) -> SessionSpec:
@@ -115,15 +163,21 @@ class WarningKind(enum.StrEnum):
     PAGE_CRASH = "page_crash"  # the session's renderer died
     STREAM_LOST = "stream_lost"  # a push to the stream failed, or the stream came back
     BLOCKED_REQUEST = "blocked_request"  # the network policy refused an address
+    DIALOG = "dialog"  # the page opened alert/confirm/prompt/print/beforeunload: dismissed
+    POPUP = "popup"  # the page tried to open a window (window.open, target=_blank): closed
+    EVENT_RATE = "event_rate"  # over RRSTREAM_MAX_EVENTS_PER_S: coarser sampling, or a pause
+    UNRESPONSIVE = "unresponsive"  # the page's main thread stopped answering, or answers again
 
 
 class SessionWarning(BaseModel):
     """One recoverable event in a session's life, in words."""
 
-    at: float
+    at: float = Field(description="When it last happened.")
     kind: WarningKind
     message: str
     url: str | None = None
+    count: int = Field(default=1, description="How often it happened: repeats (a dialog "
+                       "loop, a popup storm) are counted in one warning, not listed.")
 
 
 class Checkpoint(BaseModel):
@@ -168,6 +222,19 @@ class SessionStatus(BaseModel):
     warnings: list[SessionWarning] = Field(
         default_factory=list, description="What the session recovered from, oldest first "
         "(the last 50).")
+    unresponsive_since: float | None = Field(
+        default=None, description="Since when the page's main thread has not answered (a "
+        "script that never yields, a snapshot of a huge DOM); None while it answers.")
+    dialogs_dismissed: int = Field(default=0, description="Dialogs the page opened, each "
+                                   "dismissed at once.")
+    popups_closed: int = Field(default=0, description="Windows the page tried to open, each "
+                               "refused or closed at once.")
+    sampling_level: int = Field(
+        default=0, description="0: recorded in full; 1 or more: with coarser sampling, as the "
+        "page emitted over RRSTREAM_MAX_EVENTS_PER_S.")
+    stretches_dropped: int = Field(
+        default=0, description="Times recording paused for a moment because the page "
+        "emitted too fast even so; each pause ends with a new checkout.")
 
 
 class StreamStats(BaseModel):
@@ -284,6 +351,12 @@ class SessionInfo(BaseModel):
     warnings: list[SessionWarning] = Field(default_factory=list)
     view_link: ViewerLink | None = Field(
         default=None, description="On `POST /sessions` only: a `view` link for an hour.")
+    unresponsive_since: float | None = None
+    dialogs_dismissed: int = 0
+    popups_closed: int = 0
+    sampling_level: int = 0
+    stretches_dropped: int = 0
+    record: bool = Field(default=True, description="False: nothing of the session is stored.")
 
 
 @dataclass(slots=True)

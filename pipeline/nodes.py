@@ -57,7 +57,8 @@ class StreamerClient(NodeActor, Protocol):
 
     def ref(self, session_id: str, epoch: int, node_id: str) -> StreamRef: ...
 
-    async def open(self, session_id: str, epoch: int) -> None: ...
+    async def open(self, session_id: str, epoch: int, record: bool = True) -> None:
+        """Opens the session's stream in `epoch`; `record` False stores nothing of it."""
 
     async def drop(self, session_id: str) -> None: ...
 

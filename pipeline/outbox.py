@@ -32,16 +32,20 @@ class BatchSink(Protocol):
 class Outbox:
     """`on_failure(exc)` is called when a push to the current sink fails, and says whether
     the outbox should wait for `attach` (True) or stop sending (False). `on_receiver` is
-    called with the new receiver whenever it changes (the recorder calls that one)."""
+    called with the new receiver whenever it changes (the recorder calls that one).
+    `on_sent(events)`, if given, is told how many events each push handed on (the
+    session's event rate is measured there, once per push rather than per batch)."""
 
     def __init__(self, sink: BatchSink | None, on_failure: Callable[[Exception], bool],
-                 on_receiver: Callable[[Callable[[PageBatch], None]], None]) -> None:
+                 on_receiver: Callable[[Callable[[PageBatch], None]], None],
+                 on_sent: Callable[[int], None] | None = None) -> None:
         self.sink = sink
         self.receiver: Callable[[PageBatch], None] = self._enqueue
         self._queued: list[PageBatch] = []
         self._ready = asyncio.Event()
         self._on_failure = on_failure
         self._on_receiver = on_receiver
+        self._on_sent = on_sent
         self._sender: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -113,6 +117,8 @@ class Outbox:
                     if not self._on_failure(exc) or self._closing:
                         return
                     break
+                if self._on_sent is not None:
+                    self._on_sent(sum(batch.event_count for batch in batches))
             if self._closing:
                 return
 

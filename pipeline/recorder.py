@@ -25,6 +25,8 @@ from playwright.async_api import Error as PlaywrightError
 
 from pipeline.config import Settings
 from pipeline.errors import RRStreamError
+from pipeline.event_rate import sampling_levels
+from pipeline.models import SessionSpec
 from pipeline.protocol import PageBatch
 
 BINDING_NAME = "__rrstreamBatch"
@@ -43,17 +45,22 @@ def assets_dir(settings: Settings) -> Path:
     return Path(__file__).resolve().parent.parent / "frontend" / "dist"
 
 
-def record_options(settings: Settings) -> dict[str, object]:
+def record_options(settings: Settings, spec: SessionSpec | None = None) -> dict[str, object]:
+    """The recorder's options; `spec` adds a session's privacy options."""
+    levels = sampling_levels(settings)
+    privacy: dict[str, object] = {}
+    if spec is not None:
+        privacy = {"maskAllInputs": spec.mask_all_inputs,
+                   "maskTextSelector": spec.mask_text_selector,
+                   "blockSelector": spec.block_selector}
     return {
         "binding": BINDING_NAME,
         "flushMs": settings.flush_ms,
         "maxBatchChars": settings.max_batch_chars,
         "checkoutEveryNms": settings.checkout_every_ms,
-        "sampling": {
-            "scroll": settings.sampling_scroll_ms,
-            "media": settings.sampling_media_ms,
-            "input": settings.sampling_input,
-        },
+        "sampling": levels[0],
+        "samplingLevels": levels,
+        **privacy,
         "slimDOMOptions": (
             {"script": True, "comment": True, "headFavicon": True} if settings.slim_dom else {}
         ),
@@ -63,7 +70,7 @@ def record_options(settings: Settings) -> dict[str, object]:
     }
 
 
-def init_script(settings: Settings) -> str:
+def init_script(settings: Settings, spec: SessionSpec | None = None) -> str:
     bundle = assets_dir(settings) / "recorder.js"
     try:
         code = bundle.read_text()
@@ -71,7 +78,7 @@ def init_script(settings: Settings) -> str:
         raise RRStreamError(
             f"recorder bundle missing at {bundle} ({exc.strerror}); run scripts/setup.sh"
         ) from exc
-    options = orjson.dumps(record_options(settings)).decode()
+    options = orjson.dumps(record_options(settings, spec)).decode()
     # The bundle may not end with a semicolon; nothing is concatenated after it.
     return f"window.__RRSTREAM_OPTIONS__ = {options};\n{code}\n//# sourceURL={SCRIPT_NAME}\n"
 
@@ -142,6 +149,17 @@ class PageRecorder:
     async def restart(self) -> None:
         """Starts rrweb again in the page, which takes a FullSnapshot at once."""
         await self._evaluate("window.__rrstreamRecorder && window.__rrstreamRecorder.restart()")
+
+    async def degrade(self, level: int) -> None:
+        """Starts rrweb again with sampling level `level` (pipeline/event_rate.py): a new
+        checkout."""
+        await self._evaluate(
+            f"window.__rrstreamRecorder && window.__rrstreamRecorder.degrade({int(level)})")
+
+    async def pause(self, seconds: float) -> None:
+        """Stops rrweb for `seconds`, then starts it again (a new checkout)."""
+        await self._evaluate(f"window.__rrstreamRecorder && "
+                             f"window.__rrstreamRecorder.pause({int(seconds * 1000)})")
 
     async def inject(self) -> None:
         """Runs the recorder in the current document (its init script did not run there)."""

@@ -363,7 +363,7 @@ class SessionRegistry:
         instance = await self._nodes.wait_streamer(record.node_id, _STREAM_TIMEOUT_S)
         streamer = self._nodes.streamer(record.node_id)
         epoch = record.epoch + 1
-        await streamer.open(record.id, epoch)
+        await streamer.open(record.id, epoch, record.spec.record)
         record.epoch, entry.streamer_instance = epoch, instance
         entry.stream = streamer.ref(record.id, epoch, record.node_id)
         self._save(record)

@@ -21,7 +21,6 @@ What it survives, and how (each is in its status and, as a warning, in its histo
 from __future__ import annotations
 
 import asyncio
-import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -33,6 +32,7 @@ from playwright.async_api import Error as PlaywrightError
 
 from pipeline.browser import launch_chromium, resolve_executable, start_playwright
 from pipeline.browser_dirs import BrowserDir, sweep
+from pipeline.busy_watch import BusyWatch
 from pipeline.checkpoints import CheckpointReporter
 from pipeline.config import Settings
 from pipeline.crashes import CrashBudget, CrashKind
@@ -45,6 +45,7 @@ from pipeline.errors import (
     describe_error,
     unwrap,
 )
+from pipeline.event_rate import sampling_levels
 from pipeline.metrics import SessionMetrics
 from pipeline.models import (
     SESSION_TRANSITIONS,
@@ -52,18 +53,20 @@ from pipeline.models import (
     SessionSpec,
     SessionState,
     SessionStatus,
-    SessionWarning,
     WarningKind,
 )
 from pipeline.navigation import open_url, page_gone, timed_out
 from pipeline.network_guard import NetworkGuard
 from pipeline.network_policy import Refusal, settings_policy
 from pipeline.outbox import BatchSink, Outbox
+from pipeline.page_guard import Notice, PageGuard, guard_script
+from pipeline.page_limits import PageLimits
 from pipeline.protocol import PageBatch
 from pipeline.recorder import PageRecorder, init_script
 from pipeline.snapshot_watch import SnapshotWatch
 from pipeline.steps import Step
 from pipeline.teardown import bounded, time_left
+from pipeline.warning_log import WarningLog
 from pipeline.workflow import Workflow, run_step
 
 if TYPE_CHECKING:
@@ -79,7 +82,6 @@ _FLUSH_S = 1.0  # the final pagehide flush; a page that does not answer is crash
 _ANSWER_S = 2.0  # a page asked to take a checkout now
 _HOST_RETRY_S = 10.0  # the node's browser host may be restarting (Ray restarts it)
 _CRASH_NOTICE_S = 2.0  # a step's error can come a moment before its page's crash event
-_MAX_WARNINGS = 50
 _LIVE = (SessionState.RUNNING, SessionState.IDLE)
 
 
@@ -117,7 +119,7 @@ class BrowserSession:
         self._metrics = metrics
         self._spec = SessionSpec(demo=True)  # replaced by start()
         self._settings = settings
-        self._outbox = Outbox(sink, self._push_failed, self._use_receiver)
+        self._outbox = Outbox(sink, self._push_failed, self._use_receiver, self._handed_on)
         self._host = host
         self._supervisor = supervisor
         self._state = SessionState.PENDING
@@ -128,8 +130,9 @@ class BrowserSession:
         self._error: str | None = None
         self._navigation_error: str | None = None
         self._recording_error: str | None = None
-        self._warnings: collections.deque[SessionWarning] = collections.deque(
-            maxlen=_MAX_WARNINGS)
+        self._warnings = WarningLog()
+        self._limits = PageLimits(settings.max_events_per_s, len(sampling_levels(settings)),
+                                  self._warnings)
         self._crashes = CrashBudget(settings.max_browser_crashes, settings.crash_window_s)
         self._restarts = 0
         self._stream_lost_at: float | None = None
@@ -139,6 +142,8 @@ class BrowserSession:
         self._running_steps: asyncio.Task[None] | None = None
         self._recovering: asyncio.Task[None] | None = None
         self._watching: asyncio.Task[None] | None = None
+        self._busy_watching: asyncio.Task[None] | None = None
+        self._unresponsive_since: float | None = None
         self._awaiting_stream: asyncio.Task[None] | None = None
         self._pending_crash: CrashKind | None = None
         # The browser.
@@ -149,9 +154,11 @@ class BrowserSession:
         self._context: BrowserContext | None = None
         self._page: Page | None = None
         self._recorder: PageRecorder | None = None
+        self._guard: PageGuard | None = None
         self._demo_site: DemoSite | None = None
         policy = settings_policy(settings)
-        self._guard = NetworkGuard(policy, self._blocked) if policy is not None else None
+        self._network_guard = (NetworkGuard(policy, self._blocked) if policy is not None
+                               else None)
         self._last_url: str | None = None  # the main frame's URL, or the one it failed to open
         self._checkpoints = CheckpointReporter(
             session_id, (lambda cp: supervisor.report(session_id, cp)) if supervisor else None,
@@ -274,8 +281,14 @@ class BrowserSession:
             browser_crashes=self._crashes.counts[CrashKind.BROWSER],
             page_crashes=self._crashes.counts[CrashKind.PAGE],
             stream_lost_at=self._stream_lost_at,
-            blocked_requests=self._guard.blocked if self._guard is not None else 0,
-            warnings=list(self._warnings),
+            blocked_requests=(self._network_guard.blocked
+                              if self._network_guard is not None else 0),
+            warnings=self._warnings.list(),
+            unresponsive_since=self._unresponsive_since,
+            dialogs_dismissed=self._limits.dialogs,
+            popups_closed=self._limits.popups,
+            sampling_level=self._limits.sampling_level,
+            stretches_dropped=self._limits.stretches_dropped,
         )
 
     def node_id(self) -> str:
@@ -302,8 +315,7 @@ class BrowserSession:
         return task
 
     def _warn(self, kind: WarningKind, message: str, url: str | None = None) -> None:
-        self._warnings.append(SessionWarning(at=time.time(), kind=kind, message=message,
-                                             url=url))
+        self._warnings.add(kind, message, url)
 
     def _fail(self, reason: str) -> None:
         """Ends the session as failed, from a callback or a task of its own."""
@@ -333,9 +345,9 @@ class BrowserSession:
 
         self._demo_site = DemoSite()
         await self._demo_site.start()
-        if self._guard is not None:  # it is on loopback, and it is ours
-            self._guard.policy.allow_origin(self._demo_site.url)
-            self._guard.policy.allow_origin(self._demo_site.widget_url)
+        if self._network_guard is not None:  # it is on loopback, and it is ours
+            self._network_guard.policy.allow_origin(self._demo_site.url)
+            self._network_guard.policy.allow_origin(self._demo_site.widget_url)
         self._start_url = self._demo_site.url + "/"
         self._workflow = self._new_workflow(demo_steps(self._demo_site.url))
 
@@ -414,22 +426,29 @@ class BrowserSession:
         self._context = await self._browser.new_context(
             viewport={"width": viewport.width, "height": viewport.height},
             accept_downloads=True,  # so that a download is seen (and cancelled), not lost
+            permissions=[],  # none granted; the guard denies each explicitly
         )
-        if self._guard is not None:
-            await self._guard.install(self._context)
-        self._recorder = PageRecorder(init_script(self._settings), self._outbox.receiver)
+        if self._network_guard is not None:
+            await self._network_guard.install(self._context)
+        self._guard = PageGuard(guard_script(self._settings), self._on_notice)
+        await self._guard.install(self._context)
+        self._recorder = PageRecorder(init_script(self._settings, self._spec),
+                                      self._outbox.receiver)
         await self._recorder.install(self._context)
 
     async def _open_page(self) -> None:
         assert self._context is not None and self._recorder is not None
+        assert self._guard is not None
+        self._guard.expect_page()
         page = await self._context.new_page()
         self._page = page
         page.on("crash", self._on_page_crash)
         page.on("framenavigated", self._on_navigated)
         page.on("domcontentloaded", self._on_loaded)
         page.on("download", self._on_download)
-        if self._guard is not None:
-            await self._guard.watch(page)
+        if self._network_guard is not None:
+            await self._network_guard.watch(page)
+        await self._guard.attach(self._context, page)
         await self._recorder.attach(self._context, page)
 
     async def _open(self, url: str) -> None:
@@ -443,7 +462,8 @@ class BrowserSession:
 
     def _explained(self, exc: NavigationFailed) -> NavigationFailed:
         """`exc`, saying which address was refused when the network policy caused it."""
-        return self._guard.explain(exc) if self._guard is not None else exc
+        return (self._network_guard.explain(exc) if self._network_guard is not None
+                else exc)
 
     def _blocked(self, refusal: Refusal) -> None:
         self._warn(WarningKind.BLOCKED_REQUEST, f"blocked: {refusal}", refusal.url)
@@ -475,13 +495,36 @@ class BrowserSession:
     def _on_loaded(self, page: Page) -> None:
         if page is not self._page:
             return
-        watching, self._watching = self._watching, None
-        if watching is not None:
-            watching.cancel()
+        for watching in (self._watching, self._busy_watching):
+            if watching is not None:
+                watching.cancel()
+        self._watching = self._busy_watching = None
         self._recording_error = None  # a new document: what was said of the last is moot
+        self._unresponsive_since = None
         url = page.url
         if url.startswith(("http:", "https:")):
             self._watching = self._spawn(self._watch_snapshot(url), "snapshot-watch")
+            self._busy_watching = self._spawn(self._watch_busy(url), "busy-watch")
+
+    async def _watch_busy(self, url: str) -> None:
+        recorder = self._recorder
+        assert recorder is not None
+
+        def changed(since: float | None) -> None:
+            self._unresponsive_since = since
+            message = (f"the page's main thread stopped answering at {url} (a script that "
+                       "never yields, or a task of many seconds); its renderer is busy "
+                       "until it ends or the session stops" if since is not None
+                       else f"the page at {url} answers again")
+            self._warnings.add(WarningKind.UNRESPONSIVE, message, url,
+                               key=f"unresponsive:{since is None}")
+            self._log.warning("session %s: %s", self.session_id, message)
+
+        try:
+            await BusyWatch(changed).watch(recorder.state)
+        except (PlaywrightError, RRStreamError) as exc:  # it navigated or went away meanwhile
+            self._log.info("session %s: the busy check of %s ended: %s", self.session_id,
+                           url, describe_error(exc))
 
     async def _watch_snapshot(self, url: str) -> None:
         assert self._recorder is not None
@@ -510,6 +553,16 @@ class BrowserSession:
         self._warn(WarningKind.DOWNLOAD, message, download.url)
         self._log.warning("session %s: %s", self.session_id, message)
         self._spawn(self._cancel_download(download), "cancel-download")
+
+    def _on_notice(self, notice: Notice) -> None:
+        self._limits.notice(notice)
+
+    def _handed_on(self, events: int) -> None:
+        """The outbox handed on `events` more: a page over RRSTREAM_MAX_EVENTS_PER_S is
+        recorded coarser, or paused (pipeline/event_rate.py)."""
+        decision = self._limits.counted(events)
+        if decision is not None and self._recorder is not None and self._state in _LIVE:
+            self._spawn(self._limits.apply(decision, self._recorder), "event-rate")
 
     async def _cancel_download(self, download: Download) -> None:
         try:
@@ -572,7 +625,7 @@ class BrowserSession:
         self._log.warning("session %s: %s; reopening %s (restart %d)", self.session_id, what,
                           self._last_url, self._restarts)
         # The running step is cancelled and runs again once the page is back.
-        for task in (self._running_steps, self._watching):
+        for task in (self._running_steps, self._watching, self._busy_watching):
             if task is not None:
                 task.cancel()
         if kind is CrashKind.BROWSER:
@@ -719,6 +772,9 @@ class BrowserSession:
         if recorder is not None and not crashed:
             await bounded(recorder.detach(), time_left(deadline, 0.5), "detaching the recorder",
                           log)
+        if self._guard is not None:
+            await bounded(self._guard.close(), time_left(deadline, 0.5),
+                          "stopping the page guard", log)
         if self._context is not None:
             await bounded(self._context.close(), time_left(deadline, 1.5),
                           "closing the browser context", log)
@@ -726,8 +782,8 @@ class BrowserSession:
             # A shared Chromium only loses this session's context and connection.
             await bounded(self._browser.close(), time_left(deadline, 1.0), "closing the browser",
                           log)
-        if self._guard is not None:
-            await bounded(self._guard.close(), time_left(deadline, 0.2),
+        if self._network_guard is not None:
+            await bounded(self._network_guard.close(), time_left(deadline, 0.2),
                           "ending the network checks", log)
         if self._playwright is not None:
             await bounded(self._playwright.stop(), time_left(deadline, 1.0),

@@ -56,15 +56,17 @@ class Streamer:
         """Who this is: a new value every time the actor (re)starts with no streams."""
         return self._instance
 
-    def open(self, session_id: str, epoch: int = 0) -> None:
-        """Starts a session's stream in `epoch`. Reopening replaces the stream."""
+    def open(self, session_id: str, epoch: int = 0, record: bool = True) -> None:
+        """Starts a session's stream in `epoch`. Reopening replaces the stream. With
+        `record` False (the session's spec says `record: false`) nothing of it is
+        written to storage."""
         earlier = self._streams.get(session_id)
         if earlier is not None:
             # Its waiting readers see its end and move on to the new stream; its recording
             # is finished first, so the new one appends after everything the earlier wrote.
             earlier.close()
         recording = (self._recordings.writer(session_id, self._settings.codec)
-                     if self._recordings is not None else None)
+                     if self._recordings is not None and record else None)
         self._streams[session_id] = SessionStream(session_id, self._settings, epoch,
                                                   metrics=self._metrics, recording=recording)
 

@@ -6,7 +6,16 @@
 // It drives the recorder through `window.__rrstreamRecorder` (pipeline/recorder.py):
 // `checkout()` takes a Meta + FullSnapshot now (a reopened stream must start with
 // one), `state()` says whether rrweb started and how many snapshots this document
-// took, and `restart()` starts rrweb again when it took none.
+// took, and `restart()` starts rrweb again when it took none. `degrade(level)` restarts
+// rrweb with `options.samplingLevels[level]` (a page emitting over
+// RRSTREAM_MAX_EVENTS_PER_S: coarser sampling from a new checkout), and `pause(ms)`
+// stops it for `ms` and then starts it again: a stretch left out whole, after which the
+// new FullSnapshot keeps the replay consistent (pipeline/event_rate.py decides).
+//
+// Privacy options (a session's spec): `maskAllInputs`, `maskTextSelector` and
+// `blockSelector` go to rrweb as they are. A selector the page's engine rejects would
+// make rrweb record what it was meant to hide, so then nothing is recorded at all and
+// the failure is reported.
 import { record } from "rrweb";
 
 (function startRecorder() {
@@ -111,15 +120,32 @@ import { record } from "rrweb";
     }
   }
 
+  const samplingLevels = options.samplingLevels || [options.sampling ?? { scroll: 100, media: 400, input: "last" }];
   const rrwebOptions = {
     emit,
     checkoutEveryNms: options.checkoutEveryNms ?? 5000,
-    sampling: options.sampling ?? { scroll: 100, media: 400, input: "last" },
+    sampling: samplingLevels[0],
     slimDOMOptions: options.slimDOMOptions ?? { script: true, comment: true, headFavicon: true },
     maskInputOptions: options.maskInputOptions ?? { password: true },
+    maskAllInputs: Boolean(options.maskAllInputs),
     recordCrossOriginIframes: options.recordCrossOriginIframes ?? true,
     inlineStylesheet: true,
   };
+  if (options.maskTextSelector) rrwebOptions.maskTextSelector = options.maskTextSelector;
+  if (options.blockSelector) rrwebOptions.blockSelector = options.blockSelector;
+
+  function badSelector() {
+    for (const name of ["maskTextSelector", "blockSelector"]) {
+      const selector = rrwebOptions[name];
+      if (!selector) continue;
+      try {
+        document.createDocumentFragment().querySelector(selector);
+      } catch (error) {
+        return `the ${name} ${JSON.stringify(selector)} is not a selector this browser accepts; nothing is recorded`;
+      }
+    }
+    return null;
+  }
 
   // rrweb swallows (and logs) what goes wrong while record() runs, and throws what goes
   // wrong in its deferred start at `load`; either way this recorder's code is on the stack
@@ -132,6 +158,11 @@ import { record } from "rrweb";
   }, true);
 
   function startRrweb() {
+    const refused = badSelector();
+    if (refused) {
+      failure = refused;
+      return;
+    }
     nativeObserverIn();
     try {
       stopRrweb = record(rrwebOptions) || null;
@@ -141,11 +172,33 @@ import { record } from "rrweb";
     if (!stopRrweb) failure = failure || "rrweb did not start";
   }
 
-  // rrweb starts observing at `load` (its own capturing listener, added by record());
-  // these two run right before and right after it.
-  addEventListener("load", nativeObserverIn, true);
-  startRrweb();
-  addEventListener("load", nativeObserverOut, true);
+  // rrweb starts at `load` (record() on a loaded document snapshots at once, inside
+  // startRrweb's native observer), so the page's first snapshot is there before anything
+  // waiting for the load goes on (a workflow's next goto). A huge DOM starts in the task
+  // after instead: its snapshot blocks the main thread (~8 s for 200,000 elements here),
+  // and inside the load event it held the load back, and with it the session's first
+  // navigation (left `starting`).
+  const deferAbove = options.deferSnapshotAboveElements ?? 20000;
+  function startAtLoad() {
+    if (stopRrweb) return;
+    if (document.getElementsByTagName("*").length > deferAbove) setTimeout(() => { if (!stopRrweb) startRrweb(); }, 0);
+    else startRrweb();
+  }
+  if (document.readyState === "complete") startRrweb();
+  else addEventListener("load", startAtLoad, { once: true });  // not capturing: a subresource's load is not the page's
+
+  let level = 0;
+  let resumeTimer = 0;
+  function stopNow() {
+    if (stopRrweb) {
+      try {
+        stopRrweb();
+      } catch (error) {
+        // Stopping a broken recorder may throw; the new one replaces it either way.
+      }
+    }
+    stopRrweb = null;
+  }
 
   window.__rrstreamRecorder = {
     checkout() {
@@ -157,19 +210,30 @@ import { record } from "rrweb";
       }
     },
     state() {
-      return { started: stopRrweb !== null, snapshots, failure };
+      return { started: stopRrweb !== null, snapshots, failure, level, paused: resumeTimer !== 0 };
     },
     restart() {
-      if (stopRrweb) {
-        try {
-          stopRrweb();
-        } catch (error) {
-          // Stopping a broken recorder may throw; the new one replaces it either way.
-        }
-      }
-      stopRrweb = null;
+      stopNow();
       failure = null;
       startRrweb();
+      return this.state();
+    },
+    degrade(newLevel) {
+      level = Math.max(0, Math.min(samplingLevels.length - 1, newLevel | 0));
+      rrwebOptions.sampling = samplingLevels[level];
+      if (resumeTimer) return this.state();  // the resume starts it with this sampling
+      return this.restart();
+    },
+    pause(ms) {
+      // What was recorded so far leaves first: the stretch left out starts after it.
+      stopNow();
+      flush();
+      if (resumeTimer) clearTimeout(resumeTimer);
+      resumeTimer = setTimeout(() => {
+        resumeTimer = 0;
+        failure = null;
+        startRrweb();
+      }, ms);
       return this.state();
     },
   };

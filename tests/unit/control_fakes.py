@@ -186,6 +186,7 @@ class FakeStreamer:
         self._instance = f"streamer-{next(_instances)}"
         self.held: dict[str, int] = {}
         self.opened: list[tuple[str, int]] = []
+        self.recorded: dict[str, bool] = {}  # session id -> its stream records
         self.dropped: list[str] = []
         self.viewer_counts: dict[str, int] = {}
         self.unreachable = False
@@ -209,11 +210,12 @@ class FakeStreamer:
     def ref(self, session_id: str, epoch: int, node_id: str) -> StreamRef:
         return StreamRef(self, session_id, epoch, node_id)
 
-    async def open(self, session_id: str, epoch: int) -> None:
+    async def open(self, session_id: str, epoch: int, record: bool = True) -> None:
         if self.unreachable or self.dead:
             raise ConnectionError("unreachable")
         self.held[session_id] = epoch
         self.opened.append((session_id, epoch))
+        self.recorded[session_id] = record
 
     async def drop(self, session_id: str) -> None:
         self.held.pop(session_id, None)

@@ -56,3 +56,14 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RRSTREAM_PORT", "-4")
     with pytest.raises(ValidationError):
         Settings()
+
+
+def test_privacy_options_take_css_selectors_and_refuse_what_is_not_one() -> None:
+    spec = SessionSpec(url="http://127.0.0.1/", mask_all_inputs=True,
+                       mask_text_selector=".secret, [data-private] > p",
+                       block_selector='#card, iframe[src*="pay"]', record=False)
+    assert spec.block_selector == '#card, iframe[src*="pay"]' and not spec.record
+    assert SessionSpec(url="http://127.0.0.1/").record
+    for bad in ["", "   ", "a{color:red}", "div[", 'a[href="x]', "p)", "<img>", "x" * 1_001]:
+        with pytest.raises(ValidationError):
+            SessionSpec(url="http://127.0.0.1/", block_selector=bad)

@@ -81,3 +81,16 @@ async def test_a_push_or_close_from_another_epoch_is_refused() -> None:
 
 def test_a_restarted_streamer_has_a_new_instance() -> None:
     assert Streamer(Settings()).instance() != Streamer(Settings()).instance()
+
+
+async def test_a_session_that_is_not_recorded_streams_and_stores_nothing(tmp_path) -> None:
+    host = Streamer(Settings(recordings_dir=str(tmp_path)))
+    host.open("secret", record=False)
+    host.open("kept")
+    await host.push("secret", 0, [batch(1, True), batch(2)])
+    await host.push("kept", 0, [batch(1, True)])
+    assert [c.seq for c in (await host.read("secret", None, 0)).chunks] == [1, 2]
+    host.close("secret", 0)
+    host.close("kept", 0)
+    assert [r.id for r in await host.recordings()] == ["kept"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept.frames", "kept.json"]

@@ -1,0 +1,104 @@
+"""PageLimits: what a session's page did that the session bounds, counted into its status.
+
+Dialogs and popups (pipeline/page_guard.py) and the page's event rate
+(pipeline/event_rate.py) each become one warning that counts its repeats, plus counters
+in the session's status; a rate over the limit also tells the recorder to record
+coarser or to pause. Plain Python over two small Protocols, so it is tested without a
+browser (tests/unit/test_page_limits.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+from playwright.async_api import Error as PlaywrightError
+
+from pipeline.errors import RRStreamError, describe_error
+from pipeline.event_rate import PAUSE_S, EventRate, RateAction, RateDecision
+from pipeline.models import WarningKind
+from pipeline.page_guard import Disturbance, Notice
+from pipeline.warning_log import WarningLog
+
+_log = logging.getLogger(__name__)
+_ANSWER_S = 2.0
+
+
+class RateControl(Protocol):
+    """The page's recorder (pipeline/recorder.py PageRecorder)."""
+
+    async def degrade(self, level: int) -> None: ...
+
+    async def pause(self, seconds: float) -> None: ...
+
+
+class PageLimits:
+    def __init__(self, max_events_per_s: int, levels: int, warnings: WarningLog,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._max = max_events_per_s
+        self._rate = EventRate(max_events_per_s, levels, clock)
+        self._top = levels - 1
+        self._warnings = warnings
+        self.dialogs = 0
+        self.popups = 0
+        self.stretches_dropped = 0
+
+    @property
+    def sampling_level(self) -> int:
+        return self._rate.level
+
+    def notice(self, notice: Notice) -> None:
+        if notice.kind is Disturbance.DIALOG:
+            self.dialogs += notice.count
+            total, kind = self.dialogs, WarningKind.DIALOG
+            message = (f"the page opened a dialog, dismissed at once: {notice.what}"
+                       if total == 1 else f"the page opened {total:,} dialogs, each dismissed "
+                       f"at once; the last: {notice.what}")
+        else:
+            self.popups += notice.count
+            total, kind = self.popups, WarningKind.POPUP
+            message = (f"the page tried to open a window, refused: {notice.what}"
+                       if total == 1 else f"the page tried to open {total:,} windows, each "
+                       f"refused or closed at once; the last: {notice.what}")
+        self._warnings.add(kind, message, notice.url, key=kind.value, count=notice.count)
+
+    def counted(self, events: int) -> RateDecision | None:
+        """`events` more were handed on; a decision when the recording must change (it is
+        in the warnings already; `apply` carries it out)."""
+        decision = self._rate.count(events)
+        if decision is None:
+            return None
+        over = (f"the page emitted {decision.per_s:,.0f} events/s, over the limit of "
+                f"{self._max:,} (RRSTREAM_MAX_EVENTS_PER_S)")
+        if decision.action is RateAction.COARSER:
+            message = (f"{over}: recorded with coarser sampling (level {decision.level} of "
+                       f"{self._top}) from a new checkout")
+        elif decision.action is RateAction.PAUSE:
+            self.stretches_dropped += 1
+            message = (f"{over} at the coarsest sampling: recording paused for {PAUSE_S:g} s "
+                       f"and resumed with a new checkout ({self.stretches_dropped:,} such "
+                       "stretches left out so far)")
+        else:
+            message = (f"the page's event rate is back under the limit "
+                       f"({decision.per_s:,.0f} events/s): recorded at sampling level "
+                       f"{decision.level} from a new checkout")
+        self._warnings.add(WarningKind.EVENT_RATE, message, key=f"event_rate:{decision.action}")
+        _log.warning("%s", message)
+        return decision
+
+    async def apply(self, decision: RateDecision, recorder: RateControl) -> None:
+        """Tells the recorder; a page too busy to answer gets the next decision later."""
+        try:
+            if decision.action is RateAction.PAUSE:
+                await asyncio.wait_for(recorder.pause(PAUSE_S), _ANSWER_S)
+            else:
+                await asyncio.wait_for(recorder.degrade(decision.level), _ANSWER_S)
+        except (TimeoutError, PlaywrightError, RRStreamError) as exc:  # navigated, busy, gone
+            _log.info("the recorder did not take the %s sampling change: %s",
+                      decision.action, describe_error(exc))
+
+
+__all__ = ["PageLimits", "RateControl"]

@@ -1,0 +1,116 @@
+"""What a page may not do to its session: permissions, dialogs, popups, its privacy
+options, its event rate (real Chromium in a shared browser, no Ray)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from pipeline.browser_host import BrowserHost
+from pipeline.config import Settings
+from pipeline.models import SessionSpec, SessionState, WarningKind
+from pipeline.session import BrowserSession
+from tests.integration.browser_procs import until
+from tests.integration.hostile_site import HostileSite, serve_hostile_site
+from tests.integration.sinks import ListSink
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def hostile_site() -> Iterator[HostileSite]:
+    with serve_hostile_site() as site:
+        yield site
+
+
+async def started(browser_host: BrowserHost, spec: SessionSpec,
+                  settings: Settings | None = None) -> tuple[BrowserSession, ListSink]:
+    sink = ListSink()
+    session = BrowserSession("guarded", settings or Settings(), sink, host=browser_host)
+    status = await session.start(spec)
+    assert status.state in (SessionState.RUNNING, SessionState.IDLE), status
+    return session, sink
+
+
+async def test_every_permission_is_denied(browser_host: BrowserHost,
+                                          hostile_site: HostileSite) -> None:
+    session, sink = await started(browser_host, SessionSpec(url=hostile_site.page("/permissions")))
+    try:
+        await until(lambda: "position:" in sink.text(), "the page wrote what it got")
+        text = sink.text()
+        for name in ("geolocation", "notifications", "camera", "microphone", "clipboard-read"):
+            assert f"{name}:denied" in text, text[-400:]
+        assert "request:denied" in text and "position:refused 1" in text
+        assert "granted" not in text
+    finally:
+        await session.stop()
+
+
+async def test_dialogs_and_popups_the_guard_misses_are_dismissed_closed_and_reported(
+        browser_host: BrowserHost, hostile_site: HostileSite) -> None:
+    session, sink = await started(browser_host,
+                                  SessionSpec(url=hostile_site.page("/native-disturbances")))
+    try:
+        await until(lambda: "native done" in sink.text(), "the page went on past its dialog")
+        await until(lambda: session.status().popups_closed >= 1, "the popup was reported")
+        status = session.status()
+        assert status.dialogs_dismissed == 1 and status.popups_closed == 1
+        kinds = {w.kind: w.message for w in status.warnings}
+        assert kinds[WarningKind.DIALOG] == ('the page opened a dialog, dismissed at once: '
+                                             'alert("native alert")')
+        assert kinds[WarningKind.POPUP].startswith("the page tried to open a window, refused")
+        assert browser_host.pid() is not None
+    finally:
+        await session.stop()
+
+
+async def test_masked_and_blocked_content_never_reaches_the_stream(
+        browser_host: BrowserHost, hostile_site: HostileSite) -> None:
+    spec = SessionSpec(url=hostile_site.page("/private"), mask_all_inputs=True,
+                       mask_text_selector=".secret", block_selector="#blocked",
+                       steps=[{"action": "type", "selector": "#name", "text": "typed-secret-42",
+                               "delay_ms": 5},
+                              # rrweb's `input: last` records the value on `change` (blur).
+                              {"action": "press", "selector": "#name", "key": "Tab"}])
+    session, sink = await started(browser_host, spec)
+    try:
+        await until(lambda: session.status().state is SessionState.IDLE, "the typing ended")
+        await asyncio.sleep(0.5)  # the last input event is handed on
+        text = sink.text()
+        assert "public text" in text, "the page is recorded"
+        assert sink.snapshots() >= 1
+        inputs = [e for e in sink.events() if e["type"] == 3 and e["data"]["source"] == 5]
+        assert inputs and inputs[-1]["data"]["text"] == "*" * 15, inputs
+        assert "typed-secret" not in text
+        assert "4111" not in text
+        assert "blocked content" not in text and "98765" not in text
+        assert "rr_width" in text or "rr-block" in text, "the blocked element is a placeholder"
+    finally:
+        await session.stop()
+
+
+async def test_a_page_over_the_event_limit_is_recorded_coarser_and_paused_not_thinned(
+        browser_host: BrowserHost, hostile_site: HostileSite) -> None:
+    settings = Settings(max_events_per_s=500)
+    session, sink = await started(browser_host,
+                                  SessionSpec(url=hostile_site.page("/event-flood")), settings)
+    try:
+        await until(lambda: session.status().stretches_dropped >= 1, "a stretch was left out",
+                    timeout_s=30)
+        status = session.status()
+        assert status.sampling_level == 2
+        messages = [w.message for w in status.warnings if w.kind is WarningKind.EVENT_RATE]
+        assert any("over the limit of 500 (RRSTREAM_MAX_EVENTS_PER_S)" in m for m in messages)
+        assert any("paused for 1 s" in m for m in messages)
+        # Every change of sampling and every pause resumes with a checkout.
+        assert sink.snapshots() >= 3
+    finally:
+        await session.stop()
+    events = sink.events()
+    # Between two snapshots the events come in order; a stretch left out lies between a
+    # batch and the next checkout, never inside a segment.
+    checkouts = [i for i, b in enumerate(sink.batches) if b.checkout]
+    assert checkouts and checkouts[0] == 0
+    assert events[0]["type"] == 4

@@ -1,0 +1,86 @@
+"""How a page over RRSTREAM_MAX_EVENTS_PER_S is recorded coarser, paused, then let back."""
+
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import Settings
+from pipeline.event_rate import EventRate, RateAction, sampling_levels
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def feed(rate: EventRate, clock: Clock, per_s: int, seconds: float, step_s: float = 0.1,
+         ) -> list[tuple[RateAction, int]]:
+    """Pushes of `per_s * step_s` events every `step_s` for `seconds`; the decisions."""
+    decisions = []
+    for _ in range(round(seconds / step_s)):
+        clock.now += step_s
+        decision = rate.count(int(per_s * step_s))
+        if decision is not None:
+            decisions.append((decision.action, decision.level))
+    return decisions
+
+
+def test_a_page_under_the_limit_is_left_alone() -> None:
+    clock = Clock()
+    rate = EventRate(50_000, 3, clock)
+    assert feed(rate, clock, 49_000, 60) == []
+    assert rate.level == 0
+
+
+def test_a_page_over_the_limit_gets_coarser_once_per_settling_time_then_paused() -> None:
+    clock = Clock()
+    rate = EventRate(50_000, 3, clock, settle_s=2.0)
+    decisions = feed(rate, clock, 200_000, 7.05)
+    # One decision per 2 s at most: level 1, level 2, then the coarsest pauses.
+    assert decisions == [(RateAction.COARSER, 1), (RateAction.COARSER, 2),
+                         (RateAction.PAUSE, 2)]
+    assert rate.level == 2
+
+
+def test_the_rate_measured_is_the_pages() -> None:
+    clock = Clock()
+    rate = EventRate(1_000, 2, clock)
+    clock.now += 0.5
+    assert rate.count(3_000) is None  # under a window: not judged yet
+    clock.now += 0.5
+    decision = rate.count(0)
+    assert decision is not None and decision.per_s == pytest.approx(3_000)
+
+
+def test_a_calm_page_gets_one_level_finer_per_calm_spell() -> None:
+    clock = Clock()
+    rate = EventRate(50_000, 3, clock, settle_s=2.0, calm_s=30.0)
+    feed(rate, clock, 200_000, 4.05)
+    assert rate.level == 2
+    # Busy (over a quarter of the limit) but under it: no change, and not calm.
+    assert feed(rate, clock, 20_000, 40) == []
+    assert feed(rate, clock, 1_000, 29) == []
+    # Calm counts from the end of the last busy window (windows are ~1 s).
+    assert feed(rate, clock, 1_000, 3) == [(RateAction.FINER, 1)]
+    assert feed(rate, clock, 1_000, 28) == []
+    assert feed(rate, clock, 1_000, 3) == [(RateAction.FINER, 0)]
+    assert feed(rate, clock, 0, 60) == []
+
+
+def test_a_burst_after_a_quiet_gap_counts_over_the_gap() -> None:
+    clock = Clock()
+    rate = EventRate(50_000, 3, clock)
+    clock.now += 10.0
+    assert rate.count(60_000) is None  # 6,000/s over the 10 s since the last look
+
+
+def test_sampling_levels_start_with_the_configured_one_and_get_coarser() -> None:
+    levels = sampling_levels(Settings(sampling_scroll_ms=100, sampling_media_ms=400))
+    assert levels[0] == {"scroll": 100, "media": 400, "input": "last"}
+    assert [level["scroll"] for level in levels] == sorted(level["scroll"] for level in levels)
+    assert levels[-1]["mousemove"] is False
+    with pytest.raises(ValueError):
+        EventRate(1_000, 0)
