@@ -30,6 +30,15 @@ def pytest_configure(config: pytest.Config) -> None:
     os.environ.setdefault("RRSTREAM_RECORDINGS_DIR", config.stash[_RECORDINGS_DIR])
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The tier is the directory: `-m integration`, `-m e2e`, or `-m "not integration and
+    not e2e"` (the unit tier) runs one tier alone."""
+    for item in items:
+        tier = item.path.parent.name
+        if tier in ("integration", "e2e"):
+            item.add_marker(tier)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(config.stash[_RECORDINGS_DIR], ignore_errors=True)
 

@@ -8,52 +8,37 @@ so that each rule can be hit without disturbing the tests of the shared stack.
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 
 import httpx
 import pytest
 
 from serve.cli import main
 from serve.client import ApiError, Client, ConnectFailed, StreamClosed
-from tests.conftest import free_port
-from tests.integration.rrstream_up import rrstream_up
+from tests.integration.secure_stack import (
+    BURST_KEY,
+    CREATIONS_PER_MINUTE,
+    KEY,
+    MAX_VIEWERS,
+    SecureStack,
+    secure_stack,
+)
 
 pytestmark = pytest.mark.integration
 
-KEY, BURST_KEY = "integration-key", "burst-key"
-_MAX_VIEWERS = 3
-_CREATIONS_PER_MINUTE = 10  # the other tests create ~6 with KEY
-
-
-@dataclass(frozen=True)
-class SecureStack:
-    base_url: str
-
 
 @pytest.fixture(scope="module")
-def secure_stack() -> Iterator[SecureStack]:
-    port = free_port()
-    env = {**os.environ,
-           "RRSTREAM_AUTH": "required",
-           "RRSTREAM_API_KEYS": f"{KEY},{BURST_KEY}",
-           "RRSTREAM_TOKEN_SECRET": "integration-secret",
-           "RRSTREAM_LIMIT_SESSION_CREATIONS": f"{_CREATIONS_PER_MINUTE}/minute",
-           "RRSTREAM_MAX_VIEWERS_PER_SESSION": str(_MAX_VIEWERS),
-           "RRSTREAM_BROWSER_SLOTS": "4",
-           "RRSTREAM_WARM_BROWSERS": "0"}
-    with rrstream_up("--port", str(port), "--dashboard-port", str(free_port()), "--no-demo",
-                     env=env) as up:
-        assert "auth:           required" in up.output, up.output
-        assert KEY not in up.output  # a key of the operator's own is never printed
-        yield SecureStack(f"http://127.0.0.1:{port}")
+def stack_with_auth() -> Iterator[SecureStack]:
+    with secure_stack() as stack:
+        assert "auth:           required" in stack.output, stack.output
+        assert KEY not in stack.output  # a key of the operator's own is never printed
+        yield stack
 
 
 @pytest.fixture
-async def client(secure_stack: SecureStack) -> AsyncIterator[Client]:
-    async with Client(secure_stack.base_url, api_key=KEY) as rrstream:
+async def client(stack_with_auth: SecureStack) -> AsyncIterator[Client]:
+    async with Client(stack_with_auth.base_url, api_key=KEY) as rrstream:
         yield rrstream
 
 
@@ -68,8 +53,8 @@ async def demo(client: Client) -> AsyncIterator[dict]:
         await client.stop_session(info["id"])
 
 
-async def test_rest_calls_without_a_key_get_401_with_the_json_body(secure_stack) -> None:
-    async with httpx.AsyncClient(base_url=secure_stack.base_url, timeout=30) as http:
+async def test_rest_calls_without_a_key_get_401_with_the_json_body(stack_with_auth) -> None:
+    async with httpx.AsyncClient(base_url=stack_with_auth.base_url, timeout=30) as http:
         calls = [("POST", "/sessions", {"demo": True}), ("GET", "/sessions", None),
                  ("GET", "/recordings", None), ("GET", "/pool", None),
                  ("POST", "/demo/start", None), ("GET", "/sessions/x", None),
@@ -163,21 +148,21 @@ async def test_viewers_per_session_are_limited_with_1013(client: Client, demo) -
     token = demo["view_link"]["token"]
     connections = []
     try:
-        for _ in range(_MAX_VIEWERS):
+        for _ in range(MAX_VIEWERS):
             connections.append(await client.viewer(demo["id"], token=token).connect())
         with pytest.raises(StreamClosed) as closed:
             await client.viewer(demo["id"], token=token).connect()
         assert closed.value.code == 1013
-        assert f"maximum of {_MAX_VIEWERS} viewers" in closed.value.reason
+        assert f"maximum of {MAX_VIEWERS} viewers" in closed.value.reason
     finally:
         await asyncio.gather(*(c.close() for c in connections))
 
 
-async def test_session_creations_per_key_answer_429_with_retry_after(secure_stack) -> None:
-    async with Client(secure_stack.base_url, api_key=BURST_KEY) as burst:
+async def test_session_creations_per_key_answer_429_with_retry_after(stack_with_auth) -> None:
+    async with Client(stack_with_auth.base_url, api_key=BURST_KEY) as burst:
         created = []
         try:
-            for _ in range(_CREATIONS_PER_MINUTE):
+            for _ in range(CREATIONS_PER_MINUTE):
                 created.append(await burst.start_demo(idle_timeout_s=0))
             with pytest.raises(ApiError) as refused:
                 await burst.start_demo(idle_timeout_s=0)
@@ -186,14 +171,14 @@ async def test_session_creations_per_key_answer_429_with_retry_after(secure_stac
         finally:
             for info in created:
                 await burst.stop_session(info["id"])
-    async with httpx.AsyncClient(base_url=secure_stack.base_url) as http:
+    async with httpx.AsyncClient(base_url=stack_with_auth.base_url) as http:
         answer = await http.post("/demo/start", headers={"X-API-Key": BURST_KEY})
         assert answer.status_code == 429 and 1 <= int(answer.headers["retry-after"]) <= 60
 
 
-def test_the_cli_takes_the_api_key(secure_stack, capsys) -> None:
-    gateway = ["session", "--gateway", secure_stack.base_url]
+def test_the_cli_takes_the_api_key(stack_with_auth, capsys) -> None:
+    gateway = ["session", "--gateway", stack_with_auth.base_url]
     assert main([*gateway, "list"]) == 1
     assert "HTTP 401" in capsys.readouterr().err
     assert main([*gateway, "--api-key", KEY, "list"]) == 0
-    assert main(["status", "--gateway", secure_stack.base_url, "--api-key", KEY]) == 0
+    assert main(["status", "--gateway", stack_with_auth.base_url, "--api-key", KEY]) == 0

@@ -26,7 +26,12 @@ const message = $("player-message");
 const player = new LivePlayer($("player"), { bufferMs: BUFFER_MS, onChange: render });
 const stats = new StatsPanel($("stats"));
 const sessions = new SessionList($("sessions"), { onSelect: (id) => choose(id), onLoad: onSessionsLoaded });
-const keyForm = new KeyForm($("key-panel"), $("key-form"), { onSaved: () => sessions.refresh() });
+const keyForm = new KeyForm($("key-panel"), $("key-form"), {
+  onSaved: () => {
+    sessions.refresh();
+    if (refused()) rewatch(); // with the key, a token can be minted now
+  },
+});
 new StartForm($("start-form"), {
   onStarted: (session) => {
     choose(session.id);
@@ -58,7 +63,21 @@ addEventListener("pagehide", () => stream?.close());
 function choose(id) {
   userChose = true;
   recordingId = null;
-  watch(id);
+  if (watching?.id === id && refused()) rewatch();
+  else watch(id);
+}
+
+/** The stream was refused for good (4401, 4403): a key entered since may open it. */
+function refused() {
+  const connection = stream?.connection;
+  return Boolean(connection) && connection.state === "closed" && !connection.reconnecting
+    && /\(440[13]\)$/.test(connection.detail);
+}
+
+function rewatch() {
+  const current = watching;
+  watching = null;
+  if (current) watch(current.id);
 }
 
 let watching = null; // {id, recording} of the stream being opened or watched
@@ -158,7 +177,7 @@ function messageFor(state, detail, retrying) {
   // Lost and coming back by itself (a gateway replica died or is being replaced): the
   // page stays as it was, and resumes where it stopped once the stream is back.
   if (retrying) return ["Reconnecting…", detail, player.hasContent ? "corner" : "center"];
-  if (state === "closed" && /\(440[13]\)$/.test(detail)) {
+  if (refused()) {
     return ["Not allowed to watch", `${detail}. Open a viewer link, or enter an API key.`, "center"];
   }
   if (state === "closed") return ["Disconnected", detail, player.hasContent ? "corner" : "center"];
