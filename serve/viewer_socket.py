@@ -32,6 +32,7 @@ from pipeline.errors import (
     StreamUnavailable,
     describe_error,
 )
+from pipeline.models import SessionRecord
 from pipeline.protocol import (
     CLIENT_MESSAGE,
     PROTOCOL_VERSION,
@@ -227,17 +228,24 @@ class ViewerSockets:
     # -- live -------------------------------------------------------------------------------
 
     async def _stream_to(self, websocket: WebSocket, session_id: str) -> None:
+        # With auth required the token is checked first, so that a client without one
+        # learns nothing, not even whether the session exists; with auth off an unknown
+        # id is refused at once, before the hello.
+        record = None
+        if not self._access.required:
+            record = await self._session(websocket, session_id)
+            if record is None:
+                return
         hello = await _read_hello(websocket, self._settings.hello_timeout_s)
         if hello is None:
             return
         admitted, claims = await self._admitted(websocket, hello, "session", session_id)
         if not admitted:
             return
-        try:
-            record = await self._registry.get(session_id)
-        except SessionNotFound as exc:
-            await refuse(websocket, CloseCode.UNKNOWN_SESSION, str(exc))
-            return
+        if record is None:
+            record = await self._session(websocket, session_id)
+            if record is None:
+                return
         if claims is not None:
             try:
                 still_valid(claims, record.link_generation)
@@ -274,6 +282,14 @@ class ViewerSockets:
             hub.detach(viewer)
             self._viewers -= 1
             self._metrics.viewers(self._viewers)
+
+    async def _session(self, websocket: WebSocket, session_id: str) -> SessionRecord | None:
+        """The session's record, or None after refusing the socket (4404)."""
+        try:
+            return await self._registry.get(session_id)
+        except SessionNotFound as exc:
+            await refuse(websocket, CloseCode.UNKNOWN_SESSION, str(exc))
+            return None
 
     async def _wait_for_stream(self, websocket: WebSocket, session_id: str) -> StreamRef:
         """The session's stream; while the session waits for a browser slot, the viewer

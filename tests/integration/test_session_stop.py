@@ -83,7 +83,12 @@ async def test_a_page_opening_dialog_after_dialog_is_stopped(browser_host: Brows
     await stop_within_5_s(session)
     assert "marker before the dialogs" in sink.text()
     assert sink.closed
-    assert not before & set(renderers(chromium_under(browser_host.pid()))), "its renderer is left"
+    # The context is closed by then; its renderer exits a moment later (on a loaded
+    # machine, up to a second or two).
+    deadline = time.monotonic() + 3
+    while before & set(renderers(chromium_under(browser_host.pid()))):
+        assert time.monotonic() < deadline, "its renderer is left"
+        await asyncio.sleep(0.1)
 
 
 async def test_a_page_busy_in_slow_snapshots_is_stopped(browser_host: BrowserHost,

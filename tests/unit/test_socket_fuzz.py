@@ -8,6 +8,7 @@ import json
 import random
 
 from pipeline.config import Settings
+from pipeline.models import SessionRecord, SessionSpec, SessionState
 from serve.viewer_socket import ViewerSockets
 from tests.unit.fake_socket import FakeSocket
 
@@ -21,8 +22,14 @@ class _Metrics:
 
 
 class _Registry:
-    async def get(self, session_id: str) -> None:
-        raise AssertionError("nothing after a bad hello may reach the registry")
+    """Knows every session; a bad hello must end the socket before its stream is asked."""
+
+    async def get(self, session_id: str) -> SessionRecord:
+        return SessionRecord(id=session_id, spec=SessionSpec(url="http://127.0.0.1:9/"),
+                             state=SessionState.RUNNING, created_at=0.0)
+
+    async def stream(self, *args: object) -> None:
+        raise AssertionError("nothing after a bad hello may reach the stream")
 
 
 def _raw(*texts: str | bytes) -> FakeSocket:
