@@ -54,6 +54,10 @@ from serve.viewers import SessionHub, Viewer
 
 _log = logging.getLogger(__name__)
 _STATUS_EVERY_S = 1.0
+# What a viewer may send: a hello, then an ack at most every ~0.5 s (the web viewer's and
+# the Python client's pace). Far more is a broken or hostile client.
+MAX_MESSAGE_CHARS = 65_536
+MAX_MESSAGES_PER_S = 50
 _REVOCATION_CHECK_S = 1.0
 
 
@@ -87,6 +91,9 @@ async def _read_hello(websocket: WebSocket, timeout_s: float) -> Hello | None:
     if raw is None:
         await refuse(websocket, CloseCode.BAD_HELLO, "the hello must be a text message")
         return None
+    if len(raw) > MAX_MESSAGE_CHARS:
+        await refuse(websocket, CloseCode.BAD_HELLO, _too_large(len(raw)))
+        return None
     try:
         hello = CLIENT_MESSAGE.validate_json(raw)
     except ValidationError as exc:
@@ -103,14 +110,43 @@ async def _read_hello(websocket: WebSocket, timeout_s: float) -> Hello | None:
     return hello
 
 
+def _too_large(size: int) -> str:
+    return f"a message of {size:,} characters; at most {MAX_MESSAGE_CHARS:,} are accepted"
+
+
+class MessageRate:
+    """Counts a client's messages per second; `over()` once it sent more than allowed."""
+
+    def __init__(self, per_s: int = MAX_MESSAGES_PER_S, clock: Callable[[], float] = time.monotonic
+                 ) -> None:
+        self._per_s, self._clock = per_s, clock
+        self._window_start, self._count = clock(), 0
+
+    def over(self) -> bool:
+        now = self._clock()
+        if now - self._window_start >= 1.0:
+            self._window_start, self._count = now, 0
+        self._count += 1
+        return self._count > self._per_s
+
+
 async def _receive(websocket: WebSocket, on_ack: Callable[[int], None]) -> None:
     """Reads acks until the client leaves (a handler that only sends would never notice)."""
+    rate = MessageRate()
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
             return
+        if rate.over():
+            await refuse(websocket, CloseCode.TRY_AGAIN_LATER,
+                         f"more than {MAX_MESSAGES_PER_S} messages a second from this viewer")
+            return
+        text = message.get("text")
+        if text is not None and len(text) > MAX_MESSAGE_CHARS:
+            await refuse(websocket, CloseCode.BAD_HELLO, _too_large(len(text)))
+            return
         try:
-            parsed = CLIENT_MESSAGE.validate_json(message.get("text") or b"")
+            parsed = CLIENT_MESSAGE.validate_json(text or b"")
         except ValidationError as exc:
             await refuse(websocket, CloseCode.BAD_HELLO,
                          f"bad message: {exc.errors()[0]['msg']}")

@@ -4,12 +4,19 @@ leaves no task behind. No Ray: ViewerSockets against a fake socket and registry.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 
 from pipeline.config import Settings
 from pipeline.models import SessionRecord, SessionSpec, SessionState
-from serve.viewer_socket import ViewerSockets
+from serve.viewer_socket import (
+    MAX_MESSAGE_CHARS,
+    MAX_MESSAGES_PER_S,
+    MessageRate,
+    ViewerSockets,
+    _receive,
+)
 from tests.unit.fake_socket import FakeSocket
 
 
@@ -76,3 +83,38 @@ async def test_silence_closes_4408_in_time() -> None:
     socket = FakeSocket()
     await asyncio.wait_for(sockets.live(socket, "abc"), 5)
     assert socket.closed == (4408, "no hello within 0.2 s")
+
+
+async def _after_hello(*messages: str | bytes) -> tuple[FakeSocket, list[int]]:
+    """What `_receive` (the reading side of a streaming socket) makes of `messages`."""
+    socket, acks = _raw(*messages), []
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(_receive(socket, acks.append), 1)
+    return socket, acks
+
+
+async def test_after_hello_garbage_closes_4400_and_acks_in_any_order_are_taken() -> None:
+    for message in (b"\x00binary", "nonsense", '{"type": "ack"}', '{"type": "ack", "seq": -1}',
+                    json.dumps({"type": "hello", "protocol": 1}), "x" * (MAX_MESSAGE_CHARS + 1)):
+        socket, _ = await _after_hello(message)
+        assert socket.closed is not None and socket.closed[0] == 4400, message[:40]
+        assert socket.closed[1]
+    socket, acks = await _after_hello(*(json.dumps({"type": "ack", "seq": s})
+                                        for s in (5, 3, 10**12, 7)))
+    assert socket.closed is None and acks == [5, 3, 10**12, 7]
+
+
+async def test_a_flood_of_messages_closes_1013_with_the_limit() -> None:
+    flood = [json.dumps({"type": "ack", "seq": n}) for n in range(MAX_MESSAGES_PER_S + 1)]
+    socket, acks = await _after_hello(*flood)
+    assert socket.closed == (1013, f"more than {MAX_MESSAGES_PER_S} messages a second from "
+                                   "this viewer")
+    assert len(acks) == MAX_MESSAGES_PER_S
+
+
+def test_the_message_rate_starts_over_each_second() -> None:
+    now = [0.0]
+    rate = MessageRate(per_s=2, clock=lambda: now[0])
+    assert [rate.over() for _ in range(3)] == [False, False, True]
+    now[0] = 1.0
+    assert not rate.over()
