@@ -107,9 +107,10 @@ async def fanout_step(api: Client, running: RunningStack, viewers: int,
     site, rate = running.site, plan["rate"]
     run = uuid.uuid4().hex[:10]
     page_seconds = plan["warmup"] + plan["seconds"] + 1.0
-    sid = (await api.create_session(
+    created = await api.create_session(
         f"{site.url}/stress.html?rate={rate}&seconds={page_seconds:g}&run={run}",
-        name=f"fanout-{viewers}", max_duration_s=int(page_seconds) + 300))["id"]
+        name=f"fanout-{viewers}", max_duration_s=int(page_seconds) + 300)
+    sid = created["id"]
     if not await ours(running.registry, sid):
         raise RuntimeError(f"POST /sessions reached another stack (session {sid})")
     url = api.stream_url(sid)
@@ -117,6 +118,8 @@ async def fanout_step(api: Client, running: RunningStack, viewers: int,
             "--max-seconds", str(int(page_seconds + 240))]
     if not ws_deflate:
         args.append("--no-ws-deflate")
+    if running.api_key is not None:  # auth required: every viewer shows the session's token
+        args += ["--token", created["view_link"]["token"]]
     swarm = await asyncio.create_subprocess_exec(*args, stdin=asyncio.subprocess.PIPE,
                                                  stdout=asyncio.subprocess.PIPE)
     meter = CpuMeter()
@@ -208,7 +211,7 @@ async def fanout_step(api: Client, running: RunningStack, viewers: int,
 async def run_ingress(running: RunningStack, plan: dict[str, Any],
                       ws_deflate: bool) -> list[dict[str, Any]]:
     steps: list[dict[str, Any]] = []
-    async with Client(running.stack.base_url, timeout=90) as api:
+    async with Client(running.stack.base_url, timeout=90, api_key=running.api_key) as api:
         await until_routed_to_us(api, running.registry, f"{running.site.url}/simple.html")
         for n in plan["viewers"]:
             print(f"[fanout] {running.settings.ingress}: {n} viewers, {plan['rate']:,} "
@@ -309,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=int, help="page events/s (default 2000)")
     parser.add_argument("--seconds", type=float, help="steady seconds per step")
     parser.add_argument("--codec", help="stream codec (default: the Settings default)")
+    parser.add_argument("--auth", action="store_true",
+                        help="require an API key and viewer tokens, as a cluster does")
     parser.add_argument("--replicas", type=int, help="gateway replicas (default: Settings)")
     parser.add_argument("--retries", type=int, help="extra attempts of a step during which "
                         "others used more than --busy-limit %% of a core (full: 2)")
@@ -339,8 +344,8 @@ def main(argv: list[str] | None = None) -> int:
         result["timestamp"] = datetime.now(UTC).isoformat(timespec="seconds")
         for ingress in ingresses:
             settings = bench_settings(ingress=ingress, codec=args.codec,
-                                      gateway_replicas=args.replicas)
-            result["settings"] = settings.model_dump(include={
+                                      gateway_replicas=args.replicas, auth=args.auth)
+            result["settings"] = settings.model_dump(include={"auth",
                 "codec", "flush_ms", "viewer_queue_frames", "viewer_window_bytes",
                 "gateway_replicas", "checkout_every_ms"})
             with bench_stack(settings) as running:

@@ -90,7 +90,7 @@ def _median(values: list[float | None]) -> float | None:
 
 async def run_window(running: RunningStack, plan: dict[str, Any]) -> dict[str, Any]:
     stack, site = running.stack, running.site
-    async with Client(stack.base_url, timeout=90) as api:
+    async with Client(stack.base_url, timeout=90, api_key=running.api_key) as api:
         await until_routed_to_us(api, running.registry, f"{site.url}/simple.html")
         print(f"[latency] flush {running.settings.flush_ms} ms: {plan['rate']:,}/s for "
               f"{plan['seconds']:g} s …", file=sys.stderr, flush=True)
@@ -180,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--capacity-seconds", type=float)
     parser.add_argument("--ingress", choices=["haproxy", "python"])
     parser.add_argument("--codec")
+    parser.add_argument("--auth", action="store_true",
+                        help="require an API key and viewer tokens, as a cluster does")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     plan = dict(QUICK if args.quick else FULL)
@@ -193,8 +195,9 @@ def main(argv: list[str] | None = None) -> int:
         result["machine"] = machine_info()
         result["timestamp"] = datetime.now(UTC).isoformat(timespec="seconds")
         for flush in plan["flush"]:
-            settings = bench_settings(flush_ms=flush, ingress=args.ingress, codec=args.codec)
-            result["settings"] = settings.model_dump(include={"ingress", "codec",
+            settings = bench_settings(flush_ms=flush, ingress=args.ingress, codec=args.codec,
+                                      auth=args.auth)
+            result["settings"] = settings.model_dump(include={"ingress", "codec", "auth",
                                                               "max_batch_chars"})
             with bench_stack(settings) as running:
                 window = asyncio.run(run_window(running, plan))

@@ -77,9 +77,10 @@ async def stress_run(api: Client, stack: Stack, site: StressServer,
                      chromium: ChromiumWatch, registry: Any, rate: int,
                      seconds: float) -> dict[str, Any]:
     run = uuid.uuid4().hex[:10]
-    sid = (await api.create_session(
+    created = await api.create_session(
         f"{site.url}/stress.html?rate={rate}&seconds={seconds:g}&run={run}",
-        name=f"bench-{rate}", max_duration_s=int(seconds) + 120))["id"]
+        name=f"bench-{rate}", max_duration_s=int(seconds) + 120)
+    sid, token = created["id"], (created.get("view_link") or {}).get("token")
     if not await _ours(registry, sid):
         raise RuntimeError(f"POST /sessions reached another stack (session {sid})")
     meter, window = CpuMeter(), {}
@@ -90,7 +91,8 @@ async def stress_run(api: Client, stack: Stack, site: StressServer,
         site.release(run)
 
     try:
-        seen = await watch_run(f"{stack.ws_url}/sessions/{sid}/stream", attached, seconds + 60)
+        seen = await watch_run(f"{stack.ws_url}/sessions/{sid}/stream", attached, seconds + 60,
+                               token)
         cpu = (meter.usage(window["before"], meter.snapshot(), time.monotonic() - window["t0"])
                if "before" in window else {})
         page = seen.done or await site.report(run, 5.0) or {}

@@ -26,10 +26,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import SecretStr
+
 from bench.procs import ChromiumWatch
 from bench.stress_server import StressServer
 from pipeline.config import Settings
 from serve.client import ApiError, Client
+from serve.viewer_tokens import new_secret
+
+BENCH_API_KEY = "bench-api-key"
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +51,11 @@ class RunningStack:
     chromium: ChromiumWatch
     registry: Any
     leftovers: list[int] = field(default_factory=list)  # Chromium pids killed at the end
+
+    @property
+    def api_key(self) -> str | None:
+        """The key REST calls need when the stack requires auth (`bench_settings(auth=True)`)."""
+        return BENCH_API_KEY if self.settings.auth_required else None
 
 
 def free_port() -> int:
@@ -103,9 +113,10 @@ def reap(chromium: ChromiumWatch) -> list[int]:
     return killed
 
 
-def bench_settings(**overrides: Any) -> Settings:
+def bench_settings(*, auth: bool = False, **overrides: Any) -> Settings:
     """Settings for a benchmark stack: free ports, 4 browser slots, short retention, the
-    per-client limits raised."""
+    per-client limits raised; with `auth`, an API key and viewer tokens required, as on a
+    cluster (every stream then checks its token, origin and the limits)."""
     base: dict[str, Any] = {"port": free_port(), "browser_slots": 4,
                             "dashboard_port": free_port(), "ended_retention_s": 15,
                             # Every viewer of a benchmark comes from 127.0.0.1 (500 of
@@ -114,6 +125,11 @@ def bench_settings(**overrides: Any) -> Settings:
                             "limit_session_creations": "1000000/minute",
                             "max_connections_per_client": 1_000_000,
                             "max_viewers_per_session": 1_000_000}
+    if auth:
+        # The private-network block follows auth: it stays on (every request of the page
+        # is checked in the browser), with the benchmark's own site on 127.0.0.1 allowed.
+        base.update(auth="required", api_keys=[BENCH_API_KEY],
+                    token_secret=SecretStr(new_secret()), allowed_hosts=["127.0.0.1"])
     return Settings(**{**base, **{k: v for k, v in overrides.items() if v is not None}})
 
 

@@ -56,7 +56,8 @@ class Watch:
     error: str | None = None
 
 
-async def watch_run(url: str, on_attached: Callable[[], None], timeout_s: float) -> Watch:
+async def watch_run(url: str, on_attached: Callable[[], None], timeout_s: float,
+                    token: str | None = None) -> Watch:
     """Watches until the page's "bench-done" event, the session's end, or `timeout_s`.
 
     `on_attached` runs once, at the first binary frame: the viewer is in place and the
@@ -82,7 +83,7 @@ async def watch_run(url: str, on_attached: Callable[[], None], timeout_s: float)
                 out.extensions = viewer.connection.extensions
             on_attached()
 
-    viewer = Viewer(url, acks=False, keep_frames=False, on_frame=on_frame)
+    viewer = Viewer(url, acks=False, keep_frames=False, on_frame=on_frame, token=token)
     try:
         async with asyncio.timeout(timeout_s), contextlib.aclosing(viewer.messages()) as items:
             async for item in items:

@@ -170,7 +170,7 @@ def _decode(viewer: SwarmViewer, decoder: StreamDecoder, message: bytes, arrival
 
 async def _run_viewer(viewer: SwarmViewer, url: str, ws_deflate: bool,
                       attached: asyncio.Event, counter: list[int], total: int,
-                      gate: asyncio.Semaphore) -> None:
+                      gate: asyncio.Semaphore, token: str | None) -> None:
     options = SocketOptions(compression="deflate" if ws_deflate else None, open_timeout_s=30,
                             ping_interval_s=None)
     try:
@@ -178,7 +178,7 @@ async def _run_viewer(viewer: SwarmViewer, url: str, ws_deflate: bool,
             ws = await open_socket(url, options)
         viewer.ws = ws
         async with ws:
-            await ws.send(hello(None, acks=True))
+            await ws.send(hello(None, acks=True, token=token))
             while True:
                 message = await ws.recv()
                 arrival = time.time()
@@ -363,7 +363,7 @@ async def run(args: argparse.Namespace) -> None:
     lag_ms, lag_at = array("d"), array("d")
     t0 = time.time()
     tasks = [asyncio.create_task(_run_viewer(v, args.url, args.ws_deflate, attached, counter,
-                                             len(viewers), gate)) for v in viewers]
+                                             len(viewers), gate, args.token)) for v in viewers]
     helpers = [asyncio.create_task(_sweep_acks(viewers)),
                asyncio.create_task(_loop_lag(lag_ms, lag_at))]
     commands: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -418,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--connect-concurrency", type=int, default=32)
     parser.add_argument("--attach-timeout", type=float, default=90.0)
     parser.add_argument("--max-seconds", type=float, default=300.0)
+    parser.add_argument("--token", help="the viewer token every viewer's hello carries")
     parser.add_argument("--no-ws-deflate", dest="ws_deflate", action="store_false",
                         help="do not offer permessage-deflate (browsers do)")
     args = parser.parse_args(argv)
