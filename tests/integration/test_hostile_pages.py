@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
+from bench.hostile_site import HostileSite, serve_hostile_site
 from serve.client import Client, Frame
 from tests.conftest import wait_for_state
-from tests.integration.hostile_site import HostileSite, serve_hostile_site
 
 pytestmark = pytest.mark.integration
 _log = logging.getLogger(__name__)

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from bench.hostile_site import HostileSite, serve_hostile_site
 from pipeline.browser_host import BrowserHost
 from pipeline.config import Settings
 from pipeline.models import SessionSpec, SessionState, WarningKind
 from pipeline.session import BrowserSession
 from tests.integration.browser_procs import until
-from tests.integration.hostile_site import HostileSite, serve_hostile_site
 from tests.integration.sinks import ListSink
 
 pytestmark = pytest.mark.integration
