@@ -212,6 +212,13 @@ class Settings(BaseSettings):
         "while every byte crosses the node's shared browser server, the streamer and the "
         "recording. 4 MB/s is ~8x one session at 5,000 events/s. 0: no budget.",
     )
+    busy_renderer_nice: int = Field(
+        default=10, ge=0, le=19,
+        description="A renderer of the node's shared Chromium that used over 80% of a core "
+        "for 3 s (a page that never yields, a huge snapshot, a rewrite every frame) runs at "
+        "this nice value until it is under 30% for 5 s, so the other sessions' pipelines "
+        "on the node get the CPU first (pipeline/renderer_priority.py). 0: off.",
+    )
 
     # Streaming
     codec: Literal["lz4-frame", "deflate-raw"] = Field(
