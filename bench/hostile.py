@@ -106,16 +106,26 @@ async def _phase(name: str, seconds: float, meter: CpuMeter, running: RunningSta
             "cpu_pct_of_one_core": cpu}
 
 
-async def _watch_status(api: Client, sid: str, seen: dict[str, Any]) -> None:
-    """Reads the hostile session's status every second until cancelled."""
-    began = time.monotonic()
+async def _watch_status(api: Client, running: RunningStack, sid: str,
+                        seen: dict[str, Any]) -> None:
+    """Every second until cancelled: the hostile session's status, and how many renderers
+    the node's browser host runs at a lower priority (pipeline/renderer_priority.py)."""
+    import ray
+
+    began, host = time.monotonic(), None
+    seen["lowered_renderers_max"] = 0
     while True:
         try:
             info = await api.session(sid)
+            if host is None and info.get("node_id"):
+                host = ray.get_actor(f"browser:{info['node_id']}",
+                                     namespace=running.settings.namespace)
+            if host is not None:
+                lowered = await host.lowered_renderers.remote()
+                seen["lowered_renderers_max"] = max(seen["lowered_renderers_max"], len(lowered))
         except Exception as exc:  # the gateway is busy: the next read will tell
             seen["status_error"] = str(exc)
         else:
-            seen["info"] = info
             if info["state"] != "starting" and "left_starting_s" not in seen:
                 seen["left_starting_s"] = round(time.monotonic() - began, 1)
         await asyncio.sleep(1.0)
@@ -131,13 +141,14 @@ async def _beside(api: Client, running: RunningStack, site: HostileSite, path: s
         if not await ours(running.registry, sid):
             raise RuntimeError(f"POST /sessions reached another stack (session {sid})")
         phase = await _phase(path, plan["beside_s"], meter, running,
-                             _watch_status(api, sid, seen))
+                             _watch_status(api, running, sid, seen))
         info = await api.session(sid)
     finally:
         stopping = time.monotonic()
         stopped = await api.stop_session(sid)
         stop_s = round(time.monotonic() - stopping, 2)
     return {**phase, "session_id": sid, "left_starting_s": seen.get("left_starting_s"),
+            "lowered_renderers_max": seen.get("lowered_renderers_max"),
             "stop_s": stop_s, "final_state": stopped.get("state"), "status": _status(info)}
 
 
@@ -211,17 +222,19 @@ def report(result: dict[str, Any]) -> str:
                      p["p99_ratio"], p["canary_steady_ms"]["p99"], p["steady_p99_ratio"],
                      "-" if p["p99_ratio"] is None else
                      ("yes" if p["p99_ratio"] <= TARGET_RATIO else "NO"),
-                     p.get("left_starting_s"), p.get("stop_s"),
+                     p.get("left_starting_s"), p.get("stop_s"), p.get("lowered_renderers_max"),
                      reported(status) if status else ""])
     out = [f"canary: one session on /canary (a mark every 25 ms), one viewer; "
            f"{machine['cpu_count']} cores, load {machine['load_avg_1m_at_start']} at start; "
            f"settings {result['overrides'] or 'defaults'}", "",
            "Canary latency per mark, page -> viewer socket (ms), by phase",
            table(["phase", "marks", "p50", "p99", "p99/base", "steady p99", "steady/base",
-                  f"<={TARGET_RATIO:g}x", "running s", "stop s", "the hostile session reported"],
+                  f"<={TARGET_RATIO:g}x", "running s", "stop s", "niced", "the hostile session reported"],
                  rows),
            f"(steady: without the first {_STEADY_AFTER_S:g} s beside a page, its session's "
-           f"start; canary lost {result['canary_lost']}, resets {result['canary_resets']}, "
+           f"start; running s: POST -> out of `starting`; niced: renderers at a lower "
+           f"priority at once, at most; canary lost {result['canary_lost']}, resets "
+           f"{result['canary_resets']}, "
            f"gaps {result['canary_gaps']}, reconnects {result['canary_reconnects']})", "",
            "CPU by process during each phase (% of one core)",
            table(["phase", *[k.split(" (")[0] if k != OTHERS else "not ours" for k in _CPU_KEYS]],
