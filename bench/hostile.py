@@ -16,7 +16,8 @@ time its frame reached the viewer minus `t`, read with bench.latency's own code
 2. for each hostile page: `POST /sessions` on it, the canary measured for `--beside-s`
    from that POST on (the hostile session's start included; "steady" leaves out its
    first 5 s), the hostile session's status read (what it reported), `DELETE` (timed),
-   then `--settle-s` unmeasured;
+   then `--settle-s` unmeasured (this client's garbage collections run then, not
+   while it measures);
 3. canary alone again for `--baseline-s / 2`: how far the machine itself drifted.
 
 The issue's target is a canary p99 within 2x its baseline beside every page. The CPU of
@@ -31,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import sys
 import time
 from dataclasses import dataclass, field
@@ -93,15 +95,19 @@ async def _phase(name: str, seconds: float, meter: CpuMeter, running: RunningSta
                  work: Any = None) -> dict[str, Any]:
     """Measures `seconds` from now (while `work` runs beside, if given); the canary's
     marks are counted afterwards, by their page time."""
-    running.chromium.scan()
-    before, began, start_ms = meter.snapshot(), time.monotonic(), _now_ms()
+    # Off the loop: reading every process's CPU time takes tens of ms, which would hold
+    # up the canary's frames and count as its latency.
+    await asyncio.to_thread(running.chromium.scan)
+    before = await asyncio.to_thread(meter.snapshot)
+    began, start_ms = time.monotonic(), _now_ms()
     task = asyncio.ensure_future(work) if work is not None else None
     try:
         await asyncio.sleep(seconds)
     finally:
         if task is not None:
             task.cancel()
-    cpu = meter.usage(before, meter.snapshot(), time.monotonic() - began)
+    wall_s = time.monotonic() - began
+    cpu = meter.usage(before, await asyncio.to_thread(meter.snapshot), wall_s)
     return {"phase": name, "start_ms": start_ms, "end_ms": _now_ms(), "seconds": seconds,
             "cpu_pct_of_one_core": cpu}
 
@@ -181,16 +187,21 @@ async def run(running: RunningStack, site: HostileSite, plan: dict[str, Any]) ->
         try:
             await viewer.wait_until(lambda: len(canary.marks) >= 40, 60)
             await asyncio.sleep(3)  # every hop warm
+            # This client's own collections would count as the canary's latency
+            # (docs: 40-90 ms at 100 viewers); they run between phases instead.
+            gc.disable()
             print(f"[hostile] canary alone for {plan['baseline_s']:g} s …", file=sys.stderr,
                   flush=True)
             phases = [await _phase("alone", plan["baseline_s"], meter, running)]
             for path in plan["pages"]:
                 phases.append(await _beside(api, running, site, path, plan, meter))
+                gc.collect()
                 await asyncio.sleep(plan["settle_s"])
             phases.append(await _phase("alone again", plan["baseline_s"] / 2, meter, running))
             await asyncio.sleep(1)  # the last marks arrive
             canary_info = await api.session(sid)
         finally:
+            gc.enable()
             await viewer.stop()
             await api.stop_session(sid)
     baseline = spread(canary.between(phases[0]["start_ms"], phases[0]["end_ms"]))
