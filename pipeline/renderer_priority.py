@@ -208,8 +208,10 @@ def _children(pid: int) -> list[int]:
 
 
 def _is_renderer(pid: int) -> bool:
+    # A zygote's child sets its title over its argv: one string, the words apart by spaces.
     try:
-        return b"--type=renderer" in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        return b"--type=renderer" in Path(f"/proc/{pid}/cmdline").read_bytes().replace(
+            b"\0", b" ").split()
     except OSError:
         return False
 
