@@ -66,6 +66,9 @@ class Canary:
     indexes: set[int] = field(default_factory=set)
     unread: int = 0  # frames with a bench mark the pattern missed
     frames: int = 0
+    # Per frame with a mark: (its newest event's page time, page -> streamer ingest ms,
+    # ingest -> viewer ms), from the frame header: which side a stall is on.
+    splits: list[tuple[float, float, float]] = field(default_factory=list)
 
     def on_frame(self, frame: Frame) -> None:
         self.frames += 1
@@ -73,6 +76,10 @@ class Canary:
             return
         marks, complete = bench_marks(frame.text)
         self.unread += not complete
+        header = frame.header
+        if marks:
+            self.splits.append((header.last_ts, header.ingest_ts - header.last_ts,
+                                frame.arrival_ms - header.ingest_ts))
         for index, sent in marks:
             if index not in self.indexes:
                 self.indexes.add(index)
@@ -80,6 +87,16 @@ class Canary:
 
     def between(self, start_ms: float, end_ms: float) -> list[float]:
         return [ms for t, ms in self.marks if start_ms <= t < end_ms]
+
+    def split_between(self, start_ms: float, end_ms: float) -> dict[str, Any]:
+        inside = [s for s in self.splits if start_ms <= s[0] < end_ms]
+        return {"page_to_ingest_ms": spread([s[1] for s in inside]),
+                "ingest_to_viewer_ms": spread([s[2] for s in inside])}
+
+    def by_second(self, start_ms: float, end_ms: float) -> list[float | None]:
+        """The p99 of each second of the phase."""
+        return [spread(self.between(t, t + 1000))["p99"]
+                for t in range(int(start_ms), int(end_ms) - 999, 1000)]
 
     def lost(self) -> int:
         """Marks missing between the first and the last one received."""
@@ -211,6 +228,8 @@ async def run(running: RunningStack, site: HostileSite, plan: dict[str, Any]) ->
         phase["canary_ms"] = spread(marks)
         phase["canary_steady_ms"] = spread(steady)
         phase["marks"] = len(marks)
+        phase["canary_split"] = canary.split_between(phase["start_ms"], phase["end_ms"])
+        phase["canary_p99_by_second_ms"] = canary.by_second(phase["start_ms"], phase["end_ms"])
         phase["p99_ratio"] = _ratio(phase["canary_ms"]["p99"], baseline["p99"])
         phase["steady_p99_ratio"] = _ratio(phase["canary_steady_ms"]["p99"], baseline["p99"])
     return {"phases": phases, "baseline_ms": baseline, "canary_lost": canary.lost(),

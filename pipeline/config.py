@@ -214,10 +214,11 @@ class Settings(BaseSettings):
     )
     busy_renderer_nice: int = Field(
         default=10, ge=0, le=19,
-        description="A renderer of the node's shared Chromium that used over 80% of a core "
-        "for 3 s (a page that never yields, a huge snapshot, a rewrite every frame) runs at "
-        "this nice value until it is under 30% for 5 s, so the other sessions' pipelines "
-        "on the node get the CPU first (pipeline/renderer_priority.py). 0: off.",
+        description="A renderer of the node's shared Chromium whose main thread was busy "
+        "(running or waiting for a core) over 80% of 3 s (a page that never yields, a huge "
+        "snapshot, a rewrite every frame) runs at this nice value until it is under 30% for "
+        "5 s, so the other sessions' pipelines on the node get the CPU first "
+        "(pipeline/renderer_priority.py). 0: off.",
     )
 
     # Streaming

@@ -6,12 +6,15 @@ thousands of elements every frame keeps its renderer on a core for as long as it
 on. On a 2-core node that is half the machine, taken from every other session's
 pipeline: bench/hostile.py measured a canary session's p99 at 3-9x its baseline beside
 such pages. So the node's browser host looks at every renderer of its shared Chromium
-once a second: one that used over `busy_share` of a core over the last `busy_s` gets
-`nice` (10 by default, RRSTREAM_BUSY_RENDERER_NICE); one under `calm_share` for
-`calm_s` gets back the priority it had. A lowered renderer still has an idle core to
-itself; it only yields when others want the CPU (at nice 10 a tenth of a nice-0
-process's share). Every renderer is judged alike, whoever's page it renders: a page
-that needs a whole core for seconds is the one that waits.
+once a second: one whose main thread was busy (running, or ready to run and waiting
+for a core) over `busy_share` of the last `busy_s` gets `nice` (10 by default,
+RRSTREAM_BUSY_RENDERER_NICE); one under `calm_share` for `calm_s` gets back the
+priority it had. Busy, not CPU used: on a saturated node a spinning renderer gets
+well under a core, and that is when it matters (/proc/<pid>/schedstat has both). A
+lowered renderer still has an idle core to itself; it only yields when others want the
+CPU (at nice 10 a tenth of a nice-0 process's share). Every renderer is judged alike,
+whoever's page it renders: a page that needs a whole core for seconds is the one that
+waits.
 
 The deciding is plain Python over a `Processes` Protocol (tests/unit/test_renderer_priority.py);
 `ChromiumRenderers` reads /proc and calls setpriority. Without CAP_SYS_NICE a lowered
@@ -35,7 +38,8 @@ _INTERVAL_S = 1.0
 
 class Processes(Protocol):
     def renderers(self) -> dict[int, float]:
-        """CPU seconds so far of each renderer, by pid."""
+        """Seconds each renderer's main thread was busy so far (ran, or waited to run),
+        by pid."""
         ...
 
     def nice(self, pid: int) -> int: ...
@@ -49,13 +53,13 @@ class Processes(Protocol):
 class PriorityChange:
     pid: int
     lowered: bool  # False: given back
-    share: float  # of one core, over the span judged
+    share: float  # of the span judged that its main thread was busy
     nice: int  # from now on
 
 
 @dataclass(slots=True)
 class _Renderer:
-    samples: list[tuple[float, float]] = field(default_factory=list)  # (clock, CPU s)
+    samples: list[tuple[float, float]] = field(default_factory=list)  # (clock, busy s)
     lowered_from: int | None = None
     calm_since: float | None = None
 
@@ -143,7 +147,7 @@ class RendererPriority:
         while True:
             for change in await asyncio.to_thread(self.look):
                 if change.lowered:
-                    _log.warning("renderer %d used %.0f%% of a core for %.0f s: it runs at "
+                    _log.warning("renderer %d was busy %.0f%% of the last %.0f s: it runs at "
                                  "nice %d until it calms down", change.pid,
                                  change.share * 100, self._busy_s, change.nice)
                 else:
@@ -158,7 +162,6 @@ class ChromiumRenderers:
 
     def __init__(self, browser_pid: int) -> None:
         self._browser = browser_pid
-        self._tick = os.sysconf("SC_CLK_TCK")
 
     def renderers(self) -> dict[int, float]:
         found: dict[int, float] = {}
@@ -171,9 +174,9 @@ class ChromiumRenderers:
             children = _children(pid)
             pending.extend(children)
             if pid != self._browser and _is_renderer(pid):
-                cpu = self._cpu(pid)
-                if cpu is not None:
-                    found[pid] = cpu
+                busy = self._busy(pid)
+                if busy is not None:
+                    found[pid] = busy
         return found
 
     def nice(self, pid: int) -> int:
@@ -182,13 +185,13 @@ class ChromiumRenderers:
     def set_nice(self, pid: int, value: int) -> None:
         os.setpriority(os.PRIO_PROCESS, pid, value)
 
-    def _cpu(self, pid: int) -> float | None:
+    def _busy(self, pid: int) -> float | None:
+        """Its main thread's time on a core plus its time waiting for one (schedstat, ns)."""
         try:
-            stat = Path(f"/proc/{pid}/stat").read_text()
-        except OSError:
+            ran, waited, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
+        except (OSError, ValueError):
             return None
-        fields = stat[stat.rindex(")") + 2:].split()
-        return (int(fields[11]) + int(fields[12])) / self._tick  # utime, stime
+        return (int(ran) + int(waited)) / 1e9
 
 
 def _children(pid: int) -> list[int]:
