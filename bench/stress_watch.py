@@ -102,12 +102,19 @@ async def watch_run(url: str, on_attached: Callable[[], None], timeout_s: float,
     return out
 
 
+def bench_marks(text: bytes) -> tuple[list[tuple[int, float]], bool]:
+    """The bench events in a frame's decoded text, as (index, page time `t` in ms), and
+    whether every one was read (False: one in a shape the pattern missed). An event's
+    latency is its frame's arrival wall time minus `t` (the same machine clock)."""
+    marks = [(int(match[1]), float(match[2])) for match in BENCH_EVENT.finditer(text)]
+    return marks, len(marks) == text.count(b'"tag":"bench",')
+
+
 def _take(out: Watch, text: bytes, arrival: float) -> None:
-    matches = list(BENCH_EVENT.finditer(text))
-    if len(matches) != text.count(b'"tag":"bench",'):
-        out.bad_frames += 1  # a bench event in a shape the pattern missed
-    for match in matches:
-        index, sent = int(match[1]), float(match[2])
+    marks, complete = bench_marks(text)
+    if not complete:
+        out.bad_frames += 1
+    for index, sent in marks:
         if index in out.latency_ms:
             out.duplicates += 1
             continue
@@ -158,5 +165,5 @@ async def time_first_snapshot(url: str, t0: float, timeout_s: float) -> FirstSna
     return out
 
 
-__all__ = ["BENCH_DONE", "BENCH_EVENT", "FirstSnapshot", "Watch", "time_first_snapshot",
-           "watch_run"]
+__all__ = ["BENCH_DONE", "BENCH_EVENT", "FirstSnapshot", "Watch", "bench_marks",
+           "time_first_snapshot", "watch_run"]

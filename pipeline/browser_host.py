@@ -14,9 +14,11 @@ until all of them have: work that grows with the square of the sessions.
 Runs as the Ray actor `browser:<node id>`; the class is plain Python so it runs
 without Ray too. The server exits when its Chromium dies, and is started under
 `setpriv --pdeathsig KILL`, so not even a killed host leaves it behind (Chromium exits
-when its server goes). Each launch runs with TMPDIR in a directory of its own
-(pipeline/browser_dirs.py), deleted when that server is gone; a host starting (Ray
-restarts a killed one) first sweeps the directories of hosts and sessions that died.
+when its server goes). A renderer that keeps a core busy runs at a lower CPU priority
+until it calms down (pipeline/renderer_priority.py). Each launch runs with TMPDIR in a
+directory of its own (pipeline/browser_dirs.py), deleted when that server is gone; a
+host starting (Ray restarts a killed one) first sweeps the directories of hosts and
+sessions that died.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from pipeline.browser import launch_args
 from pipeline.browser_dirs import BrowserDir, sweep
 from pipeline.config import Settings
 from pipeline.errors import BrowserLaunchError, InvalidTransition
+from pipeline.renderer_priority import ChromiumRenderers, RendererPriority
 
 _log = logging.getLogger(__name__)
 _LAUNCH_TIMEOUT_S = 30.0
@@ -66,6 +69,8 @@ class BrowserHost:
         self._endpoint: str | None = None
         self._launches = 0
         self._lock = asyncio.Lock()
+        self._priority: RendererPriority | None = None
+        self._watching: asyncio.Task[None] | None = None
 
     async def endpoint(self, executable: str | None, failed: str | None = None) -> str:
         """The browser server's WebSocket URL, launching it first if needed; `executable`
@@ -94,6 +99,10 @@ class BrowserHost:
 
     def launches(self) -> int:
         return self._launches
+
+    def lowered_renderers(self) -> list[int]:
+        """Renderers running at RRSTREAM_BUSY_RENDERER_NICE now, for keeping a core busy."""
+        return self._priority.lowered if self._priority is not None else []
 
     async def close(self) -> None:
         """Stops the server and its Chromium; idempotent."""
@@ -136,10 +145,19 @@ class BrowserHost:
         self._chromium = _browser_process(self._process.pid)
         self._launches += 1
         self._state = HostState.RUNNING
+        if settings.busy_renderer_nice and self._chromium is not None:
+            self._priority = RendererPriority(ChromiumRenderers(self._chromium),
+                                              settings.busy_renderer_nice)
+            self._watching = asyncio.create_task(self._priority.run(), name="renderer-priority")
         _log.info("shared Chromium running (server pid %d, browser pid %s, launch %d)",
                   self._process.pid, self._chromium, self._launches)
 
     async def _stop_server(self) -> None:
+        watching, self._watching, self._priority = self._watching, None, None
+        if watching is not None:
+            watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watching
         process, self._process = self._process, None
         temp, self._dir = self._dir, None
         self._endpoint = self._chromium = None

@@ -200,9 +200,25 @@ class Settings(BaseSettings):
     max_events_per_s: int = Field(
         default=50_000, ge=100,
         description="A page emitting more rrweb events per second is recorded with coarser "
-        "sampling from a new checkout, and at the coarsest level paused for a second at a "
-        "time (each pause ends with a checkout); reported in the session's status. Events "
-        "are never dropped one by one.",
+        "sampling from a new checkout, and at the coarsest level paused (1 s, then 2, 4, 8 s "
+        "in a row; each pause ends with a checkout); reported in the session's status. "
+        "Events are never dropped one by one.",
+    )
+    max_event_bytes_per_s: int = Field(
+        default=4_000_000, ge=0,
+        description="A page whose incremental events come to more bytes a second (their "
+        "JSON; checkouts not counted) has its recording paused at once, as above: a page "
+        "rewriting thousands of elements every frame stays under RRSTREAM_MAX_EVENTS_PER_S "
+        "while every byte crosses the node's shared browser server, the streamer and the "
+        "recording. 4 MB/s is ~8x one session at 5,000 events/s. 0: no budget.",
+    )
+    busy_renderer_nice: int = Field(
+        default=10, ge=0, le=19,
+        description="A renderer of the node's shared Chromium whose main thread was busy "
+        "(running or waiting for a core) over 80% of 3 s (a page that never yields, a huge "
+        "snapshot, a rewrite every frame) runs at this nice value until it is under 30% for "
+        "5 s, so the other sessions' pipelines on the node get the CPU first "
+        "(pipeline/renderer_priority.py). 0: off.",
     )
 
     # Streaming

@@ -1,16 +1,28 @@
-"""EventRate: how a page that emits too many events is recorded coarser instead of dropped.
+"""EventRate: how a page that emits too many events, or too many bytes of them, is
+recorded coarser instead of dropped.
 
 Dropping one incremental event corrupts the replay for every viewer, so a page emitting
 over RRSTREAM_MAX_EVENTS_PER_S (mousemove and scroll storms, mutation floods) is told
 to record with coarser sampling, which rrweb can only change by starting again: a new
 Meta + FullSnapshot, so the stream stays consistent. Sampling cannot thin out
 mutations, so a page still over the limit at the coarsest level has its recording
-paused for a moment: a whole stretch left out, ended by a new checkout, never single
-events. Once the page has been calm for a while it gets one level finer again.
+paused: a whole stretch left out, ended by a new checkout, never single events.
+
+RRSTREAM_MAX_EVENT_BYTES_PER_S bounds the bytes of incremental events (checkouts are
+rrweb's own, and not counted): a page that rewrites thousands of elements every frame
+stays under the event limit (a few dozen huge events a second) while every byte of it
+crosses the shared browser server, the session, the streamer and the recording. Over
+the budget, recording pauses at once: coarser sampling would cost a checkout and thin
+nothing such a page emits.
+
+Pauses in a row grow (1, 2, 4, 8 s), each judged by the first window after it, so a
+page that keeps it up is recorded about one second in nine; a window under the limits
+starts them at 1 s again. Once the page has been calm for a while it gets one sampling
+level finer again.
 
 The deciding is here, plain and clock-injected (tests/unit/test_event_rate.py); the
-session measures (events per push of its outbox) and acts (frontend/src/recorder.js
-`degrade` and `pause`).
+session measures (what each push of its outbox handed on) and acts
+(frontend/src/recorder.js `degrade` and `pause`).
 """
 
 from __future__ import annotations
@@ -19,19 +31,21 @@ import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 from pipeline.config import Settings
 
 _WINDOW_S = 1.0  # the rate is measured over at least this long
-_SETTLE_S = 2.0  # after an action, its effect is measured before the next
-_CALM_S = 30.0  # under a quarter of the limit this long: one level finer
+_SETTLE_S = 2.0  # after a sampling change, its effect is measured before the next
+_CALM_S = 30.0  # under a quarter of the limits this long: one level finer
 _CALM_SHARE = 0.25
-PAUSE_S = 1.0  # a stretch left out at the coarsest level
+PAUSE_S = 1.0  # the first stretch left out; each next one in a row twice as long
+MAX_PAUSE_S = 8.0
 
 
 class RateAction(enum.StrEnum):
     COARSER = "coarser"  # restart rrweb with the next coarser sampling
-    PAUSE = "pause"  # the coarsest already: stop recording for PAUSE_S, then a checkout
+    PAUSE = "pause"  # stop recording for `pause_s`, then a checkout
     FINER = "finer"  # calm again: one level back
 
 
@@ -39,52 +53,74 @@ class RateAction(enum.StrEnum):
 class RateDecision:
     action: RateAction
     level: int  # the sampling level from now on
-    per_s: float  # the rate measured
+    per_s: float  # events/s measured
+    bytes_per_s: float = 0.0  # bytes/s of incremental events measured
+    over: Literal["events", "bytes"] = "events"  # which limit a COARSER or PAUSE is for
+    pause_s: float = 0.0  # a PAUSE's length
 
 
 class EventRate:
-    """Fed the events of each push; says when the page must be recorded differently.
-    `levels` is the number of sampling levels (level 0 is the configured sampling)."""
+    """Fed what each push handed on; says when the page must be recorded differently.
+    `levels` is the number of sampling levels (level 0 is the configured sampling);
+    `max_bytes_per_s` 0 is no byte budget."""
 
     def __init__(self, max_per_s: float, levels: int,
                  clock: Callable[[], float] = time.monotonic, window_s: float = _WINDOW_S,
-                 settle_s: float = _SETTLE_S, calm_s: float = _CALM_S) -> None:
+                 settle_s: float = _SETTLE_S, calm_s: float = _CALM_S,
+                 max_bytes_per_s: float = 0) -> None:
         if levels < 1:
             raise ValueError("at least one sampling level")
         self._max = max_per_s
+        self._max_bytes = max_bytes_per_s
         self._top = levels - 1
         self._clock = clock
         self._window_s = window_s
         self._settle_s = settle_s
         self._calm_s = calm_s
         self.level = 0
-        self._since = clock()
+        self._since = clock()  # the window's start; after a pause, when recording resumes
         self._events = 0
-        self._acted_at = float("-inf")
-        self._busy_at = self._since  # the last window over a quarter of the limit
+        self._bytes = 0
+        self._next_at = float("-inf")  # no action before: the last one shows its effect
+        self._busy_at = self._since  # the last window over a quarter of a limit
+        self._pauses = 0  # in a row
 
-    def count(self, events: int) -> RateDecision | None:
+    def count(self, events: int, nbytes: int = 0) -> RateDecision | None:
+        """`events` more were handed on, `nbytes` of them incremental events' bytes."""
         now = self._clock()
+        if now < self._since:
+            return None  # paused: what still comes was in flight before
         self._events += events
+        self._bytes += nbytes
         elapsed = now - self._since
         if elapsed < self._window_s:
             return None
-        per_s = self._events / elapsed
-        self._since, self._events = now, 0
-        if per_s > self._max * _CALM_SHARE:
+        per_s, bytes_per_s = self._events / elapsed, self._bytes / elapsed
+        self._since, self._events, self._bytes = now, 0, 0
+        over_events = per_s > self._max
+        over_bytes = bool(self._max_bytes) and bytes_per_s > self._max_bytes
+        if per_s > self._max * _CALM_SHARE or (
+                self._max_bytes and bytes_per_s > self._max_bytes * _CALM_SHARE):
             self._busy_at = now
-        if per_s > self._max:
-            if now - self._acted_at < self._settle_s:
+        if over_events or over_bytes:
+            if now < self._next_at:
                 return None  # the last action has not shown its effect yet
-            self._acted_at = now
-            if self.level < self._top:
+            over: Literal["events", "bytes"] = "events" if over_events else "bytes"
+            if over_events and self.level < self._top:
                 self.level += 1
-                return RateDecision(RateAction.COARSER, self.level, per_s)
-            return RateDecision(RateAction.PAUSE, self.level, per_s)
+                self._next_at = now + self._settle_s
+                return RateDecision(RateAction.COARSER, self.level, per_s, bytes_per_s, over)
+            pause = min(PAUSE_S * 2 ** self._pauses, MAX_PAUSE_S)
+            self._pauses += 1
+            self._since = now + pause
+            self._next_at = self._since + self._window_s  # judged by the window after it
+            return RateDecision(RateAction.PAUSE, self.level, per_s, bytes_per_s, over, pause)
+        self._pauses = 0
         if self.level > 0 and now - self._busy_at >= self._calm_s:
             self.level -= 1
-            self._acted_at = self._busy_at = now
-            return RateDecision(RateAction.FINER, self.level, per_s)
+            self._busy_at = now
+            self._next_at = now + self._settle_s
+            return RateDecision(RateAction.FINER, self.level, per_s, bytes_per_s)
         return None
 
 
@@ -105,4 +141,5 @@ def sampling_levels(settings: Settings) -> list[dict[str, object]]:
     ]
 
 
-__all__ = ["PAUSE_S", "EventRate", "RateAction", "RateDecision", "sampling_levels"]
+__all__ = ["MAX_PAUSE_S", "PAUSE_S", "EventRate", "RateAction", "RateDecision",
+           "sampling_levels"]

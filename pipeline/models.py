@@ -165,7 +165,7 @@ class WarningKind(enum.StrEnum):
     BLOCKED_REQUEST = "blocked_request"  # the network policy refused an address
     DIALOG = "dialog"  # the page opened alert/confirm/prompt/print/beforeunload: dismissed
     POPUP = "popup"  # the page tried to open a window (window.open, target=_blank): closed
-    EVENT_RATE = "event_rate"  # over RRSTREAM_MAX_EVENTS_PER_S: coarser sampling, or a pause
+    EVENT_RATE = "event_rate"  # too many events or event bytes a second: coarser, or paused
     UNRESPONSIVE = "unresponsive"  # the page's main thread stopped answering, or answers again
 
 
@@ -234,7 +234,8 @@ class SessionStatus(BaseModel):
         "page emitted over RRSTREAM_MAX_EVENTS_PER_S.")
     stretches_dropped: int = Field(
         default=0, description="Times recording paused for a moment because the page "
-        "emitted too fast even so; each pause ends with a new checkout.")
+        "emitted too fast even so, or too many bytes (RRSTREAM_MAX_EVENT_BYTES_PER_S); each "
+        "pause ends with a new checkout.")
 
 
 class StreamStats(BaseModel):

@@ -33,12 +33,12 @@ class Outbox:
     """`on_failure(exc)` is called when a push to the current sink fails, and says whether
     the outbox should wait for `attach` (True) or stop sending (False). `on_receiver` is
     called with the new receiver whenever it changes (the recorder calls that one).
-    `on_sent(events)`, if given, is told how many events each push handed on (the
-    session's event rate is measured there, once per push rather than per batch)."""
+    `on_sent(batches)`, if given, is told what each push handed on (the session's event
+    rate is measured there, once per push rather than per batch)."""
 
     def __init__(self, sink: BatchSink | None, on_failure: Callable[[Exception], bool],
                  on_receiver: Callable[[Callable[[PageBatch], None]], None],
-                 on_sent: Callable[[int], None] | None = None) -> None:
+                 on_sent: Callable[[list[PageBatch]], None] | None = None) -> None:
         self.sink = sink
         self.receiver: Callable[[PageBatch], None] = self._enqueue
         self._queued: list[PageBatch] = []
@@ -118,7 +118,7 @@ class Outbox:
                         return
                     break
                 if self._on_sent is not None:
-                    self._on_sent(sum(batch.event_count for batch in batches))
+                    self._on_sent(batches)
             if self._closing:
                 return
 

@@ -1,9 +1,9 @@
 """PageLimits: what a session's page did that the session bounds, counted into its status.
 
-Dialogs and popups (pipeline/page_guard.py) and the page's event rate
+Dialogs and popups (pipeline/page_guard.py) and the page's event rate and bytes
 (pipeline/event_rate.py) each become one warning that counts its repeats, plus counters
-in the session's status; a rate over the limit also tells the recorder to record
-coarser or to pause. Plain Python over two small Protocols, so it is tested without a
+in the session's status; a rate over a limit also tells the recorder to record coarser
+or to pause. Plain Python over two small Protocols, so it is tested without a
 browser (tests/unit/test_page_limits.py).
 """
 
@@ -18,7 +18,7 @@ from typing import Protocol
 from playwright.async_api import Error as PlaywrightError
 
 from pipeline.errors import RRStreamError, describe_error
-from pipeline.event_rate import PAUSE_S, EventRate, RateAction, RateDecision
+from pipeline.event_rate import EventRate, RateAction, RateDecision
 from pipeline.models import WarningKind
 from pipeline.page_guard import Disturbance, Notice
 from pipeline.warning_log import WarningLog
@@ -37,9 +37,12 @@ class RateControl(Protocol):
 
 class PageLimits:
     def __init__(self, max_events_per_s: int, levels: int, warnings: WarningLog,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 max_event_bytes_per_s: int = 0) -> None:
         self._max = max_events_per_s
-        self._rate = EventRate(max_events_per_s, levels, clock)
+        self._max_bytes = max_event_bytes_per_s
+        self._rate = EventRate(max_events_per_s, levels, clock,
+                               max_bytes_per_s=max_event_bytes_per_s)
         self._top = levels - 1
         self._warnings = warnings
         self.dialogs = 0
@@ -65,27 +68,36 @@ class PageLimits:
                        f"refused or closed at once; the last: {notice.what}")
         self._warnings.add(kind, message, notice.url, key=kind.value, count=notice.count)
 
-    def counted(self, events: int) -> RateDecision | None:
-        """`events` more were handed on; a decision when the recording must change (it is
-        in the warnings already; `apply` carries it out)."""
-        decision = self._rate.count(events)
+    def counted(self, events: int, nbytes: int = 0) -> RateDecision | None:
+        """`events` more were handed on, `nbytes` of them incremental events' bytes; a
+        decision when the recording must change (it is in the warnings already; `apply`
+        carries it out)."""
+        decision = self._rate.count(events, nbytes)
         if decision is None:
             return None
-        over = (f"the page emitted {decision.per_s:,.0f} events/s, over the limit of "
-                f"{self._max:,} (RRSTREAM_MAX_EVENTS_PER_S)")
+        if decision.over == "bytes":
+            over = (f"the page's events came to {decision.bytes_per_s / 1e6:,.1f} MB/s, over "
+                    f"the budget of {self._max_bytes / 1e6:,.1f} MB/s "
+                    "(RRSTREAM_MAX_EVENT_BYTES_PER_S)")
+        else:
+            over = (f"the page emitted {decision.per_s:,.0f} events/s, over the limit of "
+                    f"{self._max:,} (RRSTREAM_MAX_EVENTS_PER_S)")
         if decision.action is RateAction.COARSER:
             message = (f"{over}: recorded with coarser sampling (level {decision.level} of "
                        f"{self._top}) from a new checkout")
         elif decision.action is RateAction.PAUSE:
             self.stretches_dropped += 1
-            message = (f"{over} at the coarsest sampling: recording paused for {PAUSE_S:g} s "
-                       f"and resumed with a new checkout ({self.stretches_dropped:,} such "
+            where = (" at the coarsest sampling" if decision.over == "events" else "")
+            message = (f"{over}{where}: recording paused for {decision.pause_s:g} s and "
+                       f"resumed with a new checkout ({self.stretches_dropped:,} such "
                        "stretches left out so far)")
         else:
-            message = (f"the page's event rate is back under the limit "
-                       f"({decision.per_s:,.0f} events/s): recorded at sampling level "
-                       f"{decision.level} from a new checkout")
-        self._warnings.add(WarningKind.EVENT_RATE, message, key=f"event_rate:{decision.action}")
+            message = (f"the page's event rate is back under the limits "
+                       f"({decision.per_s:,.0f} events/s, {decision.bytes_per_s / 1e6:,.1f} "
+                       f"MB/s): recorded at sampling level {decision.level} from a new "
+                       "checkout")
+        self._warnings.add(WarningKind.EVENT_RATE, message,
+                           key=f"event_rate:{decision.action}:{decision.over}")
         _log.warning("%s", message)
         return decision
 
@@ -93,7 +105,7 @@ class PageLimits:
         """Tells the recorder; a page too busy to answer gets the next decision later."""
         try:
             if decision.action is RateAction.PAUSE:
-                await asyncio.wait_for(recorder.pause(PAUSE_S), _ANSWER_S)
+                await asyncio.wait_for(recorder.pause(decision.pause_s), _ANSWER_S)
             else:
                 await asyncio.wait_for(recorder.degrade(decision.level), _ANSWER_S)
         except (TimeoutError, PlaywrightError, RRStreamError) as exc:  # navigated, busy, gone

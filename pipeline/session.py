@@ -132,7 +132,8 @@ class BrowserSession:
         self._recording_error: str | None = None
         self._warnings = WarningLog()
         self._limits = PageLimits(settings.max_events_per_s, len(sampling_levels(settings)),
-                                  self._warnings)
+                                  self._warnings,
+                                  max_event_bytes_per_s=settings.max_event_bytes_per_s)
         self._crashes = CrashBudget(settings.max_browser_crashes, settings.crash_window_s)
         self._restarts = 0
         self._stream_lost_at: float | None = None
@@ -557,10 +558,16 @@ class BrowserSession:
     def _on_notice(self, notice: Notice) -> None:
         self._limits.notice(notice)
 
-    def _handed_on(self, events: int) -> None:
-        """The outbox handed on `events` more: a page over RRSTREAM_MAX_EVENTS_PER_S is
-        recorded coarser, or paused (pipeline/event_rate.py)."""
-        decision = self._limits.counted(events)
+    def _handed_on(self, batches: list[PageBatch]) -> None:
+        """The outbox handed on `batches`: a page over RRSTREAM_MAX_EVENTS_PER_S is recorded
+        coarser, or paused, and one over RRSTREAM_MAX_EVENT_BYTES_PER_S paused
+        (pipeline/event_rate.py). A checkout's bytes are rrweb's own doing, not counted."""
+        events = nbytes = 0
+        for batch in batches:
+            events += batch.event_count
+            if not batch.checkout:
+                nbytes += len(batch.text)
+        decision = self._limits.counted(events, nbytes)
         if decision is not None and self._recorder is not None and self._state in _LIVE:
             self._spawn(self._limits.apply(decision, self._recorder), "event-rate")
 

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from pipeline.protocol import CloseCode, End, Reset
-from serve.client import Frame, StreamClosed, Viewer, stored_frames
+from serve.client import ApiError, EventType, Frame, StreamClosed, Viewer, stored_frames
 
 
 def batches(frames: list[Frame]) -> dict[int, str]:
@@ -144,3 +144,36 @@ async def test_replaying_an_unknown_recording_closes_4404(client) -> None:
             await replay.run()
     assert closed.value.code == CloseCode.UNKNOWN_SESSION == replay.close_code
     assert "no recording with id 'nosuchid'" in closed.value.reason
+
+
+async def test_a_session_with_record_false_streams_live_but_is_never_stored(
+        client, demo_site) -> None:
+    steps = [{"action": "wait", "ms": 500}, {"action": "click", "selector": "#add-item"},
+             {"action": "wait", "ms": 500}, {"action": "click", "selector": "#add-item"}]
+    unrecorded = (await client.create_session(f"{demo_site.url}/list.html", steps=steps,
+                                              record=False))["id"]
+    recorded = (await client.create_session(f"{demo_site.url}/list.html", steps=steps))["id"]
+    try:
+        async with client.viewer(unrecorded, on_gap="raise") as viewer:
+            await viewer.wait_for(lambda f: f.full_snapshot, timeout_s=60)
+            # The clicks' mutations reach the live viewer like any session's.
+            await viewer.wait_for(lambda f: b"Item" in (f.text or b"")
+                                  and f.has_event(EventType.INCREMENTAL_SNAPSHOT), timeout_s=60)
+        await client.wait_for_session(recorded, lambda info: info["events"] > 0)
+    finally:
+        for sid in (unrecorded, recorded):
+            await client.stop_session(sid)
+    deadline = time.monotonic() + 30
+    while (await client.recording(recorded)).get("ended_at") is None:
+        assert time.monotonic() < deadline, "the recorded session's recording never finished"
+        await asyncio.sleep(0.25)
+    try:
+        listed = [r["id"] for r in await client.recordings()]
+        assert recorded in listed
+        assert unrecorded not in listed
+        with pytest.raises(ApiError) as missing:
+            await client.recording(unrecorded)
+        assert missing.value.status == 404
+        assert missing.value.message == f"no recording with id {unrecorded!r}"
+    finally:
+        await client.delete_recording(recorded)

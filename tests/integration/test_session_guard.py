@@ -1,19 +1,22 @@
 """What a page may not do to its session: permissions, dialogs, popups, its privacy
-options, its event rate (real Chromium in a shared browser, no Ray)."""
+options, its event rate and bytes, a core of its node (real Chromium in a shared
+browser, no Ray)."""
 
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator
 
 import pytest
 
+from bench.hostile_site import HostileSite, serve_hostile_site
 from pipeline.browser_host import BrowserHost
 from pipeline.config import Settings
 from pipeline.models import SessionSpec, SessionState, WarningKind
+from pipeline.renderer_priority import ChromiumRenderers
 from pipeline.session import BrowserSession
 from tests.integration.browser_procs import until
-from tests.integration.hostile_site import HostileSite, serve_hostile_site
 from tests.integration.sinks import ListSink
 
 pytestmark = pytest.mark.integration
@@ -114,3 +117,46 @@ async def test_a_page_over_the_event_limit_is_recorded_coarser_and_paused_not_th
     checkouts = [i for i, b in enumerate(sink.batches) if b.checkout]
     assert checkouts and checkouts[0] == 0
     assert events[0]["type"] == 4
+
+
+async def test_a_page_over_the_byte_budget_is_paused_and_reported_not_thinned(
+        browser_host: BrowserHost, hostile_site: HostileSite) -> None:
+    # Its whole body rewritten every frame: ~60 events/s, far under the event limit, but
+    # hundreds of kilobytes each.
+    settings = Settings(max_event_bytes_per_s=500_000)
+    session, sink = await started(
+        browser_host, SessionSpec(url=hostile_site.page("/rewrite-every-frame")), settings)
+    try:
+        await until(lambda: session.status().stretches_dropped >= 1, "a stretch was left out",
+                    timeout_s=30)
+        status = session.status()
+        assert status.sampling_level == 0  # coarser sampling thins no mutation
+        [message] = [w.message for w in status.warnings if w.kind is WarningKind.EVENT_RATE]
+        assert "over the budget of 0.5 MB/s (RRSTREAM_MAX_EVENT_BYTES_PER_S)" in message
+        assert "recording paused for 1 s and resumed with a new checkout" in message
+        await until(lambda: sink.snapshots() >= 2, "recording resumed with a checkout")
+    finally:
+        await session.stop()
+    assert sink.batches[0].checkout
+
+
+async def test_a_renderer_that_keeps_a_core_busy_runs_at_a_lower_priority_until_it_goes(
+        browser_host: BrowserHost, hostile_site: HostileSite) -> None:
+    quiet, _ = await started(browser_host, SessionSpec(url=hostile_site.page("/quiet")))
+    spinning, _ = await started(browser_host,
+                                SessionSpec(url=hostile_site.page("/infinite-loop")))
+    try:
+        await until(lambda: len(browser_host.lowered_renderers()) == 1,
+                    "the spinning page's renderer was lowered", timeout_s=20)
+        [lowered] = browser_host.lowered_renderers()
+        assert os.getpriority(os.PRIO_PROCESS, lowered) == Settings().busy_renderer_nice
+        browser = browser_host.pid()
+        assert browser is not None
+        others = set(ChromiumRenderers(browser).renderers()) - {lowered}
+        assert others, "the quiet page has a renderer of its own"
+        assert all(os.getpriority(os.PRIO_PROCESS, pid) < 10 for pid in others)
+    finally:
+        await spinning.stop()
+        await quiet.stop()
+    await until(lambda: browser_host.lowered_renderers() == [], "the gone renderer forgotten",
+                timeout_s=10)

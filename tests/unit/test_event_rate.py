@@ -1,11 +1,19 @@
-"""How a page over RRSTREAM_MAX_EVENTS_PER_S is recorded coarser, paused, then let back."""
+"""How a page over RRSTREAM_MAX_EVENTS_PER_S or RRSTREAM_MAX_EVENT_BYTES_PER_S is recorded
+coarser, paused, then let back."""
 
 from __future__ import annotations
 
 import pytest
 
 from pipeline.config import Settings
-from pipeline.event_rate import EventRate, RateAction, sampling_levels
+from pipeline.event_rate import (
+    MAX_PAUSE_S,
+    PAUSE_S,
+    EventRate,
+    RateAction,
+    RateDecision,
+    sampling_levels,
+)
 
 
 class Clock:
@@ -17,14 +25,21 @@ class Clock:
 
 
 def feed(rate: EventRate, clock: Clock, per_s: int, seconds: float, step_s: float = 0.1,
-         ) -> list[tuple[RateAction, int]]:
-    """Pushes of `per_s * step_s` events every `step_s` for `seconds`; the decisions."""
+         bytes_per_s: int = 0) -> list[tuple[RateAction, int]]:
+    """Pushes of `per_s * step_s` events (and `bytes_per_s * step_s` bytes) every `step_s`
+    for `seconds`; the decisions."""
+    return [(d.action, d.level) for d in decide(rate, clock, per_s, seconds, step_s,
+                                                bytes_per_s)]
+
+
+def decide(rate: EventRate, clock: Clock, per_s: int, seconds: float, step_s: float = 0.1,
+           bytes_per_s: int = 0) -> list[RateDecision]:
     decisions = []
     for _ in range(round(seconds / step_s)):
         clock.now += step_s
-        decision = rate.count(int(per_s * step_s))
+        decision = rate.count(int(per_s * step_s), int(bytes_per_s * step_s))
         if decision is not None:
-            decisions.append((decision.action, decision.level))
+            decisions.append(decision)
     return decisions
 
 
@@ -38,11 +53,48 @@ def test_a_page_under_the_limit_is_left_alone() -> None:
 def test_a_page_over_the_limit_gets_coarser_once_per_settling_time_then_paused() -> None:
     clock = Clock()
     rate = EventRate(50_000, 3, clock, settle_s=2.0)
-    decisions = feed(rate, clock, 200_000, 7.05)
+    decisions = decide(rate, clock, 200_000, 6.5)
     # One decision per 2 s at most: level 1, level 2, then the coarsest pauses.
-    assert decisions == [(RateAction.COARSER, 1), (RateAction.COARSER, 2),
-                         (RateAction.PAUSE, 2)]
+    assert [(d.action, d.level, d.over) for d in decisions] == [
+        (RateAction.COARSER, 1, "events"), (RateAction.COARSER, 2, "events"),
+        (RateAction.PAUSE, 2, "events")]
+    assert decisions[-1].pause_s == PAUSE_S
     assert rate.level == 2
+
+
+def test_pauses_in_a_row_grow_and_start_again_after_a_window_under_the_limit() -> None:
+    clock = Clock()
+    rate = EventRate(50_000, 1, clock)
+    pauses = [d.pause_s for d in decide(rate, clock, 200_000, 40)]
+    assert pauses[:5] == [1.0, 2.0, 4.0, 8.0, MAX_PAUSE_S]
+    assert set(pauses[4:]) == {MAX_PAUSE_S}
+    # Each pause is judged by the first window after it: about 1 s recorded in 9.
+    assert len(pauses) <= 1 + 40 // (MAX_PAUSE_S + 1) + 4
+    feed(rate, clock, 0, MAX_PAUSE_S)  # the last pause ends
+    assert feed(rate, clock, 1_000, 1.5) == []  # a window under the limit
+    assert [d.pause_s for d in decide(rate, clock, 200_000, 1.5)] == [PAUSE_S]
+
+
+def test_a_page_over_the_byte_budget_is_paused_at_once_without_coarser_sampling() -> None:
+    clock = Clock()
+    rate = EventRate(50_000, 3, clock, max_bytes_per_s=4_000_000)
+    # 60 huge events a second (a whole-DOM rewrite every frame): 30 MB/s.
+    decisions = decide(rate, clock, 60, 1.25, bytes_per_s=30_000_000)
+    assert [(d.action, d.level, d.over) for d in decisions] == [(RateAction.PAUSE, 0, "bytes")]
+    assert decisions[0].bytes_per_s == pytest.approx(30_000_000, rel=0.1)
+    assert rate.level == 0
+    # What comes while paused was in flight: not counted.
+    assert rate.count(60, 30_000_000) is None
+
+
+def test_under_the_byte_budget_or_without_one_nothing_changes() -> None:
+    clock = Clock()
+    under = EventRate(50_000, 3, clock, max_bytes_per_s=4_000_000)
+    unbounded = EventRate(50_000, 3, clock)
+    for _ in range(600):
+        clock.now += 0.1
+        assert under.count(500, 350_000) is None  # 5,000 events/s, 3.5 MB/s
+        assert unbounded.count(6, 3_000_000) is None  # 30 MB/s, no budget
 
 
 def test_the_rate_measured_is_the_pages() -> None:

@@ -54,13 +54,34 @@ async def test_a_page_over_the_limit_is_told_to_record_coarser_then_to_pause() -
         if decision is not None:
             decisions.append(decision)
             await limits.apply(decision, recorder)
-    assert recorder.calls == [("degrade", 1), ("pause", PAUSE_S), ("pause", PAUSE_S)]
+    # Pauses in a row grow.
+    assert recorder.calls == [("degrade", 1), ("pause", PAUSE_S), ("pause", 2 * PAUSE_S)]
     assert limits.sampling_level == 1 and limits.stretches_dropped == 2
     messages = {w.message.split(":")[0]: w for w in warnings.list()}
     assert all(w.kind is WarningKind.EVENT_RATE for w in messages.values())
     assert any("over the limit of 1,000 (RRSTREAM_MAX_EVENTS_PER_S)" in m for m in messages)
     pauses = [w for w in warnings.list() if "paused" in w.message]
     assert len(pauses) == 1 and pauses[0].count == 2
+
+
+async def test_a_page_over_the_byte_budget_is_paused_and_says_so_in_mb() -> None:
+    clock = Clock()
+    warnings = WarningLog()
+    limits = PageLimits(50_000, 3, warnings, clock, max_event_bytes_per_s=4_000_000)
+    recorder = FakeRecorder()
+    for _ in range(11):
+        clock.now += 0.1
+        decision = limits.counted(6, 1_200_000)  # 60 events/s, 12 MB/s
+        if decision is not None:
+            await limits.apply(decision, recorder)
+    assert recorder.calls == [("pause", PAUSE_S)]
+    assert limits.sampling_level == 0 and limits.stretches_dropped == 1
+    [warning] = warnings.list()
+    assert warning.kind is WarningKind.EVENT_RATE
+    assert warning.message.startswith(
+        "the page's events came to 12.0 MB/s, over the budget of 4.0 MB/s "
+        "(RRSTREAM_MAX_EVENT_BYTES_PER_S): recording paused for 1 s and resumed with a new "
+        "checkout (1 such stretches left out so far)")
 
 
 async def test_a_page_too_busy_to_take_the_change_does_not_hold_the_session() -> None:

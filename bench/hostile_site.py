@@ -1,11 +1,12 @@
 """Hostile pages on loopback: each tries to take its session, its node or its neighbours
-down, and each must be bounded and reported (tests/integration/test_hostile_pages.py,
-bench/hostile.py).
+down, and each must be bounded and reported (bench/hostile.py measures a canary beside
+each; tests/integration/test_hostile_pages.py and test_session_guard.py check the bounds).
 
 A mutation flood, a multi-megabyte DOM, an alert loop, a script that never yields, a
-`window.open` storm, a page that rewrites its whole DOM every frame, and a quiet page
-for the canary session beside them. Served from a thread of its own, so it answers while
-a test's loop is busy.
+`window.open` storm, a page that rewrites its whole DOM every frame, and quiet pages for
+a canary session beside them. Served from a thread of its own, so it answers while a
+test's or a benchmark's loop is busy. It lives in bench/ because the benchmark needs it
+and bench/ imports nothing from tests/.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from tests.conftest import free_port
+from bench.stack import free_port
 
 _NO_STORE = {"Cache-Control": "no-store"}
 
@@ -36,6 +37,17 @@ def _page(title: str, body: str) -> str:
 QUIET = _page("quiet", """<h1>quiet</h1><p id="tick">0</p>
 <script>let n = 0; setInterval(() => { document.getElementById("tick").textContent = String(++n); },
 50);</script>""")
+
+# The benchmark's canary: every 25 ms a counter's text changes and a bench mark
+# (bench/stress_watch.py BENCH_EVENT: {i, t: Date.now()}) is emitted beside it, so each
+# mark's page -> viewer latency is measured the way bench.latency measures it.
+CANARY = _page("canary", """<h1>canary</h1><p id="tick">0</p>
+<script>let i = 0; setInterval(() => {
+  document.getElementById("tick").textContent = String(i);
+  if (window.__rrstreamAddCustomEvent) {
+    window.__rrstreamAddCustomEvent("bench", { i: i++, t: Date.now() });
+  }
+}, 25);</script>""")
 
 # Every animation frame: 2,000 nodes added and the 2,000 of the frame before removed.
 MUTATION_FLOOD = _page("mutation flood", """<div id="box"></div><script>
@@ -150,6 +162,7 @@ PAGES = {
     "/native-disturbances": NATIVE_DISTURBANCES,
     "/event-flood": EVENT_FLOOD,
     "/quiet": QUIET,
+    "/canary": CANARY,
     "/mutation-flood": MUTATION_FLOOD,
     "/alert-loop": ALERT_LOOP,
     "/infinite-loop": INFINITE_LOOP,

@@ -1,0 +1,222 @@
+"""RendererPriority: a renderer that keeps a core busy runs at a lower CPU priority.
+
+A page that never yields (an infinite loop; an alert or `window.open` loop once the page
+guard makes those return at once), the snapshot of a huge DOM, or a page rewriting
+thousands of elements every frame keeps its renderer on a core for as long as it goes
+on. On a 2-core node that is half the machine, taken from every other session's
+pipeline: bench/hostile.py measured a canary session's p99 at 3-9x its baseline beside
+such pages. So the node's browser host looks at every renderer of its shared Chromium
+once a second: one whose main thread was busy (running, or ready to run and waiting
+for a core) over `busy_share` of the last `busy_s` gets `nice` (10 by default,
+RRSTREAM_BUSY_RENDERER_NICE); one under `calm_share` for `calm_s` gets back the
+priority it had. Busy, not CPU used: on a saturated node a spinning renderer gets
+well under a core, and that is when it matters (/proc/<pid>/schedstat has both). A
+lowered renderer still has an idle core to itself; it only yields when others want the
+CPU (at nice 10 a tenth of a nice-0 process's share). Every renderer is judged alike,
+whoever's page it renders: a page that needs a whole core for seconds is the one that
+waits.
+
+The deciding is plain Python over a `Processes` Protocol (tests/unit/test_renderer_priority.py);
+`ChromiumRenderers` reads /proc and calls setpriority. Without CAP_SYS_NICE a lowered
+renderer cannot be raised again; it then stays lower (logged once).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+_log = logging.getLogger(__name__)
+_INTERVAL_S = 1.0
+
+
+class Processes(Protocol):
+    def renderers(self) -> dict[int, float]:
+        """Seconds each renderer's main thread was busy so far (ran, or waited to run),
+        by pid."""
+        ...
+
+    def nice(self, pid: int) -> int: ...
+
+    def set_nice(self, pid: int, value: int) -> None:
+        """Raises OSError (ProcessLookupError, PermissionError) when it cannot."""
+        ...
+
+
+@dataclass(slots=True, frozen=True)
+class PriorityChange:
+    pid: int
+    lowered: bool  # False: given back
+    share: float  # of the span judged that its main thread was busy
+    nice: int  # from now on
+
+
+@dataclass(slots=True)
+class _Renderer:
+    samples: list[tuple[float, float]] = field(default_factory=list)  # (clock, busy s)
+    lowered_from: int | None = None
+    calm_since: float | None = None
+
+
+class RendererPriority:
+    def __init__(self, processes: Processes, nice: int = 10, busy_share: float = 0.8,
+                 busy_s: float = 3.0, calm_share: float = 0.3, calm_s: float = 5.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self._processes = processes
+        self._nice = nice
+        self._busy_share = busy_share
+        self._busy_s = busy_s
+        self._calm_share = calm_share
+        self._calm_s = calm_s
+        self._clock = clock
+        self._seen: dict[int, _Renderer] = {}
+        self._cannot_raise = False
+
+    @property
+    def lowered(self) -> list[int]:
+        return [pid for pid, r in self._seen.items() if r.lowered_from is not None]
+
+    def look(self) -> list[PriorityChange]:
+        """One look at every renderer; what changed."""
+        now = self._clock()
+        current = self._processes.renderers()
+        for gone in self._seen.keys() - current.keys():
+            del self._seen[gone]
+        changes = []
+        for pid, cpu in current.items():
+            renderer = self._seen.setdefault(pid, _Renderer())
+            renderer.samples.append((now, cpu))
+            # Keep the newest sample at least busy_s old, and all after it.
+            while len(renderer.samples) > 2 and renderer.samples[1][0] <= now - self._busy_s:
+                renderer.samples.pop(0)
+            change = self._judge(pid, renderer, now)
+            if change is not None:
+                changes.append(change)
+        return changes
+
+    def _judge(self, pid: int, renderer: _Renderer, now: float) -> PriorityChange | None:
+        samples = renderer.samples
+        if len(samples) < 2:
+            return None
+        if renderer.lowered_from is None:
+            (t0, cpu0), (t1, cpu1) = samples[0], samples[-1]
+            if t1 - t0 < self._busy_s * 0.9:
+                return None
+            share = (cpu1 - cpu0) / (t1 - t0)
+            if share < self._busy_share:
+                return None
+            try:
+                before = self._processes.nice(pid)
+                if before >= self._nice:
+                    return None  # already as low (Chromium's own background priority, or ours)
+                self._processes.set_nice(pid, self._nice)
+            except OSError:
+                return None  # it exited meanwhile
+            renderer.lowered_from, renderer.calm_since = before, None
+            return PriorityChange(pid, True, share, self._nice)
+        (t0, cpu0), (t1, cpu1) = samples[-2], samples[-1]
+        share = (cpu1 - cpu0) / (t1 - t0) if t1 > t0 else 0.0
+        if share >= self._calm_share:
+            renderer.calm_since = None
+            return None
+        renderer.calm_since = renderer.calm_since if renderer.calm_since is not None else t0
+        if now - renderer.calm_since < self._calm_s:
+            return None
+        back = renderer.lowered_from
+        try:
+            self._processes.set_nice(pid, back)
+        except PermissionError:
+            if not self._cannot_raise:
+                _log.warning("renderer %d is calm again but stays at nice %d: raising a "
+                             "priority needs CAP_SYS_NICE", pid, self._nice)
+            self._cannot_raise = True
+            back = self._nice
+        except OSError:
+            return None
+        renderer.lowered_from = renderer.calm_since = None
+        return PriorityChange(pid, False, share, back)
+
+    async def run(self, interval_s: float = _INTERVAL_S) -> None:
+        """Looks every `interval_s` until cancelled; logs each change."""
+        while True:
+            for change in await asyncio.to_thread(self.look):
+                if change.lowered:
+                    _log.warning("renderer %d was busy %.0f%% of the last %.0f s: it runs at "
+                                 "nice %d until it calms down", change.pid,
+                                 change.share * 100, self._busy_s, change.nice)
+                else:
+                    _log.info("renderer %d is calm again: back to nice %d", change.pid,
+                              change.nice)
+            await asyncio.sleep(interval_s)
+
+
+class ChromiumRenderers:
+    """The renderers of one Chromium (descendants of its browser process with
+    `--type=renderer`), from /proc."""
+
+    def __init__(self, browser_pid: int) -> None:
+        self._browser = browser_pid
+
+    def renderers(self) -> dict[int, float]:
+        found: dict[int, float] = {}
+        pending, seen = [self._browser], set()
+        while pending:
+            pid = pending.pop()
+            if pid in seen:
+                continue
+            seen.add(pid)
+            children = _children(pid)
+            pending.extend(children)
+            if pid != self._browser and _is_renderer(pid):
+                busy = self._busy(pid)
+                if busy is not None:
+                    found[pid] = busy
+        return found
+
+    def nice(self, pid: int) -> int:
+        return os.getpriority(os.PRIO_PROCESS, pid)
+
+    def set_nice(self, pid: int, value: int) -> None:
+        os.setpriority(os.PRIO_PROCESS, pid, value)
+
+    def _busy(self, pid: int) -> float | None:
+        """Its main thread's time on a core plus its time waiting for one (schedstat, ns)."""
+        try:
+            ran, waited, _ = Path(f"/proc/{pid}/schedstat").read_text().split()
+        except (OSError, ValueError):
+            return None
+        return (int(ran) + int(waited)) / 1e9
+
+
+def _children(pid: int) -> list[int]:
+    """Children forked by any thread of `pid` (Chromium launches from several)."""
+    out: list[int] = []
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return out
+    for tid in tasks:
+        try:
+            out.extend(int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text()
+                       .split())
+        except OSError:
+            continue
+    return out
+
+
+def _is_renderer(pid: int) -> bool:
+    # A zygote's child sets its title over its argv: one string, the words apart by spaces.
+    try:
+        return b"--type=renderer" in Path(f"/proc/{pid}/cmdline").read_bytes().replace(
+            b"\0", b" ").split()
+    except OSError:
+        return False
+
+
+__all__ = ["ChromiumRenderers", "PriorityChange", "Processes", "RendererPriority"]
