@@ -1,11 +1,12 @@
 """A stack with auth required: `rrstream up` in a process of its own (its own embedded
-Ray), with known API keys and token secret and small limits, for the access tests."""
+Ray), with known API keys and token secret and small limits, for the access tests (and,
+with other settings, for the API's fuzz)."""
 
 from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from tests.conftest import free_port
@@ -23,7 +24,8 @@ class SecureStack:
 
 
 @contextlib.contextmanager
-def secure_stack() -> Iterator[SecureStack]:
+def secure_stack(overrides: Mapping[str, str] | None = None) -> Iterator[SecureStack]:
+    """`overrides`: RRSTREAM_* variables that replace (or add to) the access tests' own."""
     port = free_port()
     env = {**os.environ,
            "RRSTREAM_AUTH": "required",
@@ -32,7 +34,8 @@ def secure_stack() -> Iterator[SecureStack]:
            "RRSTREAM_LIMIT_SESSION_CREATIONS": f"{CREATIONS_PER_MINUTE}/minute",
            "RRSTREAM_MAX_VIEWERS_PER_SESSION": str(MAX_VIEWERS),
            "RRSTREAM_BROWSER_SLOTS": "4",
-           "RRSTREAM_WARM_BROWSERS": "0"}
+           "RRSTREAM_WARM_BROWSERS": "0",
+           **(overrides or {})}
     with rrstream_up("--port", str(port), "--dashboard-port", str(free_port()), "--no-demo",
                      env=env) as up:
         yield SecureStack(f"http://127.0.0.1:{port}", up.output)
