@@ -56,11 +56,30 @@ _DESCRIPTIONS = {
 }
 
 
+# The headers an error promises, documented (and so checked by the API's fuzz).
+_HEADERS = {
+    401: {"WWW-Authenticate": {"description": "`Bearer realm=\"rrstream\"`", "required": True,
+                               "schema": {"type": "string"}}},
+    429: {"Retry-After": {"description": "Seconds to wait", "required": True,
+                          "schema": {"type": "integer", "minimum": 1}}},
+    503: {"Retry-After": {"description": "Seconds to wait", "required": True,
+                          "schema": {"type": "integer", "minimum": 1}}},
+}
+
+
+def error_answer(status: int, description: str | None = None) -> dict[str, Any]:
+    """The OpenAPI response of one error status: ErrorBody, and its headers."""
+    answer: dict[str, Any] = {"model": ErrorBody,
+                              "description": description or _DESCRIPTIONS[status]}
+    if status in _HEADERS:
+        answer["headers"] = _HEADERS[status]
+    return answer
+
+
 def responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses` for the error statuses a route answers; 422 always (FastAPI
     documents one for any route with parameters, and ours answers ErrorBody)."""
-    return {status: {"model": ErrorBody, "description": _DESCRIPTIONS[status]}
-            for status in sorted({*statuses, 422})}
+    return {status: error_answer(status) for status in sorted({*statuses, 422})}
 
 
 def error_response(status: int, message: str, detail: Any = None,
@@ -121,4 +140,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, _unexpected)
 
 
-__all__ = ["ErrorBody", "error_response", "install_error_handlers", "responses"]
+__all__ = ["ErrorBody", "error_answer", "error_response", "install_error_handlers",
+           "responses"]

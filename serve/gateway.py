@@ -35,7 +35,7 @@ from pipeline.models import (
 from pipeline.recorder import assets_dir
 from pipeline.registry_actor import get_or_create_registry
 from serve.access import Access
-from serve.errors import ErrorBody, error_response, install_error_handlers, responses
+from serve.errors import error_answer, error_response, install_error_handlers, responses
 from serve.info import session_info
 from serve.registry_client import RegistryClient
 from serve.start_urls import StartUrlCheck
@@ -239,8 +239,7 @@ class Gateway:
         replica answered, and its viewers."""
         return {"ok": True, "replica": self._replica, **self._sockets.health()}
 
-    @app.get("/readyz", responses={503: {"model": ErrorBody,
-                                         "description": "Not ready; `message` says why"}})
+    @app.get("/readyz", responses={503: error_answer(503, "Not ready; `message` says why")})
     async def readyz(self) -> Any:
         """200 when the registry answers and the pool has a browser slot on a live node."""
         try:

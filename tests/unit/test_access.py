@@ -320,3 +320,19 @@ def test_every_error_the_schema_documents_is_the_json_body_and_keyed_routes_say_
             if path not in open_paths:
                 assert "401" in answers, (method, path)
                 assert operation.get("security"), (method, path)
+
+
+def test_the_schema_documents_the_headers_errors_carry() -> None:
+    from serve.gateway import app
+
+    spec = app.openapi()
+    promised = {"401": "WWW-Authenticate", "429": "Retry-After", "503": "Retry-After"}
+    found = 0
+    for operations in spec["paths"].values():
+        for operation in operations.values():
+            for status, header in promised.items():
+                if status in operation["responses"]:
+                    headers = operation["responses"][status]["headers"]
+                    assert headers[header]["required"] is True
+                    found += 1
+    assert found >= 30  # every keyed route's 401 and 503, and the creations' 429
