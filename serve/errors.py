@@ -124,6 +124,10 @@ async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
+    if exc.status_code == 400 and exc.__cause__ is not None:
+        # FastAPI's "There was an error parsing the body" (400, undocumented): a body that
+        # is not UTF-8, or JSON nested too deep to decode. Malformed like any other: 422.
+        return error_response(422, f"body: not readable as JSON ({describe_error(exc.__cause__)})")
     message = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
     return error_response(exc.status_code, message, headers=exc.headers)
 
