@@ -5,7 +5,11 @@ network and storage services, two zygotes). Sharing one per node leaves each ses
 only its renderers and its BrowserContext, which keeps cookies and storage apart.
 
 The host runs Playwright's browser server (`launch-server`: one Playwright server
-process and its Chromium) on 127.0.0.1 behind an unguessable path. Each session
+process and its Chromium) on a Unix socket in its launch's own directory, mode 0700: no
+TCP port at all. On 127.0.0.1 the path would be no secret (Playwright's server tells it
+to anyone at `GET /json`), and any local user could drive every session's browser; the
+socket lets in only processes of the user Ray runs as. The host hands its sessions the
+endpoint (`ws+unix://<socket>:/playwright`) through their Ray actor calls. Each session
 connects its own Playwright to it (`chromium.connect`) and sees only the contexts it
 created. Connecting over raw CDP instead (`connect_over_cdp`) makes every session's
 Playwright attach to every page in the browser, and hold up each new page and frame
@@ -46,6 +50,8 @@ _log = logging.getLogger(__name__)
 _LAUNCH_TIMEOUT_S = 30.0
 _EXIT_WAIT_S = 5.0
 _SETPRIV = shutil.which("setpriv")
+_SOCKET_NAME = "server.sock"
+_SERVER_PATH = "/playwright"
 
 
 class HostState(enum.StrEnum):
@@ -113,13 +119,16 @@ class BrowserHost:
     async def _launch(self, executable: str | None) -> None:
         await self._stop_server()  # what is left of a dead one goes first
         settings = self._settings
-        # SIGTERM makes the server close Chromium (which deletes its profile) and exit.
+        self._dir = temp = await asyncio.to_thread(BrowserDir.create, "host")
+        temp.path.chmod(0o700)  # the socket's directory: only Ray's user may reach it
+        socket_path = temp.path / _SOCKET_NAME
+        # Node listens on a Unix socket when `port` is a path. SIGTERM makes the server
+        # close Chromium (which deletes its profile) and exit.
         config = {"headless": settings.headless, "args": launch_args(settings),
-                  "host": "127.0.0.1", "handleSIGINT": False, "handleSIGTERM": True,
-                  "handleSIGHUP": False}
+                  "port": str(socket_path), "wsPath": _SERVER_PATH, "handleSIGINT": False,
+                  "handleSIGTERM": True, "handleSIGHUP": False}
         if executable:
             config["executablePath"] = executable
-        self._dir = temp = await asyncio.to_thread(BrowserDir.create, "host")
         name = temp.path / "launch.json"
         name.write_bytes(orjson.dumps(config))
         node, cli = compute_driver_executable()
@@ -138,10 +147,10 @@ class BrowserHost:
             raise BrowserLaunchError(executable, str(exc)) from exc
         except TimeoutError:
             line = b""
-        if not line.startswith(b"ws://"):
+        if not line.strip() or not socket_path.exists():
             await self._stop_server()
             raise BrowserLaunchError(executable, "the browser server printed no endpoint")
-        self._endpoint = line.decode().strip()
+        self._endpoint = f"ws+unix://{socket_path}:{_SERVER_PATH}"
         self._chromium = _browser_process(self._process.pid)
         self._launches += 1
         self._state = HostState.RUNNING

@@ -124,3 +124,32 @@ async def test_a_warmed_up_session_uses_the_shared_browser(host, demo_site) -> N
         is SessionState.RUNNING
     assert host.launches() == 1, "start must reuse the running browser"
     await session.stop()
+
+
+async def test_the_server_is_reachable_only_through_its_private_socket(host: BrowserHost) -> None:
+    """No TCP port (on 127.0.0.1 any local user could ask Playwright's server for its path
+    at GET /json): a Unix socket in a 0700 directory, which sessions connect to directly."""
+    from playwright.async_api import async_playwright
+
+    from pipeline.browser import resolve_executable
+
+    async with async_playwright() as playwright:
+        executable = resolve_executable(playwright, Settings().chromium)
+    endpoint = await host.endpoint(executable)
+    assert endpoint.startswith("ws+unix://") and endpoint.endswith(":/playwright")
+    socket_path = endpoint.removeprefix("ws+unix://").rsplit(":", 1)[0]
+    assert os.stat(os.path.dirname(socket_path)).st_mode & 0o777 == 0o700
+    browser = psutil.Process(host.pid())
+    server = browser.parent()
+    for process in (server, browser):
+        listening = [c for c in process.net_connections(kind="inet")
+                     if c.status == psutil.CONN_LISTEN]
+        assert not listening, f"{process.name()} listens on TCP: {listening}"
+    async with async_playwright() as playwright:
+        connected = await playwright.chromium.connect(endpoint)
+        try:
+            page = await connected.new_page()
+            await page.set_content("<p>through the socket</p>")
+            assert await page.inner_text("p") == "through the socket"
+        finally:
+            await connected.close()
