@@ -12,7 +12,7 @@ from playwright.async_api import Page
 
 from serve.client import Client
 from tests.e2e.test_viewer import viewer_page, wait_for_replayed
-from tests.integration.secure_stack import KEY, SecureStack, secure_stack
+from tests.integration.secure_stack import KEY, SecureStack, running_demo, secure_stack
 
 __all__ = ["viewer_page"]  # a fixture this module uses
 
@@ -25,13 +25,9 @@ def stack_with_auth() -> Iterator[SecureStack]:
 
 @pytest.fixture
 async def demo(stack_with_auth: SecureStack) -> AsyncIterator[dict]:
-    async with Client(stack_with_auth.base_url, api_key=KEY) as client:
-        info = await client.start_demo(idle_timeout_s=0)
-        try:
-            await client.wait_for_session(info["id"], lambda s: s["events"] > 0, 90)
-            yield info
-        finally:
-            await client.stop_session(info["id"])
+    async with Client(stack_with_auth.base_url, api_key=KEY) as client, \
+            running_demo(client) as info:
+        yield info
 
 
 async def _message(page: Page) -> str:

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import contextlib
 import os
-from collections.abc import Iterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
 from dataclasses import dataclass
+from typing import Any
 
+from serve.client import Client
 from tests.conftest import free_port
 from tests.integration.rrstream_up import rrstream_up
 
@@ -21,6 +23,17 @@ CREATIONS_PER_MINUTE = 10  # the access tests create about 6 sessions with KEY
 class SecureStack:
     base_url: str
     output: str  # what `rrstream up` printed
+
+
+@contextlib.asynccontextmanager
+async def running_demo(client: Client) -> AsyncIterator[dict[str, Any]]:
+    """A demo session that has recorded something, stopped afterwards."""
+    info = await client.start_demo(idle_timeout_s=0)
+    try:
+        await client.wait_for_session(info["id"], lambda s: s["events"] > 0, 90)
+        yield info
+    finally:
+        await client.stop_session(info["id"])
 
 
 @contextlib.contextmanager
@@ -42,4 +55,4 @@ def secure_stack(overrides: Mapping[str, str] | None = None) -> Iterator[SecureS
 
 
 __all__ = ["BURST_KEY", "CREATIONS_PER_MINUTE", "KEY", "MAX_VIEWERS", "SecureStack",
-           "secure_stack"]
+           "running_demo", "secure_stack"]

@@ -22,6 +22,7 @@ from tests.integration.secure_stack import (
     KEY,
     MAX_VIEWERS,
     SecureStack,
+    running_demo,
     secure_stack,
 )
 
@@ -44,13 +45,8 @@ async def client(stack_with_auth: SecureStack) -> AsyncIterator[Client]:
 
 @pytest.fixture
 async def demo(client: Client) -> AsyncIterator[dict]:
-    """A running demo session, stopped after the test."""
-    info = await client.start_demo(idle_timeout_s=0)
-    try:
-        await client.wait_for_session(info["id"], lambda s: s["events"] > 0, 90)
+    async with running_demo(client) as info:
         yield info
-    finally:
-        await client.stop_session(info["id"])
 
 
 async def test_rest_calls_without_a_key_get_401_with_the_json_body(stack_with_auth) -> None:

@@ -42,8 +42,18 @@ class FakeSocket:
         self.closed = (code, reason)
 
 
+class NoMetrics:
+    """A GatewayReport that keeps nothing."""
+
+    def viewers(self, count: int) -> None:
+        pass
+
+    def latency(self, event_ts_ms: float) -> None:
+        pass
+
+
 def hello(token: str | None = None) -> dict[str, Any]:
     return {"type": "hello", "protocol": 1, "token": token, "acks": True}
 
 
-__all__ = ["FakeSocket", "hello"]
+__all__ = ["FakeSocket", "NoMetrics", "hello"]

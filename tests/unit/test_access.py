@@ -23,7 +23,7 @@ from serve.api_keys import ApiKeyConfigError, ApiKeys, presented_key, read_diges
 from serve.client_limits import ClientLimits, client_address
 from serve.viewer_socket import ViewerSockets, _token_watch
 from serve.viewer_tokens import TokenRefused, TokenSigner, ViewerClaims
-from tests.unit.fake_socket import FakeSocket, hello
+from tests.unit.fake_socket import FakeSocket, NoMetrics, hello
 
 SECRET = SecretStr("s3cret-for-tests")
 
@@ -223,14 +223,6 @@ def test_stream_connects_open_streams_and_viewers_are_limited() -> None:
 # -- ViewerSockets' refusals ----------------------------------------------------------------------
 
 
-class _Metrics:
-    def viewers(self, count: int) -> None:
-        pass
-
-    def latency(self, event_ts_ms: float) -> None:
-        pass
-
-
 class _Registry:
     """Knows one session, `abc`, whose links were revoked once (generation 1)."""
 
@@ -245,7 +237,7 @@ class _Registry:
 
 def _sockets(**overrides: object) -> ViewerSockets:
     settings = _required(**overrides)
-    return ViewerSockets(settings, _Registry(), _Metrics(), Access(settings))
+    return ViewerSockets(settings, _Registry(), NoMetrics(), Access(settings))
 
 
 async def _close_of(sockets: ViewerSockets, socket: FakeSocket, session: str = "abc") -> tuple:

@@ -11,15 +11,7 @@ import json
 from pipeline.config import Settings
 from pipeline.errors import RegistryUnavailable
 from serve.viewer_socket import ViewerSockets
-from tests.unit.fake_socket import FakeSocket, hello
-
-
-class _Metrics:
-    def viewers(self, count: int) -> None:
-        pass
-
-    def latency(self, event_ts_ms: float) -> None:
-        pass
+from tests.unit.fake_socket import FakeSocket, NoMetrics, hello
 
 
 class _Registry:
@@ -31,7 +23,7 @@ class _Registry:
 
 
 async def test_a_failure_after_accept_closes_1011_with_a_reason_in_words() -> None:
-    sockets = ViewerSockets(Settings(), _Registry(KeyError("x")), _Metrics())
+    sockets = ViewerSockets(Settings(), _Registry(KeyError("x")), NoMetrics())
     socket = FakeSocket(hello())
     await sockets.live(socket, "abc")
     assert socket.closed is not None and socket.closed[0] == 1011
@@ -43,7 +35,7 @@ async def test_a_failure_after_accept_closes_1011_with_a_reason_in_words() -> No
 
 async def test_a_registry_being_restarted_closes_1013_try_again() -> None:
     sockets = ViewerSockets(Settings(), _Registry(RegistryUnavailable("no answer within 5 s")),
-                            _Metrics())
+                            NoMetrics())
     socket = FakeSocket(hello())
     await sockets.live(socket, "abc")
     assert socket.closed is not None and socket.closed[0] == 1013

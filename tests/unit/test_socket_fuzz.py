@@ -17,15 +17,7 @@ from serve.viewer_socket import (
     ViewerSockets,
     _receive,
 )
-from tests.unit.fake_socket import FakeSocket
-
-
-class _Metrics:
-    def viewers(self, count: int) -> None:
-        pass
-
-    def latency(self, event_ts_ms: float) -> None:
-        pass
+from tests.unit.fake_socket import FakeSocket, NoMetrics
 
 
 class _Registry:
@@ -63,7 +55,7 @@ def _garbage(seed: int) -> list[str | bytes]:
 
 
 async def test_garbage_before_hello_closes_4400_with_a_reason_and_leaks_no_task() -> None:
-    sockets = ViewerSockets(Settings(hello_timeout_s=1.0), _Registry(), _Metrics())
+    sockets = ViewerSockets(Settings(hello_timeout_s=1.0), _Registry(), NoMetrics())
     before = len(asyncio.all_tasks())
     for message in _garbage(seed=10):
         socket = _raw(message)
@@ -79,7 +71,7 @@ async def test_garbage_before_hello_closes_4400_with_a_reason_and_leaks_no_task(
 
 
 async def test_silence_closes_4408_in_time() -> None:
-    sockets = ViewerSockets(Settings(hello_timeout_s=0.2), _Registry(), _Metrics())
+    sockets = ViewerSockets(Settings(hello_timeout_s=0.2), _Registry(), NoMetrics())
     socket = FakeSocket()
     await asyncio.wait_for(sockets.live(socket, "abc"), 5)
     assert socket.closed == (4408, "no hello within 0.2 s")
