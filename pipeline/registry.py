@@ -215,7 +215,9 @@ class SessionRegistry:
             total, used = self._slots_total(), self._slots_wanted()
             if used >= total:
                 raise PoolFull(used, total)
-        spare = self._spares.take()
+        # A spare's stream is open already, and records: a session that must leave
+        # nothing in storage (`record: false`) starts cold, with a stream of its own.
+        spare = self._spares.take() if spec.record else None
         session_id = spare.id if spare else secrets.token_hex(6)
         record = SessionRecord(id=session_id, spec=spec, state=SessionState.PENDING,
                                created_at=self._clock())

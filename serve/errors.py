@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -119,7 +118,24 @@ async def _invalid_request(_: Request, exc: Exception) -> JSONResponse:
         f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg', 'invalid')}"
         for e in errors
     )
-    return error_response(422, message, orjson.loads(orjson.dumps(errors, default=str)))
+    return error_response(422, _plain(message), _plain(errors))
+
+
+def _plain(value: Any) -> Any:
+    """`value` as JSON can carry it: what a malformed request sent comes back in the
+    validation errors, and may hold integers past 64 bits or lone UTF-16 surrogates,
+    which JSON encoders refuse (that was a 500, found by the API's fuzz)."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, bool) or value is None or isinstance(value, float):
+        return value
+    if isinstance(value, int):
+        return value if -(2**63) <= value < 2**63 else str(value)
+    if isinstance(value, dict):
+        return {_plain(str(k)): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return _plain(str(value))
 
 
 async def _http_error(_: Request, exc: Exception) -> JSONResponse:

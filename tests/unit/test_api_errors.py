@@ -48,3 +48,16 @@ async def test_malformed_json_stays_the_validation_422(client: httpx.AsyncClient
     assert answer.status_code == 422
     assert answer.json()["message"] == "body.11: JSON decode error"
     assert (await client.post("/links", json={"ttl_s": 5})).json() == {"ttl_s": 5}
+
+
+@pytest.mark.parametrize("body", [
+    b'{"ttl_s": -232888589820394045802807296}',
+    b'{"ttl_s": -4919359666303000000000, "label": "\\ud9c5"}',
+    b'{"ttl_s": 5, "label": {"\\udbba": "\\ud830"}}',
+], ids=["integer-past-64-bits", "lone-surrogate", "lone-surrogate-key"])
+async def test_what_a_malformed_body_sent_comes_back_in_a_422_not_a_500(
+        client: httpx.AsyncClient, body: bytes) -> None:
+    answer = await client.post("/links", content=body,
+                               headers={"Content-Type": "application/json"})
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["message"]

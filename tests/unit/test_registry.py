@@ -137,6 +137,19 @@ async def test_a_warm_spare_becomes_the_next_session_and_is_replaced_when_there_
     assert not registry._spares.ready and registry._spares.held == 0
 
 
+async def test_a_session_that_records_nothing_never_takes_a_warm_spare() -> None:
+    # A spare's stream was opened recording; `record: false` must store nothing.
+    world = await make_world({"node-a": 2}, warm_browsers=1)
+    registry = world.registries[-1]
+    await registry.keep_warm()
+    await until(lambda: len(registry._spares.ready) == 1)
+    spare = registry._spares.ready[0]
+    record = await registry.create(SPEC.model_copy(update={"record": False}))
+    assert record.id != spare.id
+    assert registry._spares.ready == [spare]
+    await running(registry, record.id)
+
+
 async def test_no_spare_is_made_while_a_session_waits_for_a_slot() -> None:
     world = await make_world({"node-a": 1}, warm_browsers=1)
     registry = world.registries[-1]
