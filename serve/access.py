@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from pipeline.config import Settings
 from pipeline.models import ViewerLink, ViewerLinkRequest
 from serve.api_keys import ApiKeyConfigError, ApiKeys, presented_key
-from serve.client_limits import ClientLimits, client_address
+from serve.client_limits import ClientLimits, TrustedProxies
 from serve.viewer_tokens import (
     TargetKind,
     TokenRefused,
@@ -53,7 +53,7 @@ class Access:
             secret = new_secret()
         self.tokens = TokenSigner(secret)
         self.limits = ClientLimits(settings)
-        self._trusted = settings.trusted_proxies
+        self._proxies = TrustedProxies(settings.trusted_proxies)
         self._origins = {origin_of(o) for o in settings.allowed_origins}
         if settings.public_url:
             self._origins.add(origin_of(settings.public_url))
@@ -76,7 +76,7 @@ class Access:
         return f"addr:{self.address(peer, headers)}"
 
     def address(self, peer: str | None, headers: Mapping[str, str]) -> str:
-        return client_address(peer, headers, self._trusted)
+        return self._proxies.client(peer, headers)
 
     # -- viewer links -------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ from pipeline.config import Settings
 
 
 @dataclass(frozen=True)
-class Refusal:
+class LimitRefusal:
     message: str
     retry_after_s: int
 
@@ -38,26 +38,26 @@ class ClientLimits:
         self._open: Counter[str] = Counter()
         self._clock = clock
 
-    def session_creation(self, who: str) -> Refusal | None:
+    def session_creation(self, who: str) -> LimitRefusal | None:
         """One more session created by `who` (an API key's identity, or an address)."""
         if self._limiter.hit(self._creations, "create", who):
             return None
-        return Refusal(f"too many sessions created: at most {self._creations} "
+        return LimitRefusal(f"too many sessions created: at most {self._creations} "
                        "(RRSTREAM_LIMIT_SESSION_CREATIONS)",
                        self._wait(self._creations, "create", who))
 
-    def stream_connect(self, address: str, viewers_of_session: int | None) -> Refusal | None:
+    def stream_connect(self, address: str, viewers_of_session: int | None) -> LimitRefusal | None:
         """A WebSocket from `address` wants to open; `viewers_of_session` already watch
         its session on this replica (None for a replay). On None, call `opened` then
         `closed` when it ends."""
         if self._open[address] >= self._max_open:
-            return Refusal(f"too many open streams from {address}: at most {self._max_open} "
+            return LimitRefusal(f"too many open streams from {address}: at most {self._max_open} "
                            "(RRSTREAM_MAX_CONNECTIONS_PER_CLIENT)", 5)
         if viewers_of_session is not None and viewers_of_session >= self._max_viewers:
-            return Refusal(f"the session has its maximum of {self._max_viewers} viewers "
+            return LimitRefusal(f"the session has its maximum of {self._max_viewers} viewers "
                            "(RRSTREAM_MAX_VIEWERS_PER_SESSION)", 10)
         if not self._limiter.hit(self._connects, "connect", address):
-            return Refusal(f"too many stream connects from {address}: at most "
+            return LimitRefusal(f"too many stream connects from {address}: at most "
                            f"{self._connects} (RRSTREAM_LIMIT_STREAM_CONNECTS)",
                            self._wait(self._connects, "connect", address))
         return None
@@ -78,28 +78,32 @@ class ClientLimits:
         return max(1, math.ceil(stats.reset_time - self._clock()))
 
 
-def client_address(peer: str | None, headers: Mapping[str, str],
-                   trusted_proxies: list[str]) -> str:
-    """Who is asking: the peer, unless the peer is a trusted proxy, in which case the
-    nearest address in X-Forwarded-For that is not itself a trusted proxy."""
-    networks = [ipaddress.ip_network(n, strict=False) for n in trusted_proxies]
+class TrustedProxies:
+    """Peers whose X-Forwarded-For names the client (parsed once, asked per request)."""
 
-    def trusted(address: str) -> bool:
+    def __init__(self, networks: list[str]) -> None:
+        self._networks = [ipaddress.ip_network(n, strict=False) for n in networks]
+
+    def client(self, peer: str | None, headers: Mapping[str, str]) -> str:
+        """Who is asking: the peer, unless the peer is a trusted proxy, in which case the
+        nearest address in X-Forwarded-For that is not itself a trusted proxy."""
+        address = peer or "unknown"
+        if not self._trusted(address):
+            return address
+        forwarded = [a.strip() for a in headers.get("x-forwarded-for", "").split(",")
+                     if a.strip()]
+        for hop in reversed(forwarded):
+            address = hop
+            if not self._trusted(hop):
+                break
+        return address
+
+    def _trusted(self, address: str) -> bool:
         try:
             ip = ipaddress.ip_address(address)
         except ValueError:
             return False
-        return any(ip in network for network in networks)
-
-    address = peer or "unknown"
-    if not trusted(address):
-        return address
-    forwarded = [a.strip() for a in headers.get("x-forwarded-for", "").split(",") if a.strip()]
-    for hop in reversed(forwarded):
-        address = hop
-        if not trusted(hop):
-            break
-    return address
+        return any(ip in network for network in self._networks)
 
 
-__all__ = ["ClientLimits", "Refusal", "client_address"]
+__all__ = ["ClientLimits", "LimitRefusal", "TrustedProxies"]

@@ -20,7 +20,7 @@ from pipeline.config import Settings
 from pipeline.models import SessionRecord, SessionSpec, SessionState, ViewerLinkRequest
 from serve.access import Access, NotForThis, still_valid
 from serve.api_keys import ApiKeyConfigError, ApiKeys, presented_key, read_digests
-from serve.client_limits import ClientLimits, client_address
+from serve.client_limits import ClientLimits, TrustedProxies
 from serve.viewer_socket import ViewerSockets, _token_watch
 from serve.viewer_tokens import TokenRefused, TokenSigner, ViewerClaims
 from tests.unit.fake_socket import FakeSocket, NoMetrics, hello
@@ -182,11 +182,11 @@ def test_only_our_own_or_allowed_origins_may_open_streams() -> None:
 
 
 def test_forwarded_for_counts_only_from_trusted_proxies() -> None:
-    trusted = ["127.0.0.0/8", "10.0.0.0/8"]
+    trusted = TrustedProxies(["127.0.0.0/8", "10.0.0.0/8"])
     xff = {"x-forwarded-for": "203.0.113.7, 10.1.2.3"}
-    assert client_address("127.0.0.1", xff, trusted) == "203.0.113.7"
-    assert client_address("198.51.100.1", xff, trusted) == "198.51.100.1"  # not a proxy
-    assert client_address("127.0.0.1", {}, trusted) == "127.0.0.1"
+    assert trusted.client("127.0.0.1", xff) == "203.0.113.7"
+    assert trusted.client("198.51.100.1", xff) == "198.51.100.1"  # not a proxy
+    assert trusted.client("127.0.0.1", {}) == "127.0.0.1"
 
 
 # -- limits -----------------------------------------------------------------------------------
