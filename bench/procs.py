@@ -149,12 +149,12 @@ def code_version() -> dict[str, object]:
     def git(*args: str) -> str:
         try:
             return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True,
-                                  timeout=10, check=False).stdout.strip()
+                                  timeout=10, check=False).stdout.rstrip()
         except (OSError, subprocess.SubprocessError):
             return ""
 
     dirty = git("status", "--porcelain", "--", "pipeline", "serve", "frontend/src")
-    return {"git_commit": git("rev-parse", "--short", "HEAD") or None,
+    return {"git_commit": git("rev-parse", "--short", "HEAD").strip() or None,
             "git_dirty": [line[3:] for line in dirty.splitlines()]}
 
 

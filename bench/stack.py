@@ -21,6 +21,7 @@ import contextlib
 import os
 import socket
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -118,6 +119,9 @@ def bench_settings(*, auth: bool = False, **overrides: Any) -> Settings:
     per-client limits raised; with `auth`, an API key and viewer tokens required, as on a
     cluster (every stream then checks its token, origin and the limits)."""
     base: dict[str, Any] = {"port": free_port(), "browser_slots": 4,
+                            # Recordings of a benchmark go to a store of its own, not
+                            # into the user's ~/.rrstream/recordings.
+                            "recordings_url": tempfile.mkdtemp(prefix="rrstream-bench-"),
                             "dashboard_port": free_port(), "ended_retention_s": 15,
                             # Every viewer of a benchmark comes from 127.0.0.1 (500 of
                             # them in bench.fanout): the per-client limits are raised.

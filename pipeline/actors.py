@@ -16,6 +16,7 @@ from typing import Any
 
 import ray
 
+from pipeline.browser import BrowserEndpoint
 from pipeline.browser_host import BrowserHost
 from pipeline.config import Settings
 from pipeline.logs import configure_logging
@@ -47,7 +48,8 @@ class HostClient:
     def __init__(self, handle: Any) -> None:
         self._handle = handle
 
-    async def endpoint(self, executable: str | None, failed: str | None = None) -> str:
+    async def endpoint(self, executable: str | None,
+                       failed: BrowserEndpoint | None = None) -> BrowserEndpoint:
         return await self._handle.endpoint.remote(executable, failed)
 
 

@@ -7,6 +7,7 @@ import os
 import shutil
 import tempfile
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 
 from playwright.async_api import Browser, Playwright, async_playwright
@@ -31,6 +32,31 @@ _LIVE_FLAGS = [
     "--disable-renderer-backgrounding",
     "--disable-ipc-flooding-protection",
 ]
+
+
+# The header a node's shared browser server wants its launch's secret in
+# (pipeline/browser_server.cjs).
+BROWSER_SECRET_HEADER = "x-rrstream-browser-secret"
+
+
+@dataclass(slots=True, frozen=True)
+class BrowserEndpoint:
+    """Where a node's shared browser server listens, and the secret it admits by: what the
+    node's browser host hands its session actors (pipeline/browser_host.py)."""
+
+    url: str  # ws+unix://<socket>:/playwright
+    secret: str
+
+    def headers(self) -> dict[str, str]:
+        return {BROWSER_SECRET_HEADER: self.secret}
+
+    def __repr__(self) -> str:  # never in a log
+        return f"BrowserEndpoint({self.url!r})"
+
+
+async def connect_shared(playwright: Playwright, endpoint: BrowserEndpoint) -> Browser:
+    """Connects a session's own Playwright to a node's shared browser server."""
+    return await playwright.chromium.connect(endpoint.url, headers=endpoint.headers())
 
 
 def resolve_executable(playwright: Playwright, override: str | None) -> str | None:
@@ -65,7 +91,10 @@ PLAYWRIGHT_DISABLED_FEATURES = [
 ]
 # Every browser window (one per context) preloads the omnibox popup's WebUI in a renderer
 # of its own: ~37 MB per session for a popup a headless browser never shows.
-_DISABLED_FEATURES = ["WebUIOmniboxPopup", "WebUIOmniboxAimPopup", "WebUIOmniboxFullPopup"]
+# Autofill asks content-autofill.googleapis.com about every form a page shows: through a
+# session's egress proxy that is the session's own traffic, and no business of a page's.
+_DISABLED_FEATURES = ["WebUIOmniboxPopup", "WebUIOmniboxAimPopup", "WebUIOmniboxFullPopup",
+                      "AutofillServerCommunication"]
 
 
 def launch_args(settings: Settings) -> list[str]:
@@ -129,5 +158,6 @@ async def launch_chromium(playwright: Playwright, settings: Settings) -> Browser
         raise BrowserLaunchError(executable, str(exc).splitlines()[0]) from exc
 
 
-__all__ = ["PLAYWRIGHT_DISABLED_FEATURES", "launch_args", "launch_chromium",
+__all__ = ["BROWSER_SECRET_HEADER", "PLAYWRIGHT_DISABLED_FEATURES", "BrowserEndpoint",
+           "connect_shared", "launch_args", "launch_chromium",
            "resolve_executable", "start_playwright"]

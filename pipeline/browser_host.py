@@ -4,12 +4,15 @@ A session's own Chromium costs ~120 MB besides its page (the browser process, th
 network and storage services, two zygotes). Sharing one per node leaves each session
 only its renderers and its BrowserContext, which keeps cookies and storage apart.
 
-The host runs Playwright's browser server (`launch-server`: one Playwright server
-process and its Chromium) on a Unix socket in its launch's own directory, mode 0700: no
-TCP port at all. On 127.0.0.1 the path would be no secret (Playwright's server tells it
-to anyone at `GET /json`), and any local user could drive every session's browser; the
-socket lets in only processes of the user Ray runs as. The host hands its sessions the
-endpoint (`ws+unix://<socket>:/playwright`) through their Ray actor calls. Each session
+The host runs Playwright's browser server (what `launch-server` runs: one Playwright
+server process and its Chromium, started by pipeline/browser_server.cjs) on a Unix
+socket in its launch's own directory, mode 0700: no TCP port at all. On 127.0.0.1 the
+path would be no secret (Playwright's server tells it to anyone at `GET /json`), and any
+local user could drive every session's browser; the socket lets in only processes of
+the user Ray runs as, and the server itself admits only connections carrying the
+launch's secret (a fresh one per launch, handed to the server on its stdin), so not
+even another process of that user gets in without it. The host hands its sessions the
+endpoint and the secret (a BrowserEndpoint) through their Ray actor calls. Each session
 connects its own Playwright to it (`chromium.connect`) and sees only the contexts it
 created. Connecting over raw CDP instead (`connect_over_cdp`) makes every session's
 Playwright attach to every page in the browser, and hold up each new page and frame
@@ -31,6 +34,7 @@ import asyncio
 import contextlib
 import enum
 import logging
+import secrets
 import shutil
 import subprocess
 from pathlib import Path
@@ -40,7 +44,7 @@ import orjson
 # The driver's node binary and CLI, the way Playwright's Python package runs them itself.
 from playwright._impl._driver import compute_driver_executable
 
-from pipeline.browser import launch_args
+from pipeline.browser import BrowserEndpoint, launch_args
 from pipeline.browser_dirs import BrowserDir, sweep
 from pipeline.config import Settings
 from pipeline.errors import BrowserLaunchError, InvalidTransition
@@ -52,6 +56,7 @@ _EXIT_WAIT_S = 5.0
 _SETPRIV = shutil.which("setpriv")
 _SOCKET_NAME = "server.sock"
 _SERVER_PATH = "/playwright"
+_SERVER_SCRIPT = Path(__file__).with_name("browser_server.cjs")
 
 
 class HostState(enum.StrEnum):
@@ -72,15 +77,16 @@ class BrowserHost:
         self._process: asyncio.subprocess.Process | None = None
         self._dir: BrowserDir | None = None  # the running server's TMPDIR
         self._chromium: int | None = None
-        self._endpoint: str | None = None
+        self._endpoint: BrowserEndpoint | None = None
         self._launches = 0
         self._lock = asyncio.Lock()
         self._priority: RendererPriority | None = None
         self._watching: asyncio.Task[None] | None = None
 
-    async def endpoint(self, executable: str | None, failed: str | None = None) -> str:
-        """The browser server's WebSocket URL, launching it first if needed; `executable`
-        is the Chromium binary (None: Playwright's own).
+    async def endpoint(self, executable: str | None,
+                       failed: BrowserEndpoint | None = None) -> BrowserEndpoint:
+        """The browser server's WebSocket URL and secret, launching it first if needed;
+        `executable` is the Chromium binary (None: Playwright's own).
 
         `failed` is an endpoint the caller lost its connection to. A server whose Chromium
         died exits; while that one still winds down it is waited for, so that every
@@ -122,25 +128,26 @@ class BrowserHost:
         self._dir = temp = await asyncio.to_thread(BrowserDir.create, "host")
         temp.path.chmod(0o700)  # the socket's directory: only Ray's user may reach it
         socket_path = temp.path / _SOCKET_NAME
+        secret = secrets.token_urlsafe(32)
         # Node listens on a Unix socket when `port` is a path. SIGTERM makes the server
         # close Chromium (which deletes its profile) and exit.
-        config = {"headless": settings.headless, "args": launch_args(settings),
-                  "port": str(socket_path), "wsPath": _SERVER_PATH, "handleSIGINT": False,
-                  "handleSIGTERM": True, "handleSIGHUP": False}
+        options = {"headless": settings.headless, "args": launch_args(settings),
+                   "port": str(socket_path), "wsPath": _SERVER_PATH, "handleSIGINT": False,
+                   "handleSIGTERM": True, "handleSIGHUP": False}
         if executable:
-            config["executablePath"] = executable
-        name = temp.path / "launch.json"
-        name.write_bytes(orjson.dumps(config))
+            options["executablePath"] = executable
         node, cli = compute_driver_executable()
-        command = [node, cli, "launch-server", "--browser", "chromium", "--config", str(name)]
+        command = [node, str(_SERVER_SCRIPT), str(Path(cli).parent)]
         if _SETPRIV:
             command = [_SETPRIV, "--pdeathsig", "KILL", "--", *command]
         try:
             self._process = await asyncio.create_subprocess_exec(
-                *command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                *command, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                 stderr=subprocess.DEVNULL, env=temp.env())
-            assert self._process.stdout is not None
-            # The server prints its endpoint once Chromium runs; the config is read by then.
+            assert self._process.stdin is not None and self._process.stdout is not None
+            self._process.stdin.write(orjson.dumps({"secret": secret, "options": options}))
+            self._process.stdin.close()
+            # The server prints its endpoint once Chromium runs.
             line = await asyncio.wait_for(self._process.stdout.readline(), _LAUNCH_TIMEOUT_S)
         except OSError as exc:
             await self._stop_server()
@@ -150,7 +157,7 @@ class BrowserHost:
         if not line.strip() or not socket_path.exists():
             await self._stop_server()
             raise BrowserLaunchError(executable, "the browser server printed no endpoint")
-        self._endpoint = f"ws+unix://{socket_path}:{_SERVER_PATH}"
+        self._endpoint = BrowserEndpoint(f"ws+unix://{socket_path}:{_SERVER_PATH}", secret)
         self._chromium = _browser_process(self._process.pid)
         self._launches += 1
         self._state = HostState.RUNNING

@@ -18,14 +18,13 @@ import time
 from typing import Any
 
 import ray
-from pydantic import TypeAdapter
 from ray.exceptions import ActorDiedError, RayActorError
-from ray.experimental import internal_kv
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pipeline.actors import BrowserHostActor, BrowserSessionActor, StreamerActor
 from pipeline.config import Settings
 from pipeline.errors import ActorLost, describe_error
+from pipeline.kv_records import KVRecords
 from pipeline.models import (
     Checkpoint,
     RecordingInfo,
@@ -34,13 +33,13 @@ from pipeline.models import (
     SessionStatus,
     StreamStats,
 )
+from pipeline.recording_index import IndexUpdate
 from pipeline.registry import PoolNode
 from pipeline.streamer import StreamRef
 
 _log = logging.getLogger(__name__)
 _NODES_FRESH_S = 1.0
 _NODES_WAIT_S = 5.0  # for a view the caller cannot do without
-_RECORD = TypeAdapter(SessionRecord)
 SESSION_PREFIX = "session:"
 
 
@@ -239,8 +238,9 @@ class RayStreamerClient(_RayNodeActor):
         except RayActorError as exc:  # with its node, or while Ray restarts it
             raise ActorLost(self.what, describe_error(exc)) from exc
 
-    async def open(self, session_id: str, epoch: int, record: bool = True) -> None:
-        await self._call("open", session_id, epoch, record)
+    async def open(self, session_id: str, epoch: int, record: bool = True,
+                   name: str | None = None) -> None:
+        await self._call("open", session_id, epoch, record, name)
 
     async def drop(self, session_id: str) -> None:
         await self._call("drop", session_id)
@@ -265,6 +265,9 @@ class RayStreamerClient(_RayNodeActor):
 
     async def delete_recording(self, recording_id: str) -> None:
         await self._call("delete_recording", recording_id)
+
+    async def recording_indexes(self, known: dict[str, str]) -> IndexUpdate:
+        return await self._call("recording_indexes", known)
 
 
 class RayBrowserHostClient(_RayNodeActor):
@@ -309,48 +312,10 @@ class RayNodeActorFactory:
         return sorted(nodes)
 
 
-class KVRecordStore:
-    """Session records in the GCS's key-value store, which outlives the registry actor (and,
-    with GCS fault tolerance, the GCS itself: it is kept in Redis)."""
-
-    def __init__(self, namespace: str) -> None:
-        self._namespace = f"rrstream:{namespace}"
-
-    async def load(self) -> list[SessionRecord]:
-        return await asyncio.to_thread(self._load)
-
-    async def save(self, records: list[SessionRecord]) -> None:
-        await asyncio.to_thread(self._save, records)
-
-    async def delete(self, session_ids: list[str]) -> None:
-        await asyncio.to_thread(self._delete, session_ids)
-
-    def _load(self) -> list[SessionRecord]:
-        records = []
-        prefix = SESSION_PREFIX.encode()
-        for listed in internal_kv._internal_kv_list(SESSION_PREFIX, namespace=self._namespace):
-            # Listed keys come back with the namespace in front of them ("rrstream:session:…").
-            key = listed[listed.index(prefix):]
-            value = internal_kv._internal_kv_get(key, namespace=self._namespace)
-            if value is None:
-                continue
-            try:
-                records.append(_RECORD.validate_json(value))
-            except ValueError as exc:
-                _log.warning("an unreadable session record was skipped: %s", describe_error(exc))
-        return records
-
-    def _save(self, records: list[SessionRecord]) -> None:
-        for record in records:
-            internal_kv._internal_kv_put(f"{SESSION_PREFIX}{record.id}",
-                                         _RECORD.dump_json(record), overwrite=True,
-                                         namespace=self._namespace)
-
-    def _delete(self, session_ids: list[str]) -> None:
-        for session_id in session_ids:
-            internal_kv._internal_kv_del(f"{SESSION_PREFIX}{session_id}",
-                                         namespace=self._namespace)
+def kv_record_store(namespace: str) -> KVRecords[SessionRecord]:
+    """Session records in the GCS's key-value store, which outlives the registry actor."""
+    return KVRecords(namespace, SESSION_PREFIX, SessionRecord, "session record")
 
 
-__all__ = ["KVRecordStore", "RayBrowserHostClient", "RayNodeActorFactory", "RayPlacement",
-           "RaySessionActor", "RayStreamerClient"]
+__all__ = ["RayBrowserHostClient", "RayNodeActorFactory", "RayPlacement", "RaySessionActor",
+           "RayStreamerClient", "kv_record_store"]

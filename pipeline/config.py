@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 # A comma-separated list in the environment (`RRSTREAM_API_KEYS=a,b`), not JSON.
@@ -235,12 +235,66 @@ class Settings(BaseSettings):
     ended_retention_s: float = Field(
         default=600.0, ge=0, description="How long an ended session's stream stays readable."
     )
-    recordings_dir: str = Field(
+    recordings_url: str = Field(
         default="~/.rrstream/recordings",
-        description="Where each node stores the recordings of its sessions (`~` is expanded "
-        "on the node); empty: nothing is recorded.",
+        validation_alias=AliasChoices("recordings_url", "RRSTREAM_RECORDINGS_URL",
+                                      "RRSTREAM_RECORDINGS_DIR"),
+        description="Where recordings are stored: a local directory (each node its own; `~` "
+        "is expanded on the node) or any fsspec URL, e.g. `s3://bucket/prefix` (one store "
+        "for the whole cluster, so a node that is gone takes nothing with it). Also read "
+        "from RRSTREAM_RECORDINGS_DIR. Empty: nothing is recorded.",
+    )
+    recordings_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec storage options of that URL, as JSON, e.g. "
+        '`{"endpoint_url": "http://minio:9000"}` (credentials may come the usual way: '
+        "AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL...).",
+    )
+    recording_chunk_bytes: int = Field(
+        default=4 * 1024 * 1024, ge=1024,
+        description="A recording is written in chunks: one per segment (a checkout, every "
+        "few seconds), or this many bytes, whichever comes first; a node that dies loses "
+        "at most the chunk it was filling.",
+    )
+    retention_max_age_s: float = Field(
+        default=0, ge=0,
+        description="Recordings older than this are deleted, oldest first (with their "
+        "exports and assets); 0: kept however old.",
+    )
+    retention_max_bytes: int = Field(
+        default=0, ge=0,
+        description="While the whole store holds more than this, its oldest finished "
+        "recordings are deleted; 0: no limit.",
+    )
+    retention_every_s: float = Field(
+        default=60.0, gt=0, description="How often retention looks at the store.",
     )
     step_delay_ms: int = Field(default=0, ge=0, description="Pause between workflow steps.")
+
+    # Exports (pipeline/export)
+    export_slots: int = Field(
+        default=1, ge=0,
+        description="Exports a node renders at once: its amount of the Ray resource `export` "
+        "(the local node's here; a cluster node's from its `ray start --resources`). 0: "
+        "this node renders none.",
+    )
+    export_cpus: float = Field(default=1.0, gt=0, description="CPUs each export task takes.")
+    export_nice: int = Field(
+        default=10, ge=0, le=19,
+        description="The nice level an export's worker, its Chromium and its ffmpeg run at, "
+        "so live sessions on the node get the CPU first. 0: the workers' own.",
+    )
+    export_keep_browser: bool = Field(
+        default=True,
+        description="An export worker keeps its Chromium (~100-150 MB, idle) for the next "
+        "export it runs, which then starts ~1.5 s sooner; false: each export launches and "
+        "closes its own.",
+    )
+    export_max_unfinished: int = Field(
+        default=16, ge=1, description="Export jobs queued or running over the cluster; more "
+        "are refused with 429.")
+    export_max_per_recording: int = Field(
+        default=4, ge=1, description="Export jobs queued or running per recording.")
 
     # Network policy (pipeline/network_policy.py)
     block_private_networks: bool | None = Field(

@@ -8,6 +8,7 @@ RRStreamError
  ├── StreamUnavailable
  ├── RecordingNotFound
  ├── RecordingInProgress
+ ├── RecordingStoreError
  ├── PoolFull
  ├── InvalidTransition
  ├── BrowserNotFound
@@ -91,6 +92,14 @@ class RecordingInProgress(RRStreamError):
         self.recording_id = recording_id
         super().__init__(f"recording {recording_id!r} is still being written; stop its "
                          "session first")
+
+
+class RecordingStoreError(RRStreamError):
+    """The recording store did not answer or refused (a full disk, S3 unreachable)."""
+
+    def __init__(self, url: str, reason: str) -> None:
+        self.url, self.reason = url, reason
+        super().__init__(f"the recording store {url} could not be read or written: {reason}")
 
 
 class PoolFull(RRStreamError):

@@ -16,7 +16,8 @@ the budget, recording pauses at once: coarser sampling would cost a checkout and
 nothing such a page emits.
 
 Pauses in a row grow (1, 2, 4, 8 s), each judged by the first window after it, so a
-page that keeps it up is recorded about one second in nine; a window under the limits
+page that keeps it up is recorded about one second in nine (over the byte budget less:
+a window is judged as soon as its bytes exceed a whole window's budget); a window under the limits
 starts them at 1 s again. Once the page has been calm for a while it gets one sampling
 level finer again.
 
@@ -93,8 +94,13 @@ class EventRate:
         self._events += events
         self._bytes += nbytes
         elapsed = now - self._since
-        if elapsed < self._window_s:
+        # Bytes over a whole window's budget are over it whatever comes next: judged at
+        # once, so a flood crosses the node's shared browser for a fraction of a second
+        # per window instead of the whole of it.
+        if elapsed < self._window_s and not (
+                self._max_bytes and self._bytes > self._max_bytes * self._window_s):
             return None
+        elapsed = max(elapsed, 1e-3)
         per_s, bytes_per_s = self._events / elapsed, self._bytes / elapsed
         self._since, self._events, self._bytes = now, 0, 0
         over_events = per_s > self._max
@@ -113,7 +119,7 @@ class EventRate:
             pause = min(PAUSE_S * 2 ** self._pauses, MAX_PAUSE_S)
             self._pauses += 1
             self._since = now + pause
-            self._next_at = self._since + self._window_s  # judged by the window after it
+            self._next_at = self._since  # judged by the window after it
             return RateDecision(RateAction.PAUSE, self.level, per_s, bytes_per_s, over, pause)
         self._pauses = 0
         if self.level > 0 and now - self._busy_at >= self._calm_s:

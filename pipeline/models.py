@@ -7,7 +7,17 @@ import re
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, AnyHttpUrl, BaseModel, ConfigDict, Field, model_validator
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    computed_field,
+    model_validator,
+)
 
 from pipeline.steps import Step
 
@@ -44,8 +54,8 @@ SESSION_TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
 class Viewport(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    width: int = Field(default=1280, ge=200, le=3840)
-    height: int = Field(default=800, ge=200, le=2160)
+    width: StrictInt = Field(default=1280, ge=200, le=3840)
+    height: StrictInt = Field(default=800, ge=200, le=2160)
 
 
 # What a CSS selector list may be made of. The page's engine is the judge of the rest: the
@@ -94,24 +104,24 @@ class SessionSpec(BaseModel):
                               description="Workflow steps, run in order after the first load.")
     name: str | None = Field(default=None, max_length=200)
     viewport: Viewport = Field(default_factory=Viewport)
-    close_when_done: bool = Field(
+    close_when_done: StrictBool = Field(
         default=False,
         description="Stop the session when its workflow ends instead of keeping the page live.",
     )
-    max_duration_s: int = Field(default=3_600, ge=1, le=86_400,
+    max_duration_s: StrictInt = Field(default=3_600, ge=1, le=86_400,
                                 description="The session stops itself after this long.")
-    demo: bool = Field(
+    demo: StrictBool = Field(
         default=False,
         description="Run the built-in demo workflow on the bundled demo site; `url` and `steps` "
         "must then be left out.",
     )
-    idle_timeout_s: int | None = Field(
+    idle_timeout_s: StrictInt | None = Field(
         default=None, ge=0, le=86_400,
         description="Stop the session after this long with no viewer and no running step "
         "(default: RRSTREAM_IDLE_TIMEOUT_S; 0: never).",
     )
 
-    mask_all_inputs: bool = Field(
+    mask_all_inputs: StrictBool = Field(
         default=False, description="Record every input's value as asterisks (passwords are "
         "masked always, RRSTREAM_MASK_PASSWORDS).")
     mask_text_selector: CssSelector | None = Field(
@@ -120,7 +130,7 @@ class SessionSpec(BaseModel):
     block_selector: CssSelector | None = Field(
         default=None, description="CSS selector of elements left out of the recording: "
         "viewers see an empty box of their size (rrweb's blockSelector).")
-    record: bool = Field(
+    record: StrictBool = Field(
         default=True, description="Store the session's recording. False: it streams to "
         "live viewers and nothing of it is written to storage.")
 
@@ -167,6 +177,7 @@ class WarningKind(enum.StrEnum):
     POPUP = "popup"  # the page tried to open a window (window.open, target=_blank): closed
     EVENT_RATE = "event_rate"  # too many events or event bytes a second: coarser, or paused
     UNRESPONSIVE = "unresponsive"  # the page's main thread stopped answering, or answers again
+    LARGE_BATCH = "large_batch"  # one batch of many MB (a huge DOM's snapshot): sent in pieces
 
 
 class SessionWarning(BaseModel):
@@ -254,17 +265,52 @@ class StreamStats(BaseModel):
 
 
 class RecordingInfo(BaseModel):
-    """A stored recording's metadata: `<recordings_dir>/<id>.json` beside its frames."""
+    """A stored recording's metadata: `<store>/<id>/info.json` beside its chunks
+    (pipeline/recording_store.py)."""
 
     id: str = Field(description="The recorded session's id.")
     codec: str = Field(description="Codec of the frames' payloads, as in `welcome`.")
     created_at: float
     ended_at: float | None = Field(default=None, description="None while still recording.")
+    name: str | None = Field(default=None, description="The session's name.")
     batches: int = 0
     events: int = 0
     bytes_compressed: int = 0
+    chunks: int = Field(default=0, description="Stored chunks (one per segment, or 4 MiB).")
     first_seq: int | None = None
     last_seq: int | None = None
+    first_ts: float | None = Field(default=None, description="The first event's page time "
+                                   "(ms since the epoch).")
+    last_ts: float | None = Field(default=None, description="The newest stored event's page "
+                                  "time (ms since the epoch).")
+    urls: list[str] = Field(default_factory=list, description="The pages the session "
+                            "visited, in order, each once.")
+    page_count: int = Field(default=0, description="Page loads: each checkout on another URL "
+                            "than the one before.")
+    errors: int = Field(default=0, description="Errors recorded: failed steps, a failed "
+                        "session, errors the page logged.")
+    error: str | None = Field(default=None, description="The first of them, in words.")
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def duration_ms(self) -> float:
+        """From the first event to the newest stored one."""
+        if self.first_ts is None or self.last_ts is None:
+            return 0.0
+        return max(0.0, self.last_ts - self.first_ts)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def has_errors(self) -> bool:
+        return self.errors > 0
+
+
+class RecordingPage(BaseModel):
+    """One page of `GET /recordings`, newest first."""
+
+    items: list[RecordingInfo]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null "
+                                    "on the last.")
 
 
 class NodeSlots(BaseModel):
@@ -301,7 +347,7 @@ class ViewerLinkRequest(BaseModel):
     role: Literal["view", "control"] = Field(
         default="view", description="`view` watches; `control` is reserved for driving the "
         "browser (it may watch too).")
-    ttl_s: int = Field(default=3_600, ge=1, description="Seconds the link works; for a "
+    ttl_s: StrictInt = Field(default=3_600, ge=1, description="Seconds the link works; for a "
                        "session at most its max duration plus the ended-session retention.")
     label: str | None = Field(default=None, max_length=200,
                               description="Who the link is for, as you name them.")
@@ -385,6 +431,7 @@ __all__ = [
     "NodeSlots",
     "PoolStatus",
     "RecordingInfo",
+    "RecordingPage",
     "SessionInfo",
     "SessionRecord",
     "SessionSpec",

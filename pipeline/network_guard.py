@@ -11,6 +11,9 @@ Three hooks, because Playwright's request routing misses two of them:
   before it connects.
 
 Refusals reach `on_block`, each URL once and ten at most; the rest are only counted.
+Under these hooks the session's egress proxy (pipeline/egress_proxy.py) enforces the
+same policy on every connection, for what they miss; they stay for their precise
+navigation errors.
 """
 
 from __future__ import annotations
@@ -59,6 +62,11 @@ class NetworkGuard:
         cdp.on("Fetch.requestPaused", lambda event: self._spawn(self._paused(cdp, event)))
         await cdp.send("Fetch.enable", {"patterns": [{"urlPattern": "*",
                                                       "requestStage": "Request"}]})
+
+    def report(self, refusal: Refusal) -> None:
+        """A refusal of the egress proxy under these hooks (pipeline/egress_proxy.py): what
+        they did not see, or saw resolve elsewhere, is counted and reported like theirs."""
+        self._refused(refusal, navigation=False, redirected=False)
 
     def explain(self, exc: NavigationFailed) -> NavigationFailed:
         """`exc` in words when the guard caused it: which address was refused, and whether

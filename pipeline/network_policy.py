@@ -162,6 +162,15 @@ class CachingResolver:
 
 
 @dataclass(frozen=True, slots=True)
+class Admission:
+    """A URL the policy lets through, and the addresses its host was checked at."""
+
+    url: str
+    host: str
+    addresses: list[IPAddress]  # in the resolver's order; empty: it did not resolve
+
+
+@dataclass(frozen=True, slots=True)
 class Refusal:
     """Why a URL may not be opened, in words."""
 
@@ -218,17 +227,34 @@ class AddressPolicy:
 
     async def check(self, url: str) -> Refusal | None:
         """None if `url` may be opened, else why not."""
+        verdict = await self._judge(url, tunnel=False, connecting=False)
+        return verdict if isinstance(verdict, Refusal) else None
+
+    async def admit(self, url: str, *, tunnel: bool = False) -> Admission | Refusal:
+        """The addresses `url`'s host may be reached at, every one of them checked, or why
+        not: a caller connects to these, never to the name, so a resolver that answers
+        differently next time (DNS rebinding) cannot lead it elsewhere. An allowed host is
+        resolved too, and may have no address. `tunnel`: a CONNECT to `url`'s host and
+        port, whose scheme nobody knows; an allowed origin on them lets it through."""
+        verdict = await self._judge(url, tunnel=tunnel, connecting=True)
+        assert verdict is not None
+        return verdict
+
+    async def _judge(self, url: str, *, tunnel: bool,
+                     connecting: bool) -> Admission | Refusal | None:
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme in _PASS_SCHEMES:
-            return None
+            return Admission(url, "", [])
         if scheme not in _CHECKED_SCHEMES:
             return Refusal(url, "", f"is a {scheme or 'scheme-less'} URL, not a web address")
         host = (parts.hostname or "").rstrip(".")
         if not host:
             return Refusal(url, host, "has no host")
-        if _origin(url) in self._origins or self._name_allowed(host):
-            return None
+        if self._origin_allowed(url, tunnel) or self._name_allowed(host):
+            if not connecting:
+                return None
+            return Admission(url, host, await self.resolver.resolve(host))
         if host in METADATA_NAMES:
             return Refusal(url, host, f"names the cloud metadata service ({host})")
         # An address is judged as it is, and then as the resolver has it: Chromium's rules
@@ -243,7 +269,13 @@ class AddressPolicy:
         if not resolved:
             return Refusal(url, host, f"names {host}, which does not resolve (an address "
                            "that cannot be checked is refused)")
-        return None
+        return Admission(url, host, _unique(resolved))
+
+    def _origin_allowed(self, url: str, tunnel: bool) -> bool:
+        origin = _origin(url)
+        if not tunnel:
+            return origin in self._origins
+        return any(o[1:] == origin[1:] for o in self._origins)
 
     def _name_allowed(self, host: str) -> bool:
         return any(host == name or (name.startswith("*.") and host.endswith(name[1:]))
@@ -278,6 +310,6 @@ def _unique(addresses: Iterable[IPAddress]) -> list[IPAddress]:
     return list(dict.fromkeys(addresses))
 
 
-__all__ = ["BLOCKED", "METADATA_NAMES", "AddressPolicy", "CachingResolver", "MappedResolver",
-           "Refusal", "Resolver", "SystemResolver", "parse_rules", "refused_kind",
+__all__ = ["BLOCKED", "METADATA_NAMES", "AddressPolicy", "Admission", "CachingResolver",
+           "MappedResolver", "Refusal", "Resolver", "SystemResolver", "parse_rules", "refused_kind",
            "settings_policy"]

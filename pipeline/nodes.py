@@ -27,6 +27,7 @@ from typing import Any, Protocol
 
 from pipeline.errors import ActorLost, describe_error
 from pipeline.models import RecordingInfo, StreamStats
+from pipeline.recording_index import IndexUpdate
 from pipeline.streamer import StreamRef
 
 _log = logging.getLogger(__name__)
@@ -57,8 +58,10 @@ class StreamerClient(NodeActor, Protocol):
 
     def ref(self, session_id: str, epoch: int, node_id: str) -> StreamRef: ...
 
-    async def open(self, session_id: str, epoch: int, record: bool = True) -> None:
-        """Opens the session's stream in `epoch`; `record` False stores nothing of it."""
+    async def open(self, session_id: str, epoch: int, record: bool = True,
+                   name: str | None = None) -> None:
+        """Opens the session's stream in `epoch`; `record` False stores nothing of it;
+        `name` (the session's) goes into its recording's metadata."""
 
     async def drop(self, session_id: str) -> None: ...
 
@@ -83,6 +86,8 @@ class StreamerClient(NodeActor, Protocol):
     async def recording(self, recording_id: str) -> RecordingInfo: ...
 
     async def delete_recording(self, recording_id: str) -> None: ...
+
+    async def recording_indexes(self, known: dict[str, str]) -> IndexUpdate: ...
 
 
 class BrowserHostClient(NodeActor, Protocol):

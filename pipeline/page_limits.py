@@ -37,11 +37,14 @@ class RateControl(Protocol):
 
 class PageLimits:
     def __init__(self, max_events_per_s: int, levels: int, warnings: WarningLog,
-                 clock: Callable[[], float] = time.monotonic,
+                 clock: Callable[[], float] = time.time,
                  max_event_bytes_per_s: int = 0) -> None:
+        """`clock`: Unix time, s (the page's events carry Unix milliseconds)."""
         self._max = max_events_per_s
         self._max_bytes = max_event_bytes_per_s
-        self._rate = EventRate(max_events_per_s, levels, clock,
+        self._clock = clock
+        self._page_now = clock()
+        self._rate = EventRate(max_events_per_s, levels, lambda: self._page_now,
                                max_bytes_per_s=max_event_bytes_per_s)
         self._top = levels - 1
         self._warnings = warnings
@@ -68,10 +71,16 @@ class PageLimits:
                        f"refused or closed at once; the last: {notice.what}")
         self._warnings.add(kind, message, notice.url, key=kind.value, count=notice.count)
 
-    def counted(self, events: int, nbytes: int = 0) -> RateDecision | None:
-        """`events` more were handed on, `nbytes` of them incremental events' bytes; a
+    def counted(self, events: int, nbytes: int = 0,
+                page_time: float | None = None) -> RateDecision | None:
+        """`events` more were handed on, `nbytes` of them incremental events' bytes, the
+        newest made by the page at `page_time` (Unix s; the clock's now if not given); a
         decision when the recording must change (it is in the warnings already; `apply`
-        carries it out)."""
+        carries it out). The rate is measured on the page's clock: a node too busy to carry
+        a flood as fast as the page makes it (its shared browser server, the session, the
+        streamer all behind) still sees the page's own rate, not what got through."""
+        self._page_now = max(self._page_now,
+                             self._clock() if page_time is None else page_time)
         decision = self._rate.count(events, nbytes)
         if decision is None:
             return None

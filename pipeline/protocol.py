@@ -213,6 +213,9 @@ class PageBatch:
     first_ts: float
     last_ts: float
     text: str
+    # Set on a batch the session made itself to record an error (pipeline/session.py):
+    # the recording counts it, without parsing events.
+    error: str | None = None
 
     @classmethod
     def parse(cls, message: str) -> PageBatch:

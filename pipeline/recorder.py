@@ -2,7 +2,10 @@
 
 The page hands over one batch per call through a raw CDP binding
 (`Runtime.addBinding`): about 30x cheaper than Playwright's `expose_binding`,
-which is what lets one session stream tens of thousands of events per second.
+which is what lets one session stream tens of thousands of events per second. A message
+over a Mi characters (one huge event: a very large DOM's snapshot) comes in pieces, one
+per page task (`~part`, ..., `$last part`): they are joined here before the batch is
+read, and other sessions' calls pass between them on the node's shared browser.
 
 The recorder is an init script, so it runs before any page script and whatever the
 page's Content-Security-Policy says (Chromium exempts scripts injected over CDP). The
@@ -36,6 +39,14 @@ SCRIPT_NAME = "rrstream-recorder.js"
 _log = logging.getLogger(__name__)
 # Page.crash takes the renderer down at once and is never answered.
 _CRASH_SEND_S = 0.3
+# A binding call's most, for messages in pieces: well above a batch (RRSTREAM_MAX_BATCH_CHARS
+# and one event), so that only single huge events are paced, and a flood of big ones is
+# not held back below the byte budget that stops it (pipeline/event_rate.py).
+PIECE_CHARS = 2**20
+PIECE_GAP_MS = 10  # between pieces: a 30 MB snapshot in about half a second
+# What a page may send in pieces before they make a batch: a page's own script can call
+# the binding too, and pieces that never end must not grow without bound.
+_MAX_PIECED_CHARS = 256 * 2**20
 
 
 def assets_dir(settings: Settings) -> Path:
@@ -57,6 +68,8 @@ def record_options(settings: Settings, spec: SessionSpec | None = None) -> dict[
         "binding": BINDING_NAME,
         "flushMs": settings.flush_ms,
         "maxBatchChars": settings.max_batch_chars,
+        "pieceChars": PIECE_CHARS,
+        "pieceGapMs": PIECE_GAP_MS,
         "checkoutEveryNms": settings.checkout_every_ms,
         "sampling": levels[0],
         "samplingLevels": levels,
@@ -102,6 +115,7 @@ class PageRecorder:
         self._script = script
         self.on_batch = on_batch
         self._cdp: CDPSession | None = None
+        self._pieces = Pieces()
 
     async def install(self, context: BrowserContext) -> None:
         """Adds the recorder to every page of `context` from its next navigation on."""
@@ -202,13 +216,55 @@ class PageRecorder:
         payload = params.get("payload")
         if not isinstance(payload, str):
             return
+        message = self._pieces.add(params.get("executionContextId"), payload)
+        if message is None:
+            return
         try:
-            batch = PageBatch.parse(payload)
+            batch = PageBatch.parse(message)
         except ValueError:
-            _log.warning("malformed batch from the page (%d chars) ignored", len(payload))
+            _log.warning("malformed batch from the page (%d chars) ignored", len(message))
             return
         self.on_batch(batch)
 
 
-__all__ = ["BINDING_NAME", "SCRIPT_NAME", "PageRecorder", "RecorderState", "assets_dir",
-           "init_script", "record_options"]
+class Pieces:
+    """Joins the messages a page sends in pieces (frontend/src/recorder.js `pieces`),
+    per execution context (a document), and passes whole ones through."""
+
+    def __init__(self, limit: int = _MAX_PIECED_CHARS) -> None:
+        self._open: dict[object, list[str]] = {}
+        self._chars: dict[object, int] = {}
+        self._discarding: set[object] = set()  # over the limit: until its last piece
+        self._limit = limit
+
+    def add(self, context: object, payload: str) -> str | None:
+        """The whole message `payload` completes, or None while pieces are missing."""
+        mark = payload[:1]
+        if mark not in ("~", "$"):
+            if context in self._open or context in self._discarding:
+                self._drop(context, "it was never finished")
+                self._discarding.discard(context)
+            return payload
+        if context in self._discarding:
+            if mark == "$":
+                self._discarding.discard(context)
+            return None
+        held = self._open.setdefault(context, [])
+        held.append(payload[1:])
+        chars = self._chars[context] = self._chars.get(context, 0) + len(payload) - 1
+        if mark == "$":
+            del self._open[context], self._chars[context]
+            return "".join(held)
+        if chars > self._limit:
+            self._drop(context, f"it was over {self._limit // 2**20} Mi characters")
+            self._discarding.add(context)
+        return None
+
+    def _drop(self, context: object, why: str) -> None:
+        held = self._open.pop(context, [])
+        self._chars.pop(context, None)
+        _log.warning("a batch the page sent in %d pieces was dropped: %s", len(held), why)
+
+
+__all__ = ["BINDING_NAME", "PIECE_CHARS", "SCRIPT_NAME", "PageRecorder", "Pieces",
+           "RecorderState", "assets_dir", "init_script", "record_options"]

@@ -21,7 +21,7 @@ KEEP_ENDED = 1_000
 
 class RecordStore(Protocol):
     """Where session records outlive the registry (the GCS's key-value store in production:
-    pipeline/cluster.py, KVRecordStore)."""
+    pipeline/cluster.py, kv_record_store)."""
 
     async def load(self) -> list[SessionRecord]: ...
 

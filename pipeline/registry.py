@@ -357,6 +357,12 @@ class SessionRegistry:
         record.node_id, record.actor_name = actor.node_id, actor.name
         self._save(record)
 
+    def recording_sessions(self) -> set[str]:
+        """The sessions not ended yet: their recordings are still being written. (Also
+        asked from retention's thread: a copy of the entries is taken at once.)"""
+        return {sid for sid, entry in list(self._entries.items())
+                if not entry.record.state.ended}
+
     async def _open_stream(self, entry: _Entry) -> None:
         """Opens the session a stream on its node's streamer, in the next epoch."""
         record = entry.record
@@ -365,7 +371,7 @@ class SessionRegistry:
         instance = await self._nodes.wait_streamer(record.node_id, _STREAM_TIMEOUT_S)
         streamer = self._nodes.streamer(record.node_id)
         epoch = record.epoch + 1
-        await streamer.open(record.id, epoch, record.spec.record)
+        await streamer.open(record.id, epoch, record.spec.record, record.spec.name)
         record.epoch, entry.streamer_instance = epoch, instance
         entry.stream = streamer.ref(record.id, epoch, record.node_id)
         self._save(record)

@@ -16,14 +16,17 @@ from typing import Any
 import ray
 
 from pipeline.actors import REGISTRY_NAME
-from pipeline.cluster import KVRecordStore, RayNodeActorFactory, RayPlacement
+from pipeline.cluster import RayNodeActorFactory, RayPlacement, kv_record_store
 from pipeline.config import Settings
 from pipeline.logs import configure_logging
 from pipeline.metrics import RegistryMetrics, RestartMetrics
 from pipeline.models import RecordingInfo
 from pipeline.node_recordings import NodeRecordings
 from pipeline.nodes import NodeActors
+from pipeline.recording_index import IndexUpdate
+from pipeline.recording_store import RecordingStore
 from pipeline.registry import SessionRegistry
+from pipeline.retention import Retention
 
 
 class RegistryActor(SessionRegistry):
@@ -35,9 +38,16 @@ class RegistryActor(SessionRegistry):
         nodes = NodeActors(RayNodeActorFactory(settings), self._streamer_restarted,
                            on_restart=restarts.restarted)
         placement = RayPlacement(settings)
-        super().__init__(settings, placement, nodes, KVRecordStore(settings.namespace),
+        super().__init__(settings, placement, nodes, kv_record_store(settings.namespace),
                          on_restart=restarts.restarted, metrics=RegistryMetrics())
-        self._recordings = NodeRecordings(nodes, placement)
+        shared = RecordingStore.shared_from_settings(settings)
+        self._recordings = NodeRecordings(nodes, placement, shared, self.recording_sessions)
+        # A shared store's retention runs here, once for the cluster (a local store's runs
+        # in its node's streamer).
+        self._retention = (Retention.from_settings(settings, shared, self.recording_sessions)
+                           if shared is not None else None)
+        if self._retention is not None:
+            self._retention.start()
         context = ray.get_runtime_context()
         if context.was_current_actor_reconstructed:
             restarts.restarted("registry")
@@ -68,6 +78,10 @@ class RegistryActor(SessionRegistry):
     async def delete_recording(self, recording_id: str) -> None:
         await self.started()
         await self._recordings.delete(recording_id)
+
+    async def recording_indexes(self, known: dict[str, str]) -> IndexUpdate:
+        await self.started()
+        return await self._recordings.indexes(known)
 
 
 def get_or_create_registry(settings: Settings) -> Any:

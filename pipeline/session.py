@@ -13,7 +13,8 @@ What it survives, and how (each is in its status and, as a warning, in its histo
 - a page that does not open (pipeline/navigation.py) or is not recorded
   (pipeline/snapshot_watch.py): reported, the session runs on;
 - requests to inside addresses, with RRSTREAM_BLOCK_PRIVATE_NETWORKS
-  (pipeline/network_guard.py): refused and reported, the session runs on;
+  (pipeline/network_guard.py, and under it pipeline/egress_proxy.py, which every
+  connection of its context goes through): refused and reported, the session runs on;
 - its stream going away: with a supervisor it waits for `attach_stream`;
 - a page that never yields: `stop()` crashes its renderer and returns within 5 s.
 """
@@ -30,12 +31,20 @@ from urllib.parse import urlsplit, urlunsplit
 from playwright.async_api import Browser, BrowserContext, Download, Frame, Page, Playwright
 from playwright.async_api import Error as PlaywrightError
 
-from pipeline.browser import launch_chromium, resolve_executable, start_playwright
+from pipeline.browser import (
+    BrowserEndpoint,
+    connect_shared,
+    launch_chromium,
+    resolve_executable,
+    start_playwright,
+)
 from pipeline.browser_dirs import BrowserDir, sweep
 from pipeline.busy_watch import BusyWatch
 from pipeline.checkpoints import CheckpointReporter
 from pipeline.config import Settings
 from pipeline.crashes import CrashBudget, CrashKind
+from pipeline.egress_proxy import EgressProxy, ProxyState
+from pipeline.error_events import ErrorEvents
 from pipeline.errors import (
     BrowserLaunchError,
     InvalidTransition,
@@ -57,7 +66,7 @@ from pipeline.models import (
 )
 from pipeline.navigation import open_url, page_gone, timed_out
 from pipeline.network_guard import NetworkGuard
-from pipeline.network_policy import Refusal, settings_policy
+from pipeline.network_policy import AddressPolicy, Refusal, settings_policy
 from pipeline.outbox import BatchSink, Outbox
 from pipeline.page_guard import Notice, PageGuard, guard_script
 from pipeline.page_limits import PageLimits
@@ -83,12 +92,14 @@ _ANSWER_S = 2.0  # a page asked to take a checkout now
 _HOST_RETRY_S = 10.0  # the node's browser host may be restarting (Ray restarts it)
 _CRASH_NOTICE_S = 2.0  # a step's error can come a moment before its page's crash event
 _LIVE = (SessionState.RUNNING, SessionState.IDLE)
+_LARGE_BATCH_CHARS = 4 * 2**20  # a batch this big is reported (a `large_batch` warning)
 
 
 class SharedBrowser(Protocol):
     """A node's shared Chromium (the BrowserHost actor in production)."""
 
-    async def endpoint(self, executable: str | None, failed: str | None = None) -> str: ...
+    async def endpoint(self, executable: str | None,
+                       failed: BrowserEndpoint | None = None) -> BrowserEndpoint: ...
 
 
 class Supervisor(Protocol):
@@ -110,10 +121,12 @@ class BrowserSession:
     def __init__(self, session_id: str, settings: Settings, sink: BatchSink | None,
                  metrics: SessionMetrics | None = None,
                  host: SharedBrowser | None = None,
-                 supervisor: Supervisor | None = None) -> None:
+                 supervisor: Supervisor | None = None,
+                 policy: AddressPolicy | None = None) -> None:
         """With a `host` the session opens its context in that shared Chromium; without
         one it launches a Chromium of its own. Without a `supervisor` a lost stream
-        fails the session."""
+        fails the session. `policy` replaces the network policy the settings ask for
+        (tests pass one whose resolver they control)."""
         self.session_id = session_id
         self._log = logging.LoggerAdapter(_log, {"session_id": session_id})
         self._metrics = metrics
@@ -131,6 +144,7 @@ class BrowserSession:
         self._navigation_error: str | None = None
         self._recording_error: str | None = None
         self._warnings = WarningLog()
+        self._errors = ErrorEvents(lambda: self._outbox.receiver)
         self._limits = PageLimits(settings.max_events_per_s, len(sampling_levels(settings)),
                                   self._warnings,
                                   max_event_bytes_per_s=settings.max_event_bytes_per_s)
@@ -150,16 +164,19 @@ class BrowserSession:
         # The browser.
         self._dir: BrowserDir | None = None  # TMPDIR of this session's Playwright driver
         self._playwright: Playwright | None = None
-        self._endpoint: str | None = None  # the shared Chromium last connected to
+        self._endpoint: BrowserEndpoint | None = None  # the shared Chromium last connected to
         self._browser: Browser | None = None
         self._context: BrowserContext | None = None
         self._page: Page | None = None
         self._recorder: PageRecorder | None = None
         self._guard: PageGuard | None = None
         self._demo_site: DemoSite | None = None
-        policy = settings_policy(settings)
+        policy = policy or settings_policy(settings)
         self._network_guard = (NetworkGuard(policy, self._blocked) if policy is not None
                                else None)
+        # Only with the block on: a session without it pays nothing.
+        self._egress = (EgressProxy(policy, self._network_guard.report)
+                        if self._network_guard is not None else None)
         self._last_url: str | None = None  # the main frame's URL, or the one it failed to open
         self._checkpoints = CheckpointReporter(
             session_id, (lambda cp: supervisor.report(session_id, cp)) if supervisor else None,
@@ -323,6 +340,7 @@ class BrowserSession:
         if self._state not in (SessionState.STARTING, *_LIVE):
             return
         self._error = reason
+        self._errors.add("session", f"the session failed: {reason}")
         self._log.error("session %s failed: %s", self.session_id, reason)
         self._spawn(self._shutdown(SessionState.FAILED), "fail")
 
@@ -402,7 +420,7 @@ class BrowserSession:
             try:
                 # Naming the lost endpoint after a crash makes the host replace it.
                 self._endpoint = await self._host.endpoint(executable, self._endpoint)
-                return await playwright.chromium.connect(self._endpoint)
+                return await connect_shared(playwright, self._endpoint)
             except Exception as exc:
                 cause = unwrap(exc)
                 if isinstance(cause, RRStreamError):
@@ -424,10 +442,19 @@ class BrowserSession:
             await self._connect_browser()
         assert self._browser is not None
         viewport = self._spec.viewport
+        proxy: dict[str, Any] = {}
+        if self._egress is not None:
+            # Every connection of the context, loopback too, goes through the session's
+            # egress proxy, which connects only to addresses the policy checked; it
+            # outlives a crashed context and serves the next.
+            if self._egress.state is ProxyState.CREATED:
+                await self._egress.start()
+            proxy["proxy"] = self._egress.playwright_proxy()
         self._context = await self._browser.new_context(
             viewport={"width": viewport.width, "height": viewport.height},
             accept_downloads=True,  # so that a download is seen (and cancelled), not lost
             permissions=[],  # none granted; the guard denies each explicitly
+            **proxy,
         )
         if self._network_guard is not None:
             await self._network_guard.install(self._context)
@@ -447,6 +474,7 @@ class BrowserSession:
         page.on("framenavigated", self._on_navigated)
         page.on("domcontentloaded", self._on_loaded)
         page.on("download", self._on_download)
+        page.on("pageerror", self._on_page_error)
         if self._network_guard is not None:
             await self._network_guard.watch(page)
         await self._guard.attach(self._context, page)
@@ -555,6 +583,9 @@ class BrowserSession:
         self._log.warning("session %s: %s", self.session_id, message)
         self._spawn(self._cancel_download(download), "cancel-download")
 
+    def _on_page_error(self, error: PlaywrightError) -> None:
+        self._errors.add("page", f"the page threw: {error.message}")
+
     def _on_notice(self, notice: Notice) -> None:
         self._limits.notice(notice)
 
@@ -563,13 +594,25 @@ class BrowserSession:
         coarser, or paused, and one over RRSTREAM_MAX_EVENT_BYTES_PER_S paused
         (pipeline/event_rate.py). A checkout's bytes are rrweb's own doing, not counted."""
         events = nbytes = 0
+        newest = 0.0
         for batch in batches:
             events += batch.event_count
+            newest = max(newest, batch.last_ts)
             if not batch.checkout:
                 nbytes += len(batch.text)
-        decision = self._limits.counted(events, nbytes)
+            if len(batch.text) >= _LARGE_BATCH_CHARS:
+                self._large_batch(batch)
+        decision = self._limits.counted(events, nbytes, newest / 1000.0 if newest else None)
         if decision is not None and self._recorder is not None and self._state in _LIVE:
             self._spawn(self._limits.apply(decision, self._recorder), "event-rate")
+
+    def _large_batch(self, batch: PageBatch) -> None:
+        what = "snapshot" if batch.checkout else "batch of changes"
+        url = self._page.url if self._page is not None else None
+        self._warnings.add(WarningKind.LARGE_BATCH,
+                           f"the page sent a {len(batch.text) / 1e6:.1f} MB {what} at once "
+                           f"(a very large DOM); it came in pieces, so as not to hold up "
+                           f"other sessions", url, key="large-batch")
 
     async def _cancel_download(self, download: Download) -> None:
         try:
@@ -589,6 +632,7 @@ class BrowserSession:
             await self._workflow.run(_PageSteps(self))
         except StepFailed as exc:
             self._error = f"step {exc.index} ({exc.action}) failed: {exc.reason}"
+            self._errors.add("step", self._error)
             self._log.warning("session %s: %s", self.session_id, self._error)
         if self._workflow.done and self._state is SessionState.RUNNING:
             self._workflow_finished()
@@ -792,6 +836,9 @@ class BrowserSession:
         if self._network_guard is not None:
             await bounded(self._network_guard.close(), time_left(deadline, 0.2),
                           "ending the network checks", log)
+        if self._egress is not None:
+            await bounded(self._egress.close(), time_left(deadline, 0.2),
+                          "closing the egress proxy", log)
         if self._playwright is not None:
             await bounded(self._playwright.stop(), time_left(deadline, 1.0),
                           "stopping Playwright", log)

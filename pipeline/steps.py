@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StrictInt, TypeAdapter
 
 
 class _Step(BaseModel):
@@ -14,7 +14,7 @@ class _Step(BaseModel):
         default=None,
         description="CSS selector of an <iframe>: run the step inside that frame.",
     )
-    timeout_ms: int = Field(default=10_000, ge=0, le=600_000, description="Step time limit.")
+    timeout_ms: StrictInt = Field(default=10_000, ge=0, le=600_000, description="Step time limit.")
 
 
 class GotoStep(_Step):
@@ -40,7 +40,7 @@ class TypeStep(_Step):
     action: Literal["type"] = "type"
     selector: str = Field(min_length=1)
     text: str
-    delay_ms: int = Field(default=40, ge=0, le=2_000)
+    delay_ms: StrictInt = Field(default=40, ge=0, le=2_000)
 
 
 class PressStep(_Step):
@@ -56,8 +56,8 @@ class HoverStep(_Step):
 
 class ScrollStep(_Step):
     action: Literal["scroll"] = "scroll"
-    x: int = Field(default=0, description="Horizontal delta in CSS pixels.")
-    y: int = Field(default=0, description="Vertical delta in CSS pixels.")
+    x: StrictInt = Field(default=0, description="Horizontal delta in CSS pixels.")
+    y: StrictInt = Field(default=0, description="Vertical delta in CSS pixels.")
 
 
 class WaitForStep(_Step):
@@ -68,7 +68,7 @@ class WaitForStep(_Step):
 
 class WaitStep(_Step):
     action: Literal["wait"] = "wait"
-    ms: int = Field(ge=0, le=600_000, description="Pause in milliseconds.")
+    ms: StrictInt = Field(ge=0, le=600_000, description="Pause in milliseconds.")
 
 
 Step = Annotated[

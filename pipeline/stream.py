@@ -2,7 +2,10 @@
 
 Lives in its node's Streamer actor (`streamer:<node id>`, pipeline/streamer.py)
 beside the streams of the node's other sessions; the class is plain Python so it can
-be tested without Ray.
+be tested without Ray. A batch of over a MiB (a very large DOM's snapshot: tens of MB)
+is compressed on a thread (zlib and lz4 let go of the GIL), so the other sessions'
+pushes and reads go on meanwhile; a session pushes one call at a time, so its own
+batches stay in order.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ _RATE_WINDOW_S = 5.0
 _log = logging.getLogger(__name__)
 _READER_EXPIRY_S = 30.0
 EPOCH_BITS = 40
+_THREAD_CHARS = 2**20  # a batch this big is compressed on a thread
 
 
 def first_seq(epoch: int) -> int:
@@ -80,17 +84,24 @@ class SessionStream:
         now = time.time() * 1000.0
         events, raw, compressed = self._events, self._bytes_raw, self._bytes_compressed
         for batch in batches:
-            data = batch.text.encode() + b"\n"
             # The first batch ever starts a segment even if the page did not flag it,
             # so the codec context and every reader have a place to begin.
             start = batch.checkout or self._seq == self._first_seq - 1
-            payload = self._encoder.encode(data, segment_start=start)
+            if len(batch.text) < _THREAD_CHARS:
+                data = batch.text.encode() + b"\n"
+                payload = self._encoder.encode(data, segment_start=start)
+            else:
+                data, payload = await asyncio.to_thread(self._encode, batch.text, start)
+                if self._ended:
+                    raise StreamUnavailable(self.session_id, "ended", "its stream was closed")
             self._seq += 1
             chunk = Chunk(self._seq, start, batch.event_count, batch.first_ts, batch.last_ts,
                           now, payload)
             self._buffer.append(chunk)
             if self._recording is not None:
-                self._recording.append(chunk)
+                self._recording.append(chunk, batch.text)
+                if batch.error is not None:
+                    self._recording.noted_error(batch.error)
             self._events += batch.event_count
             self._bytes_raw += len(data)
             self._bytes_compressed += len(payload)
@@ -102,6 +113,10 @@ class SessionStream:
                         extra={"seq": self._seq})
         self._wake()
         return self._seq
+
+    def _encode(self, text: str, segment_start: bool) -> tuple[bytes, bytes]:
+        data = text.encode() + b"\n"
+        return data, self._encoder.encode(data, segment_start=segment_start)
 
     async def read(self, after_seq: int | None, timeout_s: float = 10.0,
                    reader: str | None = None, viewers: int = 0) -> ReadResult:
@@ -146,15 +161,19 @@ class SessionStream:
         )
 
     def close(self) -> None:
-        """No more batches will come; readers drain what is buffered and see `ended`."""
+        """No more batches will come; readers drain what is buffered and see `ended`. The
+        recording's last chunk is on its way to the store (`flush_recording` waits)."""
         self._ended = True
-        self.finish_recording()
-        self._wake()
-
-    def finish_recording(self) -> None:
-        """Flushes and closes the recording (idempotent); the stream itself goes on."""
         if self._recording is not None:
             self._recording.close()
+        self._wake()
+
+    async def flush_recording(self, timeout_s: float) -> None:
+        """Waits (on a thread) until the recording is written, up to `timeout_s`."""
+        if self._recording is not None and not await asyncio.to_thread(
+                self._recording.flush, timeout_s):
+            self._log.warning("the recording of session %s was not written within %g s",
+                              self.session_id, timeout_s)
 
     def _wake(self) -> None:
         self._changed.set()

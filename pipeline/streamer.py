@@ -5,9 +5,12 @@ that takes a few per cent of a core: numbering, compressing and buffering batche
 One Streamer per node keeps a SessionStream per session instead, each with its own
 sequence numbers, codec context and buffer, exactly as a streamer of its own would.
 
-It also holds the node's recordings (pipeline/recording.py): every stream writes its
-session's recording as it goes, and the registry asks each node's Streamer for the
-recordings it stores.
+It also writes the recordings (pipeline/recording.py): every stream writes its
+session's recording as it goes, into the store (pipeline/recording_store.py). A local
+store is the node's own, so the registry asks each node's Streamer for the recordings it
+holds, the gateway reads them from it one chunk at a time, and the Streamer applies
+retention to it (pipeline/retention.py); a shared store (S3) is read and kept by the
+registry and the gateway directly.
 
 Runs as the Ray actor `streamer:<node id>`. Every method names the session it is
 about; `push` and `close` also name the epoch the caller's stream was opened in, so a
@@ -29,8 +32,12 @@ from pipeline.errors import RecordingInProgress, RecordingNotFound, StreamUnavai
 from pipeline.metrics import StreamMetrics
 from pipeline.models import RecordingInfo, StreamStats
 from pipeline.protocol import PageBatch
-from pipeline.recording import RecordingStore
+from pipeline.recording_index import IndexUpdate
+from pipeline.recording_store import RecordingStore
+from pipeline.retention import Retention
 from pipeline.stream import ReadResult, SessionStream
+
+_FLUSH_S = 10.0  # a closed stream's recording is written within this, or logged
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,12 +58,18 @@ class Streamer:
         self._streams: dict[str, SessionStream] = {}
         self._recordings = RecordingStore.from_settings(settings)
         self._instance = uuid.uuid4().hex
+        self._retention = (Retention.from_settings(settings, self._recordings, self._live)
+                           if self._recordings is not None and not self._recordings.shared
+                           else None)
+        if self._retention is not None:
+            self._retention.start()
 
     def instance(self) -> str:
         """Who this is: a new value every time the actor (re)starts with no streams."""
         return self._instance
 
-    def open(self, session_id: str, epoch: int = 0, record: bool = True) -> None:
+    async def open(self, session_id: str, epoch: int = 0, record: bool = True,
+                   name: str | None = None) -> None:
         """Starts a session's stream in `epoch`. Reopening replaces the stream. With
         `record` False (the session's spec says `record: false`) nothing of it is
         written to storage."""
@@ -65,7 +78,9 @@ class Streamer:
             # Its waiting readers see its end and move on to the new stream; its recording
             # is finished first, so the new one appends after everything the earlier wrote.
             earlier.close()
-        recording = (self._recordings.writer(session_id, self._settings.codec)
+            await earlier.flush_recording(_FLUSH_S)
+        recording = (await asyncio.to_thread(self._recordings.writer, session_id,
+                                             self._settings.codec, name)
                      if self._recordings is not None and record else None)
         self._streams[session_id] = SessionStream(session_id, self._settings, epoch,
                                                   metrics=self._metrics, recording=recording)
@@ -88,9 +103,12 @@ class Streamer:
     def stats(self, session_id: str) -> StreamStats:
         return self._stream(session_id).stats()
 
-    def close(self, session_id: str, epoch: int) -> None:
-        """No more batches for this session; its readers drain the buffer and see `ended`."""
-        self._stream(session_id, epoch).close()
+    async def close(self, session_id: str, epoch: int) -> None:
+        """No more batches for this session; its readers drain the buffer and see `ended`.
+        Returns once its recording is written."""
+        stream = self._stream(session_id, epoch)
+        stream.close()
+        await stream.flush_recording(_FLUSH_S)
 
     def drop(self, session_id: str) -> None:
         """Forgets a session's stream (its retention is over); idempotent."""
@@ -98,10 +116,13 @@ class Streamer:
         if stream is not None:
             stream.close()  # a reader still waiting sees the end rather than a timeout
 
-    def close_all(self) -> None:
+    async def close_all(self) -> None:
         """Ends every stream and flushes every recording (a graceful shutdown)."""
         for stream in self._streams.values():
             stream.close()
+        await asyncio.gather(*(s.flush_recording(_FLUSH_S) for s in self._streams.values()))
+        if self._retention is not None:
+            self._retention.stop()
 
     def streams(self) -> dict[str, int]:
         """Session id -> epoch of every stream held (a restarted registry checks these)."""
@@ -113,7 +134,8 @@ class Streamer:
 
     # -- recordings stored on this node ---------------------------------------------------------
 
-    # Reading runs on a thread: a large recording must not hold up this node's streams.
+    # The store is read on a thread: a slow disk or a large listing must not hold up this
+    # node's streams.
 
     async def recordings(self) -> list[RecordingInfo]:
         """This node's recordings, newest first."""
@@ -121,19 +143,30 @@ class Streamer:
             return []
         return await asyncio.to_thread(self._recordings.list)
 
-    def recording(self, recording_id: str) -> RecordingInfo:
-        return self._store(recording_id).info(recording_id)
+    async def recording(self, recording_id: str) -> RecordingInfo:
+        return await asyncio.to_thread(self._store(recording_id).info, recording_id)
 
-    async def recording_frames(self, recording_id: str) -> bytes:
-        """The recording's `.frames` file as stored."""
-        return await asyncio.to_thread(self._store(recording_id).frames, recording_id)
+    async def recording_chunk(self, recording_id: str, index: int) -> bytes:
+        """One stored chunk of the recording (at most a few MiB: a reader fetches them one
+        at a time)."""
+        return await asyncio.to_thread(self._store(recording_id).chunk, recording_id, index)
 
-    def delete_recording(self, recording_id: str) -> None:
+    async def recording_indexes(self, known: dict[str, str]) -> IndexUpdate:
+        """This node's search indexes: their versions, and those changed since `known`."""
+        if self._recordings is None:
+            return IndexUpdate({}, {})
+        return await asyncio.to_thread(self._recordings.index_update, known)
+
+    async def delete_recording(self, recording_id: str) -> None:
         """Deletes a finished recording; one still being written raises RecordingInProgress."""
-        stream = self._streams.get(recording_id)
-        if stream is not None and not stream.ended:
+        if recording_id in self._live():
             raise RecordingInProgress(recording_id)
-        self._store(recording_id).delete(recording_id)
+        await asyncio.to_thread(self._store(recording_id).delete, recording_id)
+
+    def _live(self) -> set[str]:
+        """The recordings still being written here (also asked from retention's thread:
+        a copy of the dict is taken at once)."""
+        return {sid for sid, stream in list(self._streams.items()) if not stream.ended}
 
     def _store(self, recording_id: str) -> RecordingStore:
         if self._recordings is None:

@@ -162,6 +162,15 @@ else
   fi
 fi
 
+# --- ffmpeg (exports) ----------------------------------------------------------------
+# Exports (pipeline/export) pipe the replayed frames to ffmpeg's libvpx; the tests read
+# the files back with ffprobe. Debian's package has both.
+if ! command -v ffmpeg >/dev/null 2>&1 || ! command -v ffprobe >/dev/null 2>&1; then
+  log "ffmpeg missing"
+  apt_install ffmpeg
+fi
+log "ffmpeg: $(ffmpeg -hide_banner -version 2>/dev/null | head -n1)"
+
 # --- Test-only tools ----------------------------------------------------------------
 # tests/integration/test_local_cluster.py runs cluster/loopback.yaml with `ray up` over
 # SSH to 127.0.0.2; it needs an sshd binary and rsync (it starts the sshd itself).

@@ -16,7 +16,7 @@ from starlette.exceptions import HTTPException
 
 from pipeline.config import Settings
 from pipeline.models import ViewerLink, ViewerLinkRequest
-from serve.api_keys import ApiKeyConfigError, ApiKeys, presented_key
+from serve.api_keys import ApiKeyConfigError, ApiKeys
 from serve.client_limits import ClientLimits, TrustedProxies
 from serve.viewer_tokens import (
     TargetKind,
@@ -61,11 +61,10 @@ class Access:
 
     # -- REST -------------------------------------------------------------------------------
 
-    def caller(self, authorization: str | None, x_api_key: str | None, peer: str | None,
-               headers: Mapping[str, str]) -> str:
-        """Who calls: `key:<id>` for one of our API keys, else (auth off) `addr:<client>`;
+    def caller(self, key: str | None, peer: str | None, headers: Mapping[str, str]) -> str:
+        """Who calls, by the API key the request presented (serve/api_keys.py
+        `presented_key`): `key:<id>` for one of ours, else (auth off) `addr:<client>`;
         401 when auth is required and the request carries none of our keys."""
-        key = presented_key(authorization, x_api_key)
         identity = self.keys.identify(key)
         if identity is not None:
             return f"key:{identity}"
@@ -74,6 +73,29 @@ class Access:
             raise HTTPException(401, f"{why} (Authorization: Bearer <key>, or X-API-Key)",
                                 headers=_WWW_AUTHENTICATE)
         return f"addr:{self.address(peer, headers)}"
+
+    def recording_reader(self, key: str | None, bearer: str | None,
+                         recording_id: str) -> ViewerClaims | None:
+        """Who may read a recording's stored events or frames: an API key of ours, or (a
+        viewer opened by a link, which holds no key) a viewer token of that recording or
+        of its session, sent as `Authorization: Bearer <token>`. Returns the token's
+        claims (a session's: the caller checks it was not revoked), None for a key or with
+        auth off; 401 or 403 otherwise."""
+        if not self.required or self.keys.identify(key) is not None:
+            return None
+        if bearer and "." in bearer:
+            try:
+                claims = self.tokens.verify(bearer, time.time())
+            except TokenRefused as exc:
+                raise HTTPException(401, str(exc), headers=_WWW_AUTHENTICATE) from None
+            if claims.target != recording_id:
+                raise HTTPException(403, f"the viewer token is for {claims.kind} "
+                                    f"{claims.target}, not recording {recording_id}")
+            return claims
+        why = "an API key or a viewer token is required" if key is None else \
+            "that API key is not valid"
+        raise HTTPException(401, f"{why} (Authorization: Bearer <key or token>)",
+                            headers=_WWW_AUTHENTICATE)
 
     def address(self, peer: str | None, headers: Mapping[str, str]) -> str:
         return self._proxies.client(peer, headers)

@@ -72,13 +72,13 @@ class ApiKeys:
         return match.hex()[:12] if match is not None else None
 
 
-def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
-    """The key a request carries: `Authorization: Bearer <key>`, else `X-API-Key`."""
-    if authorization:
-        scheme, _, value = authorization.partition(" ")
-        if scheme.lower() == "bearer" and value.strip():
+def presented_key(bearer: str | None, x_api_key: str | None) -> str | None:
+    """The key a request carries: the credentials of `Authorization: Bearer <key>` (as
+    FastAPI's HTTPBearer reads them), else `X-API-Key`; blank ones are none."""
+    for value in (bearer, x_api_key):
+        if value and value.strip():
             return value.strip()
-    return x_api_key.strip() if x_api_key and x_api_key.strip() else None
+    return None
 
 
 __all__ = ["ApiKeyConfigError", "ApiKeys", "key_digest", "presented_key", "read_digests"]

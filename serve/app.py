@@ -18,6 +18,7 @@ from ray.serve import Application
 
 from pipeline.actors import REGISTRY_NAME
 from pipeline.config import Settings
+from pipeline.export.actor import EXPORT_RESOURCE, EXPORTS_NAME
 from serve.gateway import Gateway
 
 APP_NAME = "rrstream"
@@ -95,7 +96,8 @@ def start_ray(settings: Settings, *, dashboard: bool = True, log_to_driver: bool
         include_dashboard=dashboard,
         dashboard_host="127.0.0.1",
         dashboard_port=settings.dashboard_port,
-        resources={"browser": settings.browser_slots or default_browser_slots()},
+        resources={"browser": settings.browser_slots or default_browser_slots(),
+                   EXPORT_RESOURCE: settings.export_slots},
         log_to_driver=log_to_driver,
     )
 
@@ -155,6 +157,10 @@ def shutdown(settings: Settings) -> None:
         ray.kill(registry)
     except Exception as exc:  # no registry yet, or it is already gone
         _log.info("registry shutdown: %s", exc)
+    try:
+        ray.kill(ray.get_actor(EXPORTS_NAME, namespace=settings.namespace))
+    except ValueError:  # no export was ever asked for
+        pass
     try:
         serve.shutdown()
     finally:

@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import SecretStr
 
 from pipeline.config import Settings
-from serve.client import ApiError, Client, GatewayUnreachable
+from serve.client import ApiError, Client, ExportFailed, GatewayUnreachable
 from serve.viewer_tokens import new_secret
 
 
@@ -58,6 +58,22 @@ def main(argv: list[str] | None = None) -> int:
     revoke = actions.add_parser("revoke", help="every viewer link of a session stops working")
     revoke.add_argument("session_id")
     revoke.set_defaults(run=_session_revoke)
+
+    export = commands.add_parser("export", help="a recording as a WebM video or a PNG still")
+    _gateway_options(export)
+    export.add_argument("recording_id")
+    export.add_argument("--format", choices=("webm", "png"), default="webm")
+    export.add_argument("--out", type=Path,
+                        help="file to write (default: <recording-id>-<job>.<format>)")
+    export.add_argument("--start-ms", type=int, help="webm: from this offset (default 0)")
+    export.add_argument("--end-ms", type=int, help="webm: to this offset (default: the end)")
+    export.add_argument("--at-ms", type=int, help="png: the moment shown (default 0)")
+    export.add_argument("--width", type=int, help="pixels (default 1280)")
+    export.add_argument("--height", type=int, help="pixels (default 800)")
+    export.add_argument("--fps", type=int, help="webm: frames per second (default 10)")
+    export.add_argument("--timeout", type=float, default=1_800.0,
+                        help="seconds to wait for the export (default 1800)")
+    export.set_defaults(run=_export)
 
     args = parser.parse_args(argv)
     return int(args.run(args) or 0)
@@ -216,6 +232,62 @@ def _session_link(args: argparse.Namespace) -> int:
 def _session_revoke(args: argparse.Namespace) -> int:
     return _call(args, lambda client: client.revoke_viewer_links(args.session_id),
                  lambda _: print(f"every viewer link of {args.session_id} is revoked"))
+
+
+def _export(args: argparse.Namespace) -> int:
+    """Starts the export, shows its progress on stderr, downloads the file."""
+    bar = ProgressBar(sys.stderr)
+
+    async def run(client: Client) -> tuple[dict[str, Any], Path, int]:
+        job = await client.create_export(
+            args.recording_id, format=args.format, start_ms=args.start_ms, end_ms=args.end_ms,
+            at_ms=args.at_ms, width=args.width, height=args.height, fps=args.fps)
+        job = await client.wait_for_export(args.recording_id, job["id"], timeout_s=args.timeout,
+                                           on_progress=bar.show)
+        out = args.out or Path(f"{args.recording_id}-{job['id']}.{args.format}")
+        return job, out, await client.download_export(args.recording_id, job["id"], out)
+
+    try:
+        job, out, size = _request(args.gateway, run, args.api_key)
+    except GatewayUnreachable as exc:
+        bar.end()
+        print(f"rrstream: {exc}", file=sys.stderr)
+        return 2
+    except (ApiError, ExportFailed, TimeoutError) as exc:
+        bar.end()
+        status = f"HTTP {exc.status}: {exc.message}" if isinstance(exc, ApiError) else str(exc)
+        print(f"rrstream: {status}", file=sys.stderr)
+        return 1
+    bar.end()
+    print(f"{out}: {size:,} bytes, {job['frames']} frames ({job['captured']} rendered, the "
+          f"rest repeated)")
+    return 0
+
+
+class ProgressBar:
+    """`[#########-----------]  45%  135/300 frames  running` on one line of a terminal."""
+
+    WIDTH = 30
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self._shown = False
+
+    def show(self, job: dict[str, Any]) -> None:
+        done = round(job["progress"] * self.WIDTH)
+        frames = f"{job['frames']}/{job['frames_total']} frames" if job.get("frames_total") \
+            else ""
+        line = (f"[{'#' * done}{'-' * (self.WIDTH - done)}] {job['progress']:4.0%}  {frames}  "
+                f"{job['state']}")
+        self._stream.write(f"\r{line:<72}")
+        self._stream.flush()
+        self._shown = True
+
+    def end(self) -> None:
+        if self._shown:
+            self._stream.write("\n")
+            self._stream.flush()
+            self._shown = False
 
 
 if __name__ == "__main__":

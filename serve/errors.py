@@ -21,6 +21,7 @@ from pipeline.errors import (
     PoolFull,
     RecordingInProgress,
     RecordingNotFound,
+    RecordingStoreError,
     RegistryUnavailable,
     RRStreamError,
     SessionNotFound,
@@ -30,7 +31,7 @@ from pipeline.errors import (
 )
 
 _log = logging.getLogger(__name__)
-RETRY_AFTER_S = {PoolFull: 5, RegistryUnavailable: 2}
+RETRY_AFTER_S = {PoolFull: 5, RegistryUnavailable: 2, RecordingStoreError: 5}
 
 
 class ErrorBody(BaseModel):
@@ -50,8 +51,9 @@ _DESCRIPTIONS = {
     422: "The request is malformed (`message` names the field), or its start URL names an "
          "address the network policy refuses (RRSTREAM_BLOCK_PRIVATE_NETWORKS)",
     429: "Too many requests from this API key or address; see Retry-After",
-    503: "Not ready (/readyz), no browser slot free (RRSTREAM_WHEN_FULL=refuse), or the "
-         "session registry is being restarted; see Retry-After",
+    503: "Not ready (/readyz), no browser slot free (RRSTREAM_WHEN_FULL=refuse), the "
+         "session registry is being restarted, or the recording store does not answer; see "
+         "Retry-After",
 }
 
 
@@ -95,7 +97,7 @@ def _status_of(exc: RRStreamError) -> int:
         return 409
     if isinstance(exc, AddressRefused):
         return 422
-    if isinstance(exc, PoolFull | RegistryUnavailable):
+    if isinstance(exc, PoolFull | RegistryUnavailable | RecordingStoreError):
         return 503
     return 500
 

@@ -10,10 +10,11 @@ replicas (RRSTREAM_GATEWAY_REPLICAS of them) and replaces one that dies.
 """
 
 
+from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import Depends, FastAPI, Request, Security, WebSocket
-from fastapi.responses import FileResponse, Response
+from fastapi import Depends, FastAPI, Query, Request, Security, WebSocket
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 from ray import serve
@@ -26,6 +27,7 @@ from pipeline.metrics import GatewayMetrics
 from pipeline.models import (
     PoolStatus,
     RecordingInfo,
+    RecordingPage,
     SessionInfo,
     SessionRecord,
     SessionSpec,
@@ -33,14 +35,27 @@ from pipeline.models import (
     ViewerLinkRequest,
 )
 from pipeline.recorder import assets_dir
+from pipeline.recording_store import RecordingStore
 from pipeline.registry_actor import get_or_create_registry
-from serve.access import Access
+from serve.access import Access, still_valid
+from serve.api_keys import presented_key
 from serve.errors import error_answer, error_response, install_error_handlers, responses
+from serve.exports import ExportService, mount_exports
 from serve.info import session_info
+from serve.recording_query import DEFAULT_LIMIT, MAX_LIMIT, RecordingQuery
+from serve.recording_reader import Recordings, chunks, event_array
+from serve.recording_search import (
+    DEFAULT_HITS,
+    MAX_HITS,
+    RecordingSearch,
+    SearchQuery,
+    SearchResult,
+)
 from serve.registry_client import RegistryClient
 from serve.start_urls import StartUrlCheck
 from serve.uvicorn_options import close_with_reason_on_shutdown, disable_permessage_deflate
 from serve.viewer_socket import ViewerSockets
+from serve.viewer_tokens import TokenRefused
 
 # Serve runs a replica's handlers on a thread of their own by default, and every message
 # a WebSocket sends then crosses to uvicorn's loop and back; on the server's loop, sends
@@ -69,11 +84,38 @@ async def api_caller(
     client's address."""
     access: Access = request.app.state.access
     client = request.client
-    return access.caller(f"Bearer {bearer.credentials}" if bearer else None, api_key,
-                         client.host if client else None, request.headers)
+    key = presented_key(bearer.credentials if bearer else None, api_key)
+    return access.caller(key, client.host if client else None, request.headers)
 
 
 _KEYED = [Depends(api_caller)]  # routes that need an API key when auth is required
+mount_exports(app, dependencies=_KEYED)  # POST/GET /recordings/{id}/exports… (serve/exports.py)
+
+
+_Text = Annotated[str | None, Query(min_length=1, max_length=200,
+                                    description="Part of a text that appeared (any case).")]
+# Query strings stay short: 500 characters of a URL, percent-encoded, fit the ingress's
+# request line (HAProxy answers a longer one with a 400 of its own, not our JSON).
+_Url = Annotated[str | None, Query(min_length=1, max_length=500,
+                                   description="Part of a visited URL.")]
+_Click = Annotated[str | None, Query(min_length=1, max_length=200, description="Part of a "
+                                     "clicked element's CSS selector or text (any case).")]
+_Limit = Annotated[int, Query(ge=1, le=MAX_HITS)]
+
+
+def _once(request: Request, *names: str) -> None:
+    """A query parameter given twice is refused, not silently the last one."""
+    for name in names:
+        if len(request.query_params.getlist(name)) > 1:
+            raise HTTPException(422, f"query parameter {name!r} given more than once")
+
+
+def _search_query(request: Request, text: str | None, url: str | None, click: str | None,
+                  limit: int) -> SearchQuery:
+    _once(request, "text", "url", "click", "limit")
+    if text is None and url is None and click is None:
+        raise HTTPException(422, "say what to search for: text, url or click")
+    return SearchQuery(text, url, click, limit)
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0, "runtime_env": {"env_vars": _REPLICA_ENV}})
@@ -93,7 +135,13 @@ class Gateway:
         app.state.access = self._access
         self._registry = RegistryClient(get_or_create_registry(settings))
         self._start_urls = StartUrlCheck(settings)
-        self._sockets = ViewerSockets(settings, self._registry, GatewayMetrics(), self._access)
+        self._recordings = Recordings(RecordingStore.shared_from_settings(settings),
+                                      self._registry)
+        app.state.exports = ExportService.over_ray(self._registry, settings,
+                                                   self._recordings.shared_store)
+        self._sockets = ViewerSockets(settings, self._registry, GatewayMetrics(), self._access,
+                                      self._recordings)
+        self._recording_search = RecordingSearch(self._recordings.index_update)
         self._assets = assets_dir(settings)
         if (self._assets / "index.html").exists():
             app.mount("/static", StaticFiles(directory=self._assets), name="static")
@@ -194,16 +242,41 @@ class Gateway:
         restarting, dead or not created), sessions per node, the queue."""
         return await self._registry.pool()
 
-    @app.get("/recordings", response_model=list[RecordingInfo], dependencies=_KEYED,
-             responses=responses(401, 503))
-    async def list_recordings(self) -> list[RecordingInfo]:
-        """Every stored recording, on every node, newest first."""
-        return await self._registry.recordings()
+    @app.get("/recordings", response_model=RecordingPage, dependencies=_KEYED,
+             responses=responses(401, 422, 503))
+    async def list_recordings(
+        self,
+        request: Request,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = DEFAULT_LIMIT,
+        cursor: Annotated[str | None, Query(max_length=200, description="`next_cursor` "
+                                            "of the page before.")] = None,
+        name: Annotated[str | None, Query(max_length=200, description="Part of the "
+                                          "session's name, in any case.")] = None,
+        url: Annotated[str | None, Query(max_length=500, description="Part of a "
+                                         "visited URL.")] = None,
+        since: Annotated[datetime | None, Query(description="Created at or after (ISO "
+                                                "8601 or Unix seconds).")] = None,
+        until: Annotated[datetime | None, Query(description="Created before.")] = None,
+        has_errors: Annotated[bool | None, Query(description="Only recordings with (or "
+                                                 "without) errors: a failed session, a "
+                                                 "failed step, an error the page "
+                                                 "logged.")] = None,
+    ) -> RecordingPage:
+        """Stored recordings, newest first, a page at a time."""
+        _once(request, "limit", "cursor", "name", "url", "since", "until", "has_errors")
+        query = RecordingQuery(limit, cursor, name, url, since, until, has_errors)
+        return query.page(await self._recordings.list())
 
-    @app.get("/recordings/{recording_id}", response_model=RecordingInfo, dependencies=_KEYED,
-             responses=responses(401, 404, 503))
-    async def get_recording(self, recording_id: str) -> RecordingInfo:
-        return await self._registry.recording(recording_id)
+    @app.get("/recordings/{recording_id}", response_model=RecordingInfo,
+             responses=responses(401, 403, 404, 503))
+    async def get_recording(
+            self, recording_id: str,
+            bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+            api_key: Annotated[str | None, Security(_api_key_header)]) -> RecordingInfo:
+        """One recording's metadata. With an API key, or a viewer token of the recording or
+        of its session as the bearer (a viewer opened by a link)."""
+        await self._check_reader(recording_id, bearer, api_key)
+        return await self._recordings.info(recording_id)
 
     @app.post("/recordings/{recording_id}/viewer-links", status_code=201,
               response_model=ViewerLink, dependencies=_KEYED,
@@ -212,26 +285,89 @@ class Gateway:
                                     request: Request) -> ViewerLink:
         """A link that replays the recording in the viewer (also once its session is
         gone), for `ttl_s` (at most 7 days)."""
-        await self._registry.recording(recording_id)
+        await self._recordings.info(recording_id)
         return self._access.recording_link(self._base(request), recording_id, body)
 
     @app.delete("/recordings/{recording_id}", status_code=204, dependencies=_KEYED,
                 responses=responses(401, 404, 409, 503))
     async def delete_recording(self, recording_id: str) -> Response:
-        await self._registry.delete_recording(recording_id)
+        """Deletes the recording with everything made from it (exports, assets)."""
+        await self._recordings.delete(recording_id)
         return Response(status_code=204)
 
-    @app.get("/recordings/{recording_id}/frames", response_class=Response,
+    @app.get("/recordings/{recording_id}/events", response_class=StreamingResponse,
+             responses={200: {"content": {"application/json": {}},
+                              "description": "The recording as one JSON array of rrweb "
+                              "events, as rrweb's Replayer and rrweb-player load it"},
+                        **responses(401, 403, 404, 503)})
+    async def recording_events(
+            self, recording_id: str, request: Request,
+            bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+            api_key: Annotated[str | None, Security(_api_key_header)]) -> StreamingResponse:
+        """Every stored event of the recording, streamed (also while its session still
+        runs: what is stored so far, up to its last checkout). With an API key, or a viewer
+        token of this recording or of its session as the bearer."""
+        await self._check_reader(recording_id, bearer, api_key)
+        reader, info = await self._recordings.reader(recording_id)
+        return StreamingResponse(event_array(reader, info), media_type="application/json",
+                                 headers={"Content-Disposition":
+                                          f'inline; filename="{recording_id}.json"'})
+
+    @app.get("/recordings/{recording_id}/frames", response_class=StreamingResponse,
              responses={200: {"content": {"application/octet-stream": {}},
                               "description": "Records of a 4-byte little-endian length "
                               "and one protocol v1 binary frame (docs/protocol.md)"},
-                        **responses(401, 404, 503)}, dependencies=_KEYED)
-    async def recording_frames(self, recording_id: str) -> Response:
-        """The recording's stored frames, as its node wrote them."""
-        streamer = await self._registry.recording_streamer(recording_id)
-        frames = await streamer.recording_frames.remote(recording_id)
-        return Response(frames, media_type="application/octet-stream", headers={
-            "Content-Disposition": f'attachment; filename="{recording_id}.frames"'})
+                        **responses(401, 403, 404, 503)})
+    async def recording_frames(
+            self, recording_id: str,
+            bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+            api_key: Annotated[str | None, Security(_api_key_header)]) -> StreamingResponse:
+        """The recording's stored frames, as they were written, streamed chunk by chunk."""
+        await self._check_reader(recording_id, bearer, api_key)
+        reader, info = await self._recordings.reader(recording_id)
+        return StreamingResponse(chunks(reader, info.chunks),
+                                 media_type="application/octet-stream", headers={
+                                     "Content-Disposition":
+                                     f'attachment; filename="{recording_id}.frames"'})
+
+    @app.get("/search", response_model=SearchResult, dependencies=_KEYED,
+             responses=responses(401, 422, 503))
+    async def search(self, request: Request, text: _Text = None, url: _Url = None,
+                     click: _Click = None, limit: _Limit = DEFAULT_HITS) -> SearchResult:
+        """Moments across recordings where a text appeared in the page, a URL was visited
+        or an element was clicked (by part of its CSS selector or its text), newest
+        recordings first; each hit's `offset_ms` is where the player seeks to. Masked and
+        blocked content is never indexed."""
+        return await self._recording_search.search(_search_query(request, text, url, click,
+                                                                 limit))
+
+    @app.get("/recordings/{recording_id}/search", response_model=SearchResult,
+             responses=responses(401, 403, 404, 422, 503))
+    async def search_recording(
+            self, recording_id: str, request: Request,
+            bearer: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+            api_key: Annotated[str | None, Security(_api_key_header)],
+            text: _Text = None, url: _Url = None, click: _Click = None,
+            limit: _Limit = DEFAULT_HITS) -> SearchResult:
+        """The same within one recording, in time order; like its events, with an API key
+        or a viewer token of the recording or its session."""
+        await self._check_reader(recording_id, bearer, api_key)
+        query = _search_query(request, text, url, click, limit)
+        await self._recordings.info(recording_id)
+        return await self._recording_search.search(query, recording_id)
+
+    async def _check_reader(self, recording_id: str,
+                            bearer: HTTPAuthorizationCredentials | None,
+                            api_key: str | None) -> None:
+        token = bearer.credentials if bearer else None
+        claims = self._access.recording_reader(presented_key(token, api_key), token,
+                                               recording_id)
+        if claims is not None and claims.kind == "session":
+            record = await self._registry.get(recording_id)
+            try:
+                still_valid(claims, record.link_generation)
+            except TokenRefused as exc:
+                raise HTTPException(401, str(exc)) from None
 
     @app.get("/healthz")
     async def healthz(self) -> dict[str, Any]:

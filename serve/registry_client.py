@@ -23,6 +23,7 @@ from pipeline.models import (
     SessionStatus,
     StreamStats,
 )
+from pipeline.recording_index import IndexUpdate
 from pipeline.streamer import StreamRef
 
 _T = TypeVar("_T")
@@ -95,6 +96,9 @@ class RegistryClient:
     async def recording_streamer(self, recording_id: str) -> Any:
         return await self._ask(self._handle.recording_streamer.remote(recording_id),
                                WRITE_TIMEOUT_S)
+
+    async def recording_indexes(self, known: dict[str, str]) -> IndexUpdate:
+        return await self._ask(self._handle.recording_indexes.remote(known), WRITE_TIMEOUT_S)
 
     async def delete_recording(self, recording_id: str) -> None:
         await self._ask(self._handle.delete_recording.remote(recording_id), WRITE_TIMEOUT_S)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator
 
 from fastapi import WebSocket
 
 from pipeline.protocol import Reset, decode_frame, mark_reset
-from pipeline.recording import iter_frames
 
 
-async def replay_frames(websocket: WebSocket, frames: bytes) -> None:
+async def replay_frames(websocket: WebSocket, frames: AsyncIterator[bytes]) -> None:
     """Sends a recording's frames in real time by their page timestamps: each frame when
     its newest event is as far from the recording's first event as it was in the page.
     A frame that does not continue the sequence (a restart after a node was lost) starts
@@ -19,7 +19,7 @@ async def replay_frames(websocket: WebSocket, frames: bytes) -> None:
     started = loop.time()
     first_ts: float | None = None
     last_seq: int | None = None
-    for frame in iter_frames(frames):
+    async for frame in frames:
         header, _ = decode_frame(frame)
         if last_seq is None or header.first_seq != last_seq + 1:
             if not header.segment_start:

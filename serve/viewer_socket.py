@@ -18,7 +18,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, Protocol
 
 from pydantic import ValidationError
@@ -48,6 +48,7 @@ from pipeline.protocol import (
 )
 from pipeline.streamer import StreamRef
 from serve.access import Access, NotForThis, still_valid
+from serve.recording_reader import Recordings, frames
 from serve.replay import replay_frames
 from serve.viewer_tokens import TargetKind, TokenRefused, ViewerClaims
 from serve.viewers import SessionHub, Viewer
@@ -195,10 +196,12 @@ class ViewerSockets:
     """The WebSocket side of one gateway replica."""
 
     def __init__(self, settings: Settings, registry: Any, metrics: GatewayReport,
-                 access: Access | None = None) -> None:
-        """`registry`: a RegistryClient (serve/registry_client.py) or a fake of one."""
+                 access: Access | None = None, recordings: Recordings | None = None) -> None:
+        """`registry`: a RegistryClient (serve/registry_client.py) or a fake of one;
+        `recordings`: where replays read from (through the registry if not given)."""
         self._settings = settings
         self._registry = registry
+        self._recordings = recordings or Recordings(None, registry)
         self._access = access or Access(settings)
         self._metrics = metrics
         self._hubs: dict[str, SessionHub] = {}
@@ -398,16 +401,14 @@ class ViewerSockets:
         if not admitted:
             return
         try:
-            streamer = await self._registry.recording_streamer(recording_id)
-            info = await streamer.recording.remote(recording_id)
+            reader, info = await self._recordings.reader(recording_id)
         except RecordingNotFound as exc:
             await refuse(websocket, CloseCode.UNKNOWN_SESSION, str(exc))
             return
-        frames = await streamer.recording_frames.remote(recording_id)
         await websocket.send_text(Welcome(session_id=recording_id, codec=info.codec,
                                           resume="reset", state="stopped").model_dump_json())
         # Acks are read and ignored: a replay is paced by the clock, not by the viewer.
-        await _until_first_done(_replay_then_end(websocket, frames),
+        await _until_first_done(_replay_then_end(websocket, frames(reader, info.chunks)),
                                 _receive(websocket, lambda seq: None),
                                 *([_token_watch(websocket, claims, lambda: 0)]
                                   if claims is not None else []))
@@ -432,7 +433,7 @@ async def _token_watch(websocket: WebSocket, claims: ViewerClaims,
         await asyncio.sleep(min(left, _REVOCATION_CHECK_S))
 
 
-async def _replay_then_end(websocket: WebSocket, frames: bytes) -> None:
+async def _replay_then_end(websocket: WebSocket, frames: AsyncIterator[bytes]) -> None:
     await replay_frames(websocket, frames)
     with contextlib.suppress(Exception):
         await websocket.send_text(End(reason="stopped", state="stopped").model_dump_json())

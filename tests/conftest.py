@@ -23,11 +23,32 @@ from serve.client import Client
 _RECORDINGS_DIR = pytest.StashKey[str]()
 
 
+_HOME_RECORDINGS = Path("~/.rrstream/recordings").expanduser()
+_HOME_BEFORE = pytest.StashKey[list[str] | None]()
+
+
+def _home_recordings() -> list[str] | None:
+    if not _HOME_RECORDINGS.exists():
+        return None
+    return sorted(str(p.relative_to(_HOME_RECORDINGS)) for p in _HOME_RECORDINGS.rglob("*"))
+
+
 def pytest_configure(config: pytest.Config) -> None:
     # Nothing a test starts (actors, CLI subprocesses, test clusters) records into the
-    # user's ~/.rrstream.
+    # user's store (~/.rrstream/recordings, or one they configured).
     config.stash[_RECORDINGS_DIR] = tempfile.mkdtemp(prefix="rrstream-recordings-")
-    os.environ.setdefault("RRSTREAM_RECORDINGS_DIR", config.stash[_RECORDINGS_DIR])
+    os.environ.pop("RRSTREAM_RECORDINGS_DIR", None)
+    os.environ["RRSTREAM_RECORDINGS_URL"] = config.stash[_RECORDINGS_DIR]
+    config.stash[_HOME_BEFORE] = _home_recordings()
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The run fails if it left the user's own recordings other than it found them."""
+    before = session.config.stash.get(_HOME_BEFORE, None)
+    after = _home_recordings()
+    if after != before:
+        print(f"\nthe tests changed {_HOME_RECORDINGS}: {before} -> {after}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -73,7 +94,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     settings = Settings(port=free_port(), dashboard_port=free_port(), browser_slots=8,
                         ended_retention_s=120, viewer_queue_frames=64,
                         viewer_window_bytes=256 * 1024, hello_timeout_s=2.0,
-                        recordings_dir=str(tmp_path_factory.mktemp("recordings")),
+                        recordings_url=str(tmp_path_factory.mktemp("recordings")),
                         # Every test's client is 127.0.0.1: the per-client limits are
                         # tested on a stack of their own (test_security.py).
                         **UNLIMITED)

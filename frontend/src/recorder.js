@@ -31,6 +31,8 @@ import { record } from "rrweb";
   const bindingName = options.binding || "__rrstreamBatch";
   const flushMs = options.flushMs ?? 10;
   const maxBatchChars = options.maxBatchChars ?? 262144;
+  const pieceChars = options.pieceChars ?? 1048576;
+  const pieceGapMs = options.pieceGapMs ?? 10;
   // Taken before any page script runs, so a page that replaces or deletes it
   // cannot keep rrweb from observing the DOM (see startRrweb).
   const NativeMutationObserver = window.MutationObserver;
@@ -43,13 +45,41 @@ import { record } from "rrweb";
   let timer = 0;
   let lastFlushAt = 0;
   let retry = 0;
+  let pacing = 0;
+  let lastSentAt = 0;
   let snapshots = 0;
   let failure = null;
   let stopRrweb = null;
+  let leaving = false;
   const undelivered = [];
 
-  function deliver(message) {
-    if (message !== undefined) undelivered.push(message);
+  // A message over pieceChars (one huge event: a very large DOM's snapshot) goes in
+  // pieces, "~<part>" ... "$<last part>", one piece every pieceGapMs: the node's shared
+  // browser and its Playwright server carry every session's binding calls in order, and
+  // tens of MB at once held up everyone else's for hundreds of ms. Whole messages start
+  // with a digit (flush). A piece never ends inside a surrogate pair, which would not
+  // survive the trip as UTF-8.
+  function pieces(message) {
+    const parts = [];
+    let at = 0;
+    while (at < message.length) {
+      let end = Math.min(at + pieceChars, message.length);
+      const code = message.charCodeAt(end - 1);
+      if (end < message.length && code >= 0xd800 && code <= 0xdbff) end -= 1;
+      parts.push((end < message.length ? "~" : "$") + message.slice(at, end));
+      at = end;
+    }
+    return parts;
+  }
+
+  function deliver(message, now) {
+    if (message !== undefined) {
+      // The allowance below counts from when there was something to send.
+      if (!undelivered.length) lastSentAt = performance.now();
+      if (message.length <= pieceChars) undelivered.push(message);
+      else undelivered.push(...pieces(message));
+    }
+    if (pacing && !now) return;  // the paced sender takes it in turn
     const send = window[bindingName];
     if (typeof send !== "function") {
       // The binding is installed per execution context; keep batches in order
@@ -57,7 +87,22 @@ import { record } from "rrweb";
       if (!retry) retry = setTimeout(() => { retry = 0; deliver(); }, 10);
       return;
     }
-    while (undelivered.length) send(undelivered.shift());
+    // At least one message now; more in this task up to pieceChars for every pieceGapMs
+    // since the last send or since the queue filled (a page whose main thread was busy,
+    // say snapshotting again, must not fall ever further behind), unless the page is
+    // going away (`now`): then everything, as no later task runs.
+    const at = performance.now();
+    const allowance = Math.max(pieceChars, ((at - lastSentAt) / pieceGapMs) * pieceChars);
+    lastSentAt = at;
+    let sent = 0;
+    while (undelivered.length && (now || sent < allowance)) {
+      const next = undelivered.shift();
+      send(next);
+      sent += next.length;
+    }
+    if (undelivered.length && !pacing) {
+      pacing = setTimeout(() => { pacing = 0; deliver(); }, pieceGapMs);
+    }
   }
 
   function flush() {
@@ -88,7 +133,9 @@ import { record } from "rrweb";
     lastTs = event.timestamp;
     parts.push(text);
     chars += text.length;
-    if (chars >= maxBatchChars) {
+    if (leaving) {
+      flushAll();  // the document is going: no later task runs to send it
+    } else if (chars >= maxBatchChars) {
       flush();
     } else if (!timer) {
       // Idle page: send on the next task. Busy page: gather for flushMs.
@@ -241,6 +288,67 @@ import { record } from "rrweb";
   // Lets workflows (and benchmarks) mark the stream: one rrweb Custom event per call.
   window.__rrstreamAddCustomEvent = (tag, payload) => record.addCustomEvent(tag, payload);
 
-  addEventListener("pagehide", flush);
-  addEventListener("visibilitychange", flush);
+  // What a click hit, for search (pipeline/recording_index.py): a CSS selector of the
+  // element and its text, as an `rrstream.click` custom event. Nothing of a blocked
+  // part of the page, and no text of a masked one (rrweb's own classes included).
+  const blocked = [options.blockSelector, ".rr-block"].filter(Boolean).join(",");
+  const masked = [options.maskTextSelector, ".rr-mask"].filter(Boolean).join(",");
+  function inside(element, selector) {
+    try {
+      return element.closest(selector) !== null;
+    } catch (error) {
+      return true;  // a selector the engine rejects: treat the element as covered by it
+    }
+  }
+  function selectorOf(element) {
+    const parts = [];
+    for (let node = element; node && node.nodeType === 1 && parts.length < 4; node = node.parentElement) {
+      if (node.id) {
+        parts.unshift(`#${CSS.escape(node.id)}`);
+        break;
+      }
+      let part = node.localName + [...node.classList].slice(0, 2).map((c) => `.${CSS.escape(c)}`).join("");
+      const siblings = node.parentElement ? [...node.parentElement.children].filter((c) => c.localName === node.localName) : [];
+      if (siblings.length > 1) part += `:nth-of-type(${siblings.indexOf(node) + 1})`;
+      parts.unshift(part);
+    }
+    return parts.join(" > ");
+  }
+  addEventListener("click", (event) => {
+    if (!stopRrweb || !(event.target instanceof Element)) return;
+    const target = event.target.closest("a,button,input,select,textarea,label,summary,[role=button],[onclick]") || event.target;
+    if (inside(target, blocked)) return;
+    const field = target.localName === "input" || target.localName === "textarea" || target.localName === "select";
+    const button = target.localName === "input" && ["button", "submit", "reset"].includes(target.type);
+    let text = "";
+    if (!inside(target, masked) && !(field && !button)) {
+      text = String(button ? target.value : target.innerText || target.textContent || "").replace(/\s+/g, " ").trim().slice(0, 200);
+    }
+    try {
+      record.addCustomEvent("rrstream.click", { selector: selectorOf(target), text });
+    } catch (error) {
+      // rrweb is between recordings (paused): the click is not indexed
+    }
+  }, true);
+
+  function flushAll() {
+    flush();
+    if (pacing) {
+      clearTimeout(pacing);
+      pacing = 0;
+    }
+    deliver(undefined, true);
+  }
+  // Leaving the page: everything held goes when its navigation starts (beforeunload:
+  // the document is still whole, so its binding call arrives), again at pagehide, and
+  // what rrweb records after that (an input's value, recorded when it loses focus as the
+  // document goes) at once. The session's own flush dispatches an untrusted pagehide,
+  // which leaves the page as it is.
+  addEventListener("beforeunload", flushAll);
+  addEventListener("pagehide", (event) => {
+    if (event.isTrusted) leaving = true;
+    flushAll();
+  });
+  addEventListener("pageshow", () => { leaving = false; });  // back from the bfcache
+  addEventListener("visibilitychange", flushAll);
 })();

@@ -257,3 +257,40 @@ test("the test hook shows the codec, the queue and the counters", async () => {
   assert.equal(hook.eventsApplied, player.events.length);
   assert.equal(hook.segmentsStarted, 1);
 });
+
+test("only frames sent after the server's first status count as live: not the join's checkout or catch-up", async () => {
+  const { frames } = loadFixtures("lz4-frame");
+  const { stream, connection } = setup("lz4-frame");
+  const seen = [];
+  stream.addEventListener("frame", (e) => seen.push([e.detail.frame.firstSeq, e.detail.live]));
+  connection.deliver(frames[0]); // the RESET frame from the latest checkout
+  connection.deliver(frames[1]); // more of what the server had when we joined
+  connection.options.onMessage({ type: "status", state: "running" });
+  connection.deliver(frames[2]); // sent as it happened
+  // A resume: the missed batches come before the new connection's first status.
+  connection.welcome("lz4-frame");
+  connection.deliver(frames[3]);
+  connection.options.onMessage({ type: "status", state: "running" });
+  connection.deliver(frames[4]);
+  await stream.idle();
+  assert.deepEqual(seen, [
+    [frames[0].first_seq, false], [frames[1].first_seq, false], [frames[2].first_seq, true],
+    [frames[3].first_seq, false], [frames[4].first_seq, true],
+  ]);
+});
+
+test("the test hook shows the mode and the recording player", () => {
+  const target = {};
+  const view = { describe: () => ({ state: "paused", currentTime: 5, totalTime: 10 }), iframeDocument: () => "replayed" };
+  const state = { stream: null, player: { iframeDocument: () => "live" }, mode: "live", playback: null };
+  const hook = installTestHook(() => state, target);
+  assert.equal(hook.mode, "live");
+  assert.equal(hook.playback, null);
+  assert.equal(hook.iframeDocument(), "live");
+  Object.assign(state, { mode: "recording", playback: { phase: "loading", error: null, view: null } });
+  assert.deepEqual(hook.playback, { phase: "loading", error: null });
+  assert.equal(hook.iframeDocument(), null);
+  state.playback = { phase: "ready", error: null, view };
+  assert.deepEqual(hook.playback, { phase: "ready", error: null, state: "paused", currentTime: 5, totalTime: 10 });
+  assert.equal(hook.iframeDocument(), "replayed");
+});

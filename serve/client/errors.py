@@ -5,6 +5,7 @@ ClientError
  ├── GatewayUnreachable  no answer at all: refused, reset, timed out
  ├── ConnectFailed       a viewer's WebSocket could not be opened
  ├── StreamClosed        a viewer's connection closed (its code and reason are kept)
+ ├── ExportFailed        an export job ended failed (its reason is kept)
  └── ProtocolError       the server sent something protocol v1 does not allow
       ├── SequenceGap    a frame without RESET that does not continue the sequence
       └── BadFrame       a frame that cannot be read or decoded
@@ -54,6 +55,15 @@ class StreamClosed(ClientError):
         super().__init__(f"stream closed with {code}" + (f": {reason}" if reason else ""))
 
 
+class ExportFailed(ClientError):
+    """An export job failed; `reason` is the server's, in words."""
+
+    def __init__(self, job_id: str, reason: str) -> None:
+        self.job_id = job_id
+        self.reason = reason
+        super().__init__(f"export {job_id} failed: {reason}")
+
+
 class ProtocolError(ClientError):
     """The server broke protocol v1 (docs/protocol.md)."""
 
@@ -73,5 +83,5 @@ class BadFrame(ProtocolError):
     pass
 
 
-__all__ = ["ApiError", "BadFrame", "ClientError", "ConnectFailed", "GatewayUnreachable",
-           "ProtocolError", "SequenceGap", "StreamClosed"]
+__all__ = ["ApiError", "BadFrame", "ClientError", "ConnectFailed", "ExportFailed",
+           "GatewayUnreachable", "ProtocolError", "SequenceGap", "StreamClosed"]

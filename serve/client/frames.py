@@ -20,7 +20,7 @@ import orjson
 
 from pipeline.codec import SegmentDecoder, make_decoder
 from pipeline.protocol import FrameHeader, decode_frame
-from pipeline.recording import iter_frames
+from pipeline.recording import iter_records
 from serve.client.errors import BadFrame, SequenceGap
 
 
@@ -154,7 +154,7 @@ def stored_frames(data: bytes, codec: str) -> Iterator[Frame]:
     sequence jumps at a segment start, the session was started again after its node was
     lost (a new epoch): the frame starts over, as the replay's RESET frame does there."""
     decoder = StreamDecoder(codec)
-    for record in iter_frames(data):
+    for record in iter_records(data):
         header, _ = decode_frame(record)
         jumps = decoder.last_seq is None or header.first_seq != decoder.last_seq + 1
         yield decoder.read(record, None, starts_over=jumps and header.segment_start)

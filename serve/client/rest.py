@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable, Collection, Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 
-from serve.client.errors import ApiError, GatewayUnreachable
+from serve.client.errors import ApiError, ExportFailed, GatewayUnreachable
 from serve.client.viewer import Viewer
 
 JSON = Any
@@ -143,8 +144,40 @@ class Client:
 
     # -- recordings ------------------------------------------------------------------------
 
-    async def recordings(self) -> list[dict[str, Any]]:
-        return await self._json("GET", "/recordings")
+    async def recordings(self, **query: Any) -> dict[str, Any]:
+        """One page of GET /recordings, newest first: `{"items", "next_cursor"}`. Query:
+        `limit`, `cursor`, `name`, `url`, `since`, `until`, `has_errors`."""
+        params = {k: (str(v).lower() if isinstance(v, bool) else v)
+                  for k, v in query.items() if v is not None}
+        return await self._json("GET", "/recordings", params=params)
+
+    async def all_recordings(self, **query: Any) -> list[dict[str, Any]]:
+        """Every recording the query matches, page after page."""
+        found: list[dict[str, Any]] = []
+        cursor = None
+        while True:
+            page = await self.recordings(**query, cursor=cursor)
+            found.extend(page["items"])
+            cursor = page["next_cursor"]
+            if cursor is None:
+                return found
+
+    async def search(self, recording_id: str | None = None, **query: Any) -> dict[str, Any]:
+        """GET /search (across recordings) or /recordings/{id}/search: `text`, `url`,
+        `click`, `limit`; `{"hits": [...], "truncated": …}`."""
+        path = "/search" if recording_id is None else f"/recordings/{_id(recording_id)}/search"
+        return await self._json("GET", path, params={k: v for k, v in query.items()
+                                                     if v is not None})
+
+    async def recording_events(self, recording_id: str,
+                               token: str | None = None) -> list[dict[str, Any]]:
+        """GET /recordings/{id}/events: the recording as rrweb's JSON array of events
+        (`token`: a viewer token of it, instead of the client's API key)."""
+        headers = {"Authorization": f"Bearer {token}"} if token else None
+        response = await self._call("GET", f"/recordings/{_id(recording_id)}/events",
+                                    headers=headers)
+        events: list[dict[str, Any]] = response.json()
+        return events
 
     async def recording(self, recording_id: str) -> dict[str, Any]:
         return await self._json("GET", f"/recordings/{_id(recording_id)}")
@@ -161,6 +194,66 @@ class Client:
     async def recording_frames(self, recording_id: str) -> bytes:
         """The stored frames file as the node wrote it; `serve.client.stored_frames` reads it."""
         return (await self._call("GET", f"/recordings/{_id(recording_id)}/frames")).content
+
+    # -- exports ---------------------------------------------------------------------------
+
+    async def create_export(self, recording_id: str, **options: Any) -> dict[str, Any]:
+        """POST /recordings/{id}/exports: `format` ("webm" or "png"), `start_ms`, `end_ms`,
+        `at_ms`, `width`, `height`, `fps` (None leaves the server's default). The job."""
+        body = {name: value for name, value in options.items() if value is not None}
+        return await self._json("POST", f"/recordings/{_id(recording_id)}/exports", json=body)
+
+    async def export(self, recording_id: str, job_id: str) -> dict[str, Any]:
+        return await self._json("GET", f"/recordings/{_id(recording_id)}/exports/{_id(job_id)}")
+
+    async def wait_for_export(self, recording_id: str, job_id: str, *, timeout_s: float = 600.0,
+                              poll_s: float = 0.25,
+                              on_progress: Callable[[dict[str, Any]], None] | None = None
+                              ) -> dict[str, Any]:
+        """Polls the job until it is done and returns it; `on_progress(job)` sees every
+        answer. A failed job raises ExportFailed with its reason; a 5xx or no answer is
+        retried until the deadline."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                job = await self.export(recording_id, job_id)
+            except (ApiError, GatewayUnreachable) as exc:
+                if not _transient(exc) or time.monotonic() > deadline:
+                    raise
+                job = None
+            if job is not None:
+                if on_progress is not None:
+                    on_progress(job)
+                if job["state"] == "done":
+                    return job
+                if job["state"] == "failed":
+                    raise ExportFailed(job_id, job.get("error") or "no reason given")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"export {job_id}: not done within {timeout_s:g} s; last "
+                                   f"seen: {job}")
+            await asyncio.sleep(poll_s)
+
+    async def download_export(self, recording_id: str, job_id: str, out: Path) -> int:
+        """Writes the done export's file to `out` (through `<out>.partial`); its size."""
+        path = f"/recordings/{_id(recording_id)}/exports/{_id(job_id)}/file"
+        partial = out.with_name(out.name + ".partial")
+        size = 0
+        try:
+            async with self._http.stream("GET", path) as response:
+                if response.is_error:
+                    await response.aread()
+                    raise api_error(response)
+                with partial.open("wb") as file:
+                    async for piece in response.aiter_bytes():
+                        file.write(piece)
+                        size += len(piece)
+            partial.replace(out)
+        except httpx.HTTPError as exc:
+            raise GatewayUnreachable(self.base_url, str(exc) or "the download broke off") \
+                from exc
+        finally:
+            partial.unlink(missing_ok=True)
+        return size
 
     # -- streams ---------------------------------------------------------------------------
 
@@ -185,12 +278,16 @@ class Client:
 
     # -- plumbing --------------------------------------------------------------------------
 
-    async def _json(self, method: str, path: str, *, json: JSON = None) -> Any:
-        return (await self._call(method, path, json=json)).json()
+    async def _json(self, method: str, path: str, *, json: JSON = None,
+                    params: dict[str, Any] | None = None) -> Any:
+        return (await self._call(method, path, json=json, params=params)).json()
 
-    async def _call(self, method: str, path: str, *, json: JSON = None) -> httpx.Response:
+    async def _call(self, method: str, path: str, *, json: JSON = None,
+                    params: dict[str, Any] | None = None,
+                    headers: dict[str, str] | None = None) -> httpx.Response:
         try:
-            response = await self._http.request(method, path, json=json)
+            response = await self._http.request(method, path, json=json, params=params,
+                                                headers=headers)
         except httpx.TimeoutException as exc:
             raise GatewayUnreachable(self.base_url, f"no answer in time ({exc})") from exc
         except httpx.HTTPError as exc:

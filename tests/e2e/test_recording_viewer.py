@@ -1,4 +1,6 @@
-"""The real viewer page replays a stored recording: `/?recording=<id>`."""
+"""The real viewer page replays a stored recording in real time over the WebSocket:
+`/?recording=<id>&realtime=1` (without `realtime` it opens the recording player,
+tests/e2e/test_recording_player.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +23,7 @@ async def test_viewer_replays_a_recording_and_says_so(api, stack, demo_site, vie
     })).json()["id"]
     await wait_until_finished(api, sid)
 
-    await viewer_page.goto(f"{stack.base_url}/?recording={sid}")
+    await viewer_page.goto(f"{stack.base_url}/?recording={sid}&realtime=1")
     await wait_for_replayed(viewer_page, "replayed from disk", "Item 1")
     header = await viewer_page.locator("#session-label").inner_text()
     assert "recording" in header.lower() and sid in header
@@ -32,3 +34,5 @@ async def test_viewer_replays_a_recording_and_says_so(api, stack, demo_site, vie
         await asyncio.sleep(0.2)
     assert await badge.get_attribute("data-state") == "ended"
     assert f"recording={sid}" in viewer_page.url and "session=" not in viewer_page.url
+    assert "realtime=1" in viewer_page.url
+    assert await viewer_page.evaluate("window.rrstreamViewer.mode") == "realtime"

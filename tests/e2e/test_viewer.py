@@ -132,8 +132,11 @@ async def test_a_late_viewer_is_live_at_once_not_replaying_its_segment(
         await asyncio.sleep(0.25)
         samples.append((await newest_item(viewer_page), await newest_item(late)))
     await api.delete(f"/sessions/{info['id']}")
-    # An item appears once a second: the two may differ for a moment around it.
-    assert sum(1 for live, joined in samples if joined == live) >= 5, samples
+    # An item appears once a second: the two may differ by one for a moment around it (a
+    # busy machine delays one page's rendering more than the other's). Replaying the
+    # segment would leave the late viewer the ~3 s it joined into behind.
+    assert all(live - joined <= 1 for live, joined in samples), samples
+    assert any(joined == live for live, joined in samples), samples
 
 
 @pytest.mark.parametrize("skew_ms", [3_600_000, -3_600_000])

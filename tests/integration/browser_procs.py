@@ -13,6 +13,7 @@ from pathlib import Path
 import psutil
 from playwright.async_api import async_playwright
 
+from pipeline.browser import BrowserEndpoint, connect_shared
 from pipeline.browser_dirs import browsers_root
 
 
@@ -90,12 +91,12 @@ def playwright_dirs_in_root() -> list[Path]:
     return [p for p in root.glob("*/*") if p.name.startswith(("playwright", "org.chromium"))]
 
 
-async def crash_page(endpoint: str, title: str) -> None:
+async def crash_page(endpoint: BrowserEndpoint, title: str) -> None:
     """Crashes the renderer of the page titled `title` in the browser server at `endpoint`
     (CDP `Page.crash` from a client of its own: another client's pages are targets it can
     attach to)."""
     async with async_playwright() as playwright:
-        browser = await playwright.chromium.connect(endpoint)
+        browser = await connect_shared(playwright, endpoint)
         try:
             cdp = await browser.new_browser_cdp_session()
             targets = (await cdp.send("Target.getTargets"))["targetInfos"]

@@ -51,6 +51,17 @@ document.getElementById("go").onclick = () => {
 };
 </script>""")
 
+# Two custom events of 1,200,000+ characters, one of them a character longer, so that the
+# recorder's pieces end inside a surrogate pair in one of them wherever they start.
+_BIG_EVENTS = _page("big-events", """<p id="marker">big events</p><script>
+addEventListener("load", () => setTimeout(() => {
+  for (const lead of ["", "a"]) {
+    window.__rrstreamAddCustomEvent("big", { text: lead + "\\u{1F30A}".repeat(600000) + "end" });
+  }
+  document.getElementById("marker").textContent = "big events sent";
+}, 100));
+</script>""")
+
 # Script cannot run here at all; the recorder (an init script) still must.
 _CSP = _page("csp", """<p id="proof">no script ran</p><input id="name">
 <script>document.getElementById("proof").textContent = "a page script ran";</script>""")
@@ -144,6 +155,15 @@ def _app(silent_url: str) -> Starlette:
         return HTMLResponse(_page("broken", "<h1>the server broke</h1>"), status_code=500,
                             headers=_NO_STORE)
 
+    async def big_events(request: Request) -> Response:
+        return HTMLResponse(_BIG_EVENTS, headers=_NO_STORE)
+
+    async def throws(request: Request) -> Response:
+        """Throws an uncaught error a moment after it loads."""
+        return HTMLResponse(_page("throws", """<h1 id="title">throws</h1><script>
+setTimeout(() => { throw new Error("the page broke on purpose"); }, 300);</script>"""),
+                            headers=_NO_STORE)
+
     async def download(request: Request) -> Response:
         return Response(b"x" * 10_000, media_type="application/octet-stream",
                         headers={"Content-Disposition": "attachment; filename=data.bin"})
@@ -157,6 +177,7 @@ def _app(silent_url: str) -> Starlette:
         Route("/csp", csp), Route("/mutation-observer", mutation_observer),
         Route("/huge", huge), Route("/no-load", no_load), Route("/error", error),
         Route("/download", download), Route("/download-link", download_link),
+        Route("/big-events", big_events), Route("/throws", throws),
     ])
 
 

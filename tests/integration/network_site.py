@@ -80,6 +80,37 @@ for (const [id, host] of [["public", "public.test"], ["inside", "inside.test"]])
 }}
 </script>""")
 
+    def worker_sockets(_: Request) -> Response:
+        # A dedicated worker's sockets: no page hook sees them, only the egress proxy.
+        return _html("worker sockets", """<p id="public">pending</p><p id="inside">pending</p>
+<script>
+const worker = new Worker("/socket-worker.js");
+worker.onmessage = (e) => { document.getElementById(e.data.id).textContent = e.data.text; };
+</script>""")
+
+    def socket_worker(_: Request) -> Response:
+        return Response(f"""
+for (const [id, host] of [["public", "public.test"], ["inside", "inside.test"]]) {{
+  const ws = new WebSocket(`ws://${{host}}:{site.port}/ws`);
+  ws.onmessage = (e) => postMessage({{id, text: "message: " + e.data}});
+  ws.onclose = (e) => postMessage({{id, text: "closed " + e.code}});
+}}""", media_type="text/javascript", headers=_NO_STORE)
+
+    def framed(_: Request) -> Response:
+        # A cross-site frame (other.test in public.test) whose subresources redirect
+        # inside: the page's own Fetch session does not see the frame's requests.
+        return _html("framed", f"""<p id="marker">framed</p>
+<iframe src="http://other.test:{site.port}/redirecting-frame"></iframe>""")
+
+    def redirecting_frame(_: Request) -> Response:
+        to = f"http://other.test:{site.port}/to-inside?to="
+        return _html("redirecting frame", f"""<p id="frame">frame</p>
+<img src="{to}/frame-redirect.png"><p id="fetch">pending</p>
+<script>
+fetch("{to}/frame-fetch").then(r => r.status + " " + r.statusText, e => "refused: " + e.name)
+  .then(t => {{ document.getElementById("fetch").textContent = t; }});
+</script>""")
+
     def to_inside(request: Request) -> Response:
         return RedirectResponse(inside(request.query_params.get("to", "/secret")), 302)
 
@@ -94,6 +125,8 @@ for (const [id, host] of [["public", "public.test"], ["inside", "inside.test"]])
 
     app = Starlette(routes=[
         Route("/page", page), Route("/sockets", sockets), Route("/to-inside", to_inside),
+        Route("/worker-sockets", worker_sockets), Route("/socket-worker.js", socket_worker),
+        Route("/framed", framed), Route("/redirecting-frame", redirecting_frame),
         Route("/plain", lambda _: _html("plain", '<p id="marker">plain</p>')),
         WebSocketRoute("/ws", echo), Route("/{path:path}", anything),
     ])

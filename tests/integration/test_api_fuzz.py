@@ -30,6 +30,7 @@ from schemathesis.core.transport import Response
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     ignored_auth,
+    negative_data_rejection,
     response_headers_conformance,
     response_schema_conformance,
     status_code_conformance,
@@ -154,11 +155,10 @@ def test_every_answer_of_the_fuzzed_api_is_documented_and_no_5xx_but_503(fuzz: F
         keyed = operation.path not in _OPEN
         headers = _KEYED_HEADERS if keyed else None
         positive = [*_CHECKS, *([ignored_auth] if keyed else [])]
-        # Not negative_data_rejection: pydantic's lax mode takes `true` and "5" for an
-        # integer on purpose (a documented leniency), which that check calls accepting
-        # invalid data. Invalid data that is refused must still be documented.
+        # Invalid data is refused (the request models' numbers and flags are strict: no
+        # "5" for an integer, no 1 for `true`), and documented.
         for mode, checks in ((GenerationMode.POSITIVE, positive),
-                             (GenerationMode.NEGATIVE, _CHECKS)):
+                             (GenerationMode.NEGATIVE, [*_CHECKS, negative_data_rejection])):
             failures.append(fuzz.run(operation, mode, checks, headers))
         ids = {name: real for name in ("session_id", "recording_id")
                if f"{{{name}}}" in operation.path}

@@ -7,10 +7,14 @@ import os
 import signal
 from collections.abc import AsyncIterator, Callable
 
+import httpx
 import orjson
 import psutil
 import pytest
+from playwright.async_api import Error as PlaywrightError
+from playwright.async_api import async_playwright
 
+from pipeline.browser import BROWSER_SECRET_HEADER, connect_shared, resolve_executable
 from pipeline.browser_host import BrowserHost
 from pipeline.config import Settings
 from pipeline.models import SessionSpec, SessionState
@@ -129,15 +133,9 @@ async def test_a_warmed_up_session_uses_the_shared_browser(host, demo_site) -> N
 async def test_the_server_is_reachable_only_through_its_private_socket(host: BrowserHost) -> None:
     """No TCP port (on 127.0.0.1 any local user could ask Playwright's server for its path
     at GET /json): a Unix socket in a 0700 directory, which sessions connect to directly."""
-    from playwright.async_api import async_playwright
-
-    from pipeline.browser import resolve_executable
-
-    async with async_playwright() as playwright:
-        executable = resolve_executable(playwright, Settings().chromium)
-    endpoint = await host.endpoint(executable)
-    assert endpoint.startswith("ws+unix://") and endpoint.endswith(":/playwright")
-    socket_path = endpoint.removeprefix("ws+unix://").rsplit(":", 1)[0]
+    endpoint = await host.endpoint(await _executable())
+    assert endpoint.url.startswith("ws+unix://") and endpoint.url.endswith(":/playwright")
+    socket_path = endpoint.url.removeprefix("ws+unix://").rsplit(":", 1)[0]
     assert os.stat(os.path.dirname(socket_path)).st_mode & 0o777 == 0o700
     browser = psutil.Process(host.pid())
     server = browser.parent()
@@ -146,10 +144,35 @@ async def test_the_server_is_reachable_only_through_its_private_socket(host: Bro
                      if c.status == psutil.CONN_LISTEN]
         assert not listening, f"{process.name()} listens on TCP: {listening}"
     async with async_playwright() as playwright:
-        connected = await playwright.chromium.connect(endpoint)
+        connected = await connect_shared(playwright, endpoint)
         try:
             page = await connected.new_page()
             await page.set_content("<p>through the socket</p>")
             assert await page.inner_text("p") == "through the socket"
         finally:
             await connected.close()
+
+
+async def test_the_server_admits_only_the_holders_of_its_secret(host: BrowserHost) -> None:
+    """A process of Ray's own user that reaches the socket still gets nowhere without the
+    secret the host hands its sessions: no Playwright connection, no GET /json."""
+    endpoint = await host.endpoint(await _executable())
+    socket_path = endpoint.url.removeprefix("ws+unix://").rsplit(":", 1)[0]
+    async with async_playwright() as playwright:
+        for headers in ({}, {BROWSER_SECRET_HEADER: "x" * 43},
+                        {BROWSER_SECRET_HEADER: endpoint.secret[:-1]}):
+            with pytest.raises(PlaywrightError, match="403"):
+                await playwright.chromium.connect(endpoint.url, headers=headers, timeout=5000)
+    for headers in ({}, {BROWSER_SECRET_HEADER: endpoint.secret + "x"}):
+        async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=socket_path)) as http:
+            answer = await http.get("http://localhost/json", headers=headers)
+        assert answer.status_code == 403 and "wsEndpointPath" not in answer.text
+    async with httpx.AsyncClient(transport=httpx.AsyncHTTPTransport(uds=socket_path)) as http:
+        answer = await http.get("http://localhost/json", headers=endpoint.headers())
+    assert answer.status_code == 200, "the secret's holder is let in"
+    assert "secret" not in repr(endpoint) and endpoint.secret not in repr(endpoint)
+
+
+async def _executable() -> str | None:
+    async with async_playwright() as playwright:
+        return resolve_executable(playwright, Settings().chromium)

@@ -22,7 +22,7 @@ import httpx
 import pytest
 import ray
 
-from serve.client import Client, Frame, Viewer, stored_frames
+from serve.client import ApiError, Client, Frame, Viewer, stored_frames
 
 KILLS = ["SIGKILL", "ray.kill"]
 EPOCH = 1 << 40
@@ -74,6 +74,18 @@ async def watched(client: Client, url: str, until: Callable[[dict], bool],
     await no_actor_left(sid)
 
 
+async def stored_chunks(client: Client, recording_id: str, count: int) -> dict:
+    """The recording's metadata once it has `count` chunks stored (one per checkout)."""
+    deadline = time.monotonic() + 30
+    while True:
+        with contextlib.suppress(ApiError):  # listed from its first batch on
+            info = await client.recording(recording_id)
+            if info["chunks"] >= count:
+                return info
+        assert time.monotonic() < deadline, f"{recording_id}: not {count} chunks in 30 s"
+        await asyncio.sleep(0.25)
+
+
 def live(info: dict) -> bool:
     return info["state"] in ("running", "idle")
 
@@ -103,6 +115,9 @@ async def test_a_killed_streamer_comes_back_and_its_sessions_stream_on(
     async with watched(client, f"{busy_site.url}/", live) as (info, viewer):
         sid = info["id"]
         streamer = actor(stack, f"streamer:{info['node_id']}")
+        # A chunk of the recording is stored (a checkout later): a streamer that dies
+        # loses only the chunk it was filling.
+        await stored_chunks(client, sid, 1)
         epoch = viewer.last_seq >> 40
         killed_at = time.time() * 1000
         await kill(streamer, how)
@@ -113,9 +128,11 @@ async def test_a_killed_streamer_comes_back_and_its_sessions_stream_on(
         assert viewer.gaps == [], "no gap outside the documented reset"
         info = await client.session(sid)
         assert info["state"] in ("running", "idle") and info["restarts"] == 0, info
-        # Its recording goes on after the earlier part, which is intact.
+        # Its recording goes on after the earlier part, which is intact up to its last
+        # stored chunk.
+        before = (await client.recording(sid))["chunks"]
+        codec = (await stored_chunks(client, sid, before + 1))["codec"]
         recorded = await client.recording_frames(sid)
-        codec = (await client.recording(sid))["codec"]
         seqs = [f.header.first_seq for f in stored_frames(recorded, codec)]
         assert seqs[0] == 1 and any(s >> 40 > epoch for s in seqs), seqs[:3]
         # A new session on that node starts normally.

@@ -18,11 +18,13 @@ from typing import Any
 import pytest
 
 from bench.hostile_site import HostileSite, serve_hostile_site
+from pipeline.config import Settings
 from serve.client import Client, Frame
 from tests.conftest import wait_for_state
 
 pytestmark = pytest.mark.integration
 _log = logging.getLogger(__name__)
+BYTE_BUDGET = Settings().max_event_bytes_per_s  # what the test stack runs with
 
 
 @pytest.fixture(scope="module")
@@ -77,8 +79,10 @@ CASES: dict[str, tuple[Callable[[dict[str, Any]], bool], str]] = {
     "/open-storm": (reported("popups_closed", "popup"), "refused"),
     "/infinite-loop": (reported("unresponsive_since", "unresponsive"),
                        "main thread stopped answering"),
-    "/huge-dom?nodes=200000": (lambda info: info["state"] != "starting" and info["events"] > 0,
-                               ""),
+    # Its one snapshot of ~30 MB comes in pieces, so as not to hold up the canary.
+    "/huge-dom?nodes=200000": (lambda info: info["events"] > 0 and "large_batch" in
+                               {w["kind"] for w in info["warnings"]},
+                               "snapshot at once (a very large DOM); it came in pieces"),
     # Each event is huge: the byte budget pauses them (coarser sampling thins no mutation).
     "/mutation-flood": (reported("stretches_dropped", "event_rate"),
                         "(RRSTREAM_MAX_EVENT_BYTES_PER_S): recording paused"),
@@ -102,12 +106,30 @@ async def test_a_hostile_page_is_bounded_reported_and_stopped(
     try:
         # Left `starting` within the navigation's time, whatever the page does.
         await wait_for_state(api, sid, {"running", "idle"}, timeout_s=30)
-        async with asyncio.timeout(40):
-            while True:
-                info = (await api.get(f"/sessions/{sid}")).json()
-                if check(info):
-                    break
-                await asyncio.sleep(0.5)
+        info: dict[str, Any] = {}
+        try:
+            async with asyncio.timeout(40):
+                while True:
+                    info = (await api.get(f"/sessions/{sid}")).json()
+                    if check(info):
+                        break
+                    await asyncio.sleep(0.5)
+        except TimeoutError:
+            # A page the byte budget is for may not reach it on a busy machine: its renderer,
+            # busy every frame, runs niced, so rrweb records fewer frames a second. Bounded
+            # all the same if what it made stayed under the budget (bytes_raw counts the
+            # checkouts too, which the budget does not). The pause itself is tested with a
+            # small budget in test_session_guard.py.
+            rate = (info.get("bytes_raw") or 0) / (time.time() - began)
+            if words.startswith("(RRSTREAM_MAX_EVENT_BYTES_PER_S)") and rate < BYTE_BUDGET:
+                _log.warning("%s stayed under the byte budget here: %.1f MB/s", path,
+                             rate / 1e6)
+                words = ""
+            else:
+                pytest.fail(f"{path} was not reported within 40 s: state {info.get('state')}, "
+                            f"{info.get('events')} events, {info.get('bytes_raw')} bytes, "
+                            f"stretches_dropped {info.get('stretches_dropped')}, warnings "
+                            f"{[(w['kind'], w['message']) for w in info.get('warnings', [])]}")
         if words:
             assert any(words in w["message"] for w in info["warnings"]), info["warnings"]
         await asyncio.sleep(3)  # the canary beside it for a while

@@ -91,6 +91,40 @@ async def test_a_view_link_opens_the_stream_and_nothing_else(client: Client, dem
         await client.stop_session(other["id"])
 
 
+async def test_a_recording_is_read_with_a_key_or_a_link_of_its_own(
+        client: Client, stack_with_auth, demo) -> None:
+    """GET /recordings/{id}/events: an API key, a replay link's token of that recording,
+    or its session's view token (a viewer opened by a link rewinds the live session)."""
+    sid = demo["id"]
+    await client.wait_for_session(sid, lambda s: s["events"] > 0, 60)
+    replay_token = (await client.recording_link(sid))["token"]
+    view_token = demo["view_link"]["token"]
+    path = f"/recordings/{sid}/events"
+    async with httpx.AsyncClient(base_url=stack_with_auth.base_url, timeout=30) as http:
+        for headers in ({"X-API-Key": KEY}, {"Authorization": f"Bearer {replay_token}"},
+                        {"Authorization": f"Bearer {view_token}"}):
+            answer = await http.get(path, headers=headers)
+            assert answer.status_code == 200, (headers, answer.text)
+            assert isinstance(answer.json(), list)
+            # Its metadata and its search too (a viewer opened by a link names it, finds).
+            assert (await http.get(f"/recordings/{sid}", headers=headers)).status_code == 200
+            found = await http.get(f"/recordings/{sid}/search?text=Acme", headers=headers)
+            assert found.status_code == 200, found.text
+        refused = {
+            None: (401, "an API key or a viewer token is required"),
+            replay_token[:-6] + "AAAAAA": (401, "signature is not ours"),
+            "wrong": (401, "that API key is not valid"),
+        }
+        for token, (status, words) in refused.items():
+            headers = {"Authorization": f"Bearer {token}"} if token else {}
+            answer = await http.get(path, headers=headers)
+            assert answer.status_code == status and words in answer.json()["message"], token
+        other = await http.get("/recordings/someother/events",
+                               headers={"Authorization": f"Bearer {replay_token}"})
+        assert other.status_code == 403
+        assert "not recording someother" in other.json()["message"]
+
+
 async def test_a_foreign_origin_is_refused_and_our_own_admitted(client: Client, demo) -> None:
     token = demo["view_link"]["token"]
     foreign = client.viewer(demo["id"], token=token, headers={"Origin": "http://evil.test"})

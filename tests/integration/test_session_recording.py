@@ -99,3 +99,35 @@ async def test_a_slow_snapshot_is_reported_until_it_arrives(browser_host: Browse
     kinds = [w.message for w in session.status().warnings if w.kind == "recording"]
     assert len(kinds) == 2 and kinds[1].endswith("is recorded again"), kinds
     await session.stop()
+
+
+async def test_huge_events_come_whole_in_pieces(browser_host: BrowserHost,
+                                                fault_site: FaultSite) -> None:
+    # Over a Mi characters a message comes in pieces; none may lose a character, not
+    # even where a piece ends inside a surrogate pair.
+    session, sink = await run(browser_host, fault_site.page("/big-events"), [
+        {"action": "wait_for", "selector": "text=big events sent"}])
+    await until(lambda: len([e for e in sink.events() if e["type"] == 5]) == 2,
+                "both big events arrived")
+    texts = [e["data"]["payload"]["text"] for e in sink.events() if e["type"] == 5]
+    wave = "\N{WATER WAVE}" * 600000
+    assert texts == [wave + "end", "a" + wave + "end"]
+    assert not session.status().warnings, "1.2 Mi characters are no large batch"
+    await session.stop()
+
+
+async def test_a_huge_snapshot_comes_whole_and_is_reported(browser_host: BrowserHost,
+                                                           fault_site: FaultSite) -> None:
+    sink = ListSink()
+    session = BrowserSession("rec", SETTINGS, sink, host=browser_host)
+    await session.start(SessionSpec(url=fault_site.page("/huge?nodes=60000")))
+    await until(lambda: sink.snapshots() >= 1, "the snapshot arrived", timeout_s=60)
+    text = sink.text()
+    assert "\"row 59999\"" in text and "end of the huge page" in text
+    size = max(len(b.text) for b in sink.batches)
+    assert size > 4 * 2**20, f"the test page's snapshot is only {size} characters"
+    await until(lambda: any(w.kind == "large_batch" for w in session.status().warnings),
+                "the large batch reported")
+    warning, = [w for w in session.status().warnings if w.kind == "large_batch"]
+    assert f"{size / 1e6:.1f} MB snapshot" in warning.message
+    await session.stop()

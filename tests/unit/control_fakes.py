@@ -210,7 +210,8 @@ class FakeStreamer:
     def ref(self, session_id: str, epoch: int, node_id: str) -> StreamRef:
         return StreamRef(self, session_id, epoch, node_id)
 
-    async def open(self, session_id: str, epoch: int, record: bool = True) -> None:
+    async def open(self, session_id: str, epoch: int, record: bool = True,
+                   name: str | None = None) -> None:
         if self.unreachable or self.dead:
             raise ConnectionError("unreachable")
         self.held[session_id] = epoch

@@ -91,25 +91,26 @@ def test_required_auth_without_any_key_or_secret_is_a_clear_error() -> None:
 
 
 def test_a_key_rides_in_bearer_or_x_api_key() -> None:
-    assert presented_key("Bearer abc", None) == "abc"
-    assert presented_key("bearer  abc ", None) == "abc"
-    assert presented_key("Basic abc", "xyz") == "xyz"
-    assert presented_key(None, None) is None
+    assert presented_key("abc", None) == "abc"
+    assert presented_key(" abc ", "xyz") == "abc", "Bearer comes first"
+    assert presented_key(None, "xyz") == "xyz"
+    assert presented_key("  ", " xyz") == "xyz"
+    assert presented_key(None, None) is None and presented_key("", " ") is None
 
 
 def test_the_caller_is_a_key_or_401_when_auth_is_required() -> None:
     access = Access(_required())
-    assert access.caller("Bearer key-two", None, "127.0.0.1", {}).startswith("key:")
-    assert access.caller(None, "key-one", "127.0.0.1", {}).startswith("key:")
-    for authorization, message in ((None, "an API key is required"),
-                                   ("Bearer nope", "that API key is not valid")):
+    assert access.caller("key-two", "127.0.0.1", {}).startswith("key:")
+    assert access.caller("key-one", "127.0.0.1", {}).startswith("key:")
+    for key, message in ((None, "an API key is required"),
+                         ("nope", "that API key is not valid")):
         with pytest.raises(HTTPException) as refused:
-            access.caller(authorization, None, "127.0.0.1", {})
+            access.caller(key, "127.0.0.1", {})
         assert refused.value.status_code == 401
         assert message in refused.value.detail
         assert refused.value.headers == {"WWW-Authenticate": 'Bearer realm="rrstream"'}
     # auth off: anyone, known by address
-    assert Access(Settings()).caller(None, None, "127.0.0.9", {}) == "addr:127.0.0.9"
+    assert Access(Settings()).caller(None, "127.0.0.9", {}) == "addr:127.0.0.9"
 
 
 # -- viewer tokens ----------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from websockets.exceptions import ConnectionClosed
 
 from pipeline.config import Settings
 from pipeline.protocol import Chunk, End, PageBatch, Reset, Status, Welcome, encode_frame
-from pipeline.recording import RecordingStore
+from pipeline.recording_store import RecordingStore
 from pipeline.stream import SessionStream, first_seq
 from serve.client import (
     ApiError,
@@ -505,16 +505,17 @@ async def test_a_manual_connection_resumes_on_the_next_connect() -> None:
 
 @pytest.mark.parametrize("codec", CODECS)
 async def test_stored_frames_decode_across_a_restart(tmp_path: Path, codec: str) -> None:
-    settings = Settings(codec=codec, recordings_dir=str(tmp_path))
-    store = RecordingStore.from_settings(settings)
-    assert store is not None
+    store = RecordingStore(str(tmp_path))
+    settings = Settings(codec=codec, recordings_url="")
     for epoch in (0, 1):  # a session restarted after its node was lost records on
         stream = SessionStream(SID, settings, epoch, recording=store.writer(SID, codec))
         pages = Pages(codec, epoch)
         pages.stream = stream
         await pages.push(6)
         stream.close()
-    frames_file = (tmp_path / f"{SID}.frames").read_bytes()
+        await stream.flush_recording(5.0)
+    info = store.info(SID)
+    frames_file = b"".join(store.chunk(SID, i) for i in range(info.chunks))
     read = list(stored_frames(frames_file, codec))
     assert [f.header.first_seq for f in read] == [*range(1, 7), *range(first_seq(1),
                                                                         first_seq(1) + 6)]

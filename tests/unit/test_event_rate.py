@@ -87,6 +87,22 @@ def test_a_page_over_the_byte_budget_is_paused_at_once_without_coarser_sampling(
     assert rate.count(60, 30_000_000) is None
 
 
+def test_bytes_over_a_whole_windows_budget_are_judged_before_the_window_ends() -> None:
+    clock = Clock()
+    rate = EventRate(50_000, 3, clock, max_bytes_per_s=4_000_000)
+    # 10 MB/s: a window's 4 MB are spent after 0.4 s, and the page is paused then.
+    decisions = decide(rate, clock, 60, 0.5, step_s=0.05, bytes_per_s=10_000_000)
+    assert [(d.action, d.pause_s) for d in decisions] == [(RateAction.PAUSE, PAUSE_S)]
+    assert decisions[0].bytes_per_s == pytest.approx(10_000_000, rel=0.2)
+    # After the pause, the first window judges it, early too.
+    clock.now += PAUSE_S
+    decisions = decide(rate, clock, 60, 0.5, step_s=0.05, bytes_per_s=10_000_000)
+    assert [(d.action, d.pause_s) for d in decisions] == [(RateAction.PAUSE, 2 * PAUSE_S)]
+    # A window's budget spent slowly is judged at the window's end only: 3.9 MB/s passes.
+    slow = EventRate(50_000, 3, clock, max_bytes_per_s=4_000_000)
+    assert feed(slow, clock, 60, 10, bytes_per_s=3_900_000) == []
+
+
 def test_under_the_byte_budget_or_without_one_nothing_changes() -> None:
     clock = Clock()
     under = EventRate(50_000, 3, clock, max_bytes_per_s=4_000_000)

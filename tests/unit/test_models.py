@@ -67,3 +67,30 @@ def test_privacy_options_take_css_selectors_and_refuse_what_is_not_one() -> None
     for bad in ["", "   ", "a{color:red}", "div[", 'a[href="x]', "p)", "<img>", "x" * 1_001]:
         with pytest.raises(ValidationError):
             SessionSpec(url="http://127.0.0.1/", block_selector=bad)
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("max_duration_s", "60"), ("max_duration_s", 60.0), ("max_duration_s", True),
+    ("idle_timeout_s", "30"), ("record", "false"), ("record", 0), ("demo", 1),
+    ("mask_all_inputs", "yes"), ("close_when_done", "true"),
+    ("viewport", {"width": "1280", "height": 800}),
+    ("steps", [{"action": "wait", "ms": "100"}]),
+    ("steps", [{"action": "type", "selector": "#q", "text": "x", "delay_ms": True}]),
+])
+def test_numbers_and_flags_are_taken_only_as_json_numbers_and_booleans(field: str,
+                                                                      value: object) -> None:
+    # A client sending "60" or 1 for `true` has a bug; taking it would hide it.
+    with pytest.raises(ValidationError) as info:
+        SessionSpec.model_validate({"url": "http://a.test", field: value})
+    assert any(location.startswith(field) for location in error_locations(info.value))
+    ok = SessionSpec.model_validate_json(
+        '{"url": "http://a.test", "max_duration_s": 60, "record": false, '
+        '"viewport": {"width": 1280, "height": 800}, "steps": [{"action": "wait", "ms": 5}]}')
+    assert ok.max_duration_s == 60 and ok.record is False
+
+
+def test_a_viewer_link_ttl_is_an_integer() -> None:
+    from pipeline.models import ViewerLinkRequest
+    with pytest.raises(ValidationError):
+        ViewerLinkRequest.model_validate({"ttl_s": "600"})
+    assert ViewerLinkRequest.model_validate({"ttl_s": 600}).ttl_s == 600

@@ -19,6 +19,7 @@ from pipeline.network_policy import (
     CachingResolver,
     IPAddress,
     MappedResolver,
+    Refusal,
     SystemResolver,
     parse_rules,
     refused_kind,
@@ -283,3 +284,25 @@ def test_the_refusal_survives_the_trip_between_processes() -> None:
     error = pickle.loads(pickle.dumps(AddressRefused("http://10.0.0.1/", "resolves to x")))
     assert (error.url, error.reason) == ("http://10.0.0.1/", "resolves to x")
     assert str(error).endswith("private networks are blocked (RRSTREAM_BLOCK_PRIVATE_NETWORKS)")
+
+
+async def test_admit_gives_the_checked_addresses_to_connect_to() -> None:
+    resolver = FakeResolver({"public.example": ["93.184.216.34", "2606:4700::1111"],
+                             "intranet.example": ["10.0.0.7"]})
+    policy = AddressPolicy(["intranet.example"], resolver)
+    policy.allow_origin("http://127.0.0.1:8000")
+    admitted = await policy.admit("https://public.example/path")
+    assert not isinstance(admitted, Refusal)
+    assert [str(a) for a in admitted.addresses] == ["93.184.216.34", "2606:4700::1111"]
+    # An allowed name is resolved too: a proxy needs somewhere to connect.
+    admitted = await policy.admit("http://intranet.example/")
+    assert not isinstance(admitted, Refusal) and [str(a) for a in admitted.addresses] == [
+        "10.0.0.7"]
+    refusal = await policy.admit("http://[::1]/")
+    assert isinstance(refusal, Refusal) and refusal.reason == "resolves to ::1, a loopback address"
+    # A tunnel's scheme is unknown: an allowed origin's host and port let it through.
+    assert isinstance(await policy.admit("https://127.0.0.1:8000/"), Refusal)
+    admitted = await policy.admit("https://127.0.0.1:8000/", tunnel=True)
+    assert not isinstance(admitted, Refusal) and [str(a) for a in admitted.addresses] == [
+        "127.0.0.1"]
+    assert isinstance(await policy.admit("https://127.0.0.1:8001/", tunnel=True), Refusal)

@@ -84,6 +84,28 @@ async def test_a_page_over_the_byte_budget_is_paused_and_says_so_in_mb() -> None
         "checkout (1 such stretches left out so far)")
 
 
+async def test_the_rate_is_the_pages_even_when_its_batches_arrive_late() -> None:
+    """A node too busy to carry a flood as fast as the page makes it hands the batches on
+    late and spread out; the page's own timestamps say how fast it made them."""
+    clock = Clock()
+    page_started = clock.now
+    limits = PageLimits(50_000, 3, WarningLog(), clock, max_event_bytes_per_s=4_000_000)
+    decisions = []
+    for i in range(1, 11):
+        clock.now += 1.0  # one push a second gets through
+        made_at = page_started + i * 0.1  # what the page made in 0.1 s: 12 MB/s
+        decisions.append(limits.counted(6, 1_200_000, made_at))
+    paused = [d for d in decisions if d is not None]
+    assert paused and paused[0].action is RateAction.PAUSE
+    assert paused[0].bytes_per_s > 4_000_000
+    assert decisions.index(paused[0]) <= 4  # within the page's first second's bytes
+    # Judged by wall time, the same pushes would be 1.2 MB/s: under the budget.
+    late = PageLimits(50_000, 3, WarningLog(), clock, max_event_bytes_per_s=4_000_000)
+    for _ in range(10):
+        clock.now += 1.0
+        assert late.counted(6, 1_200_000) is None
+
+
 async def test_a_page_too_busy_to_take_the_change_does_not_hold_the_session() -> None:
     limits = PageLimits(1_000, 2, WarningLog())
     recorder = FakeRecorder(hang=True)

@@ -57,3 +57,21 @@ async def test_viewer_counts_add_up_across_readers() -> None:
     assert streamer.stats().viewers == 5
     streamer.report_viewers("a", 0)
     assert streamer.stats().viewers == 2
+
+
+async def test_a_huge_batch_is_compressed_aside_while_other_streams_go_on() -> None:
+    huge_stream, other = SessionStream("huge", Settings()), SessionStream("other", Settings())
+    huge = PageBatch(True, 1, 1.0, 1.0, '[{"type":2,"text":"' + "x1y2z3" * 2_000_000 + '"}]')
+    pushing = asyncio.create_task(huge_stream.push([batch(0, True), huge, batch(2)]))
+    # The other stream is served while the huge batch is being compressed.
+    while not pushing.done():
+        assert await other.push([batch(1, True)]) >= 1
+        await asyncio.sleep(0)
+    assert await pushing == 3
+    assert other.stats().batches > 1, "the other stream waited for the huge batch"
+    chunks = (await huge_stream.read(0, 0)).chunks
+    decoder = make_decoder(huge_stream.codec())
+    lines = [decoder.decode(c.payload, segment_start=c.segment_start).decode()
+             for c in chunks]
+    assert lines == [batch(0).text + "\n", huge.text + "\n", batch(2).text + "\n"]
+    assert [c.segment_start for c in chunks] == [True, True, False]

@@ -1,7 +1,9 @@
 // window.rrstreamViewer: a read-only view of the viewer's state for end-to-end tests.
 
 /**
- * @param {() => ({stream: import("./stream.js").LiveStream|null, player: import("./player.js").LivePlayer})} current
+ * @param {() => ({stream: import("./stream.js").LiveStream|null, player: import("./player.js").LivePlayer,
+ *                 mode?: string, playback?: object|null})} current playback: main.js's
+ *   recording player record ({phase, error, view}), while one is shown
  */
 export function installTestHook(current, target = window) {
   const counter = (name) => () => current().stream?.counters[name] ?? 0;
@@ -19,9 +21,23 @@ export function installTestHook(current, target = window) {
       segmentsStarted: { enumerable: true, get: counter("segmentsStarted") },
       framesPending: { enumerable: true, get: () => current().stream?.pending ?? 0 },
       codec: { enumerable: true, get: () => current().stream?.codec ?? null },
-      iframeDocument: { enumerable: true, value: () => current().player.iframeDocument() },
+      // none, live, realtime (a recording over the WebSocket), recording, rewound
+      mode: { enumerable: true, get: () => current().mode ?? (current().stream ? "live" : "none") },
+      // The recording player: {phase, error, state, currentTime, totalTime, speed,
+      // skipInactive, skipping, markers}, or null when none is shown.
+      playback: { enumerable: true, get: () => describePlayback(current().playback) },
+      // The document the viewer shows: the recording player's while one is shown.
+      iframeDocument: { enumerable: true, value: () => {
+        const { playback, player } = current();
+        return playback ? playback.view?.iframeDocument() ?? null : player.iframeDocument();
+      } },
     }),
   );
   Object.defineProperty(target, "rrstreamViewer", { value: hook, enumerable: true, configurable: false, writable: false });
   return hook;
+}
+
+function describePlayback(playback) {
+  if (!playback) return null;
+  return { phase: playback.phase, error: playback.error?.message ?? null, ...(playback.view?.describe() ?? {}) };
 }

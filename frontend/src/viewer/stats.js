@@ -12,7 +12,7 @@ const FIELDS = [
   ["viewers", "Viewers"],
   ["eventsPerS", "Events/s"],
   ["kBPerS", "kB/s in"],
-  ["latency", "Latency page→viewer", "Median over 5 s of (viewer clock − page timestamp of a frame's last event). The two clocks may differ."],
+  ["latency", "Latency page→viewer", "Median over 5 s of (viewer clock − page timestamp of a frame's last event), over frames that arrived live: the checkout and catch-up sent at a join or resume are history, not latency; an idle page shows –. The two clocks may differ."],
   ["lastSeq", "Last seq"],
   ["resets", "Resets"],
   ["segments", "Checkouts"],
@@ -60,11 +60,14 @@ export class StatsPanel {
     this.render();
   }
 
-  /** An applied frame, with the stream's counters after it. */
-  onFrame(frame, events, counters) {
+  /**
+   * An applied frame, with the stream's counters after it.
+   * @param {boolean} live it was sent as it happened (LiveStream's "frame" detail)
+   */
+  onFrame(frame, events, counters, live) {
     this.#events.add(events);
     this.#bytes.add(frame.byteLength);
-    if (!this.#replay) this.#latency.add(Date.now() - frame.lastTs);
+    if (live && !this.#replay) this.#latency.add(Date.now() - frame.lastTs);
     this.#counters = counters;
   }
 

@@ -9,7 +9,8 @@ import { parseFrame } from "./frame.js";
 
 /**
  * Events (EventTarget):
- * - "frame"   detail {frame, events}: a frame was applied
+ * - "frame"   detail {frame, events, live}: a frame was applied; `live`: it was sent as
+ *             its batches happened, not as the checkout or catch-up of a (re)join
  * - "message" detail: a control message (welcome, status, reset, end, error)
  * - "state"   detail {state, detail}: the connection state changed
  * - "problem" detail {message}: something was dropped or restarted
@@ -29,6 +30,11 @@ export class LiveStream extends EventTarget {
   #accepted = null;
   #epoch = 0;
   #draining = null;
+  // After a welcome the server first sends what it already had (a RESET frame from the
+  // latest checkout on a join, the missed batches on a resume), then its first status
+  // (serve/viewer_socket.py sends one right after the first delivery). Frames after that
+  // status arrived as they happened: only their age is page-to-viewer latency.
+  #caughtUp = false;
 
   /**
    * @param {object} options
@@ -120,7 +126,8 @@ export class LiveStream extends EventTarget {
     }
     this.#accepted = frame.lastSeq;
     // The decoder is taken now: a codec change (a new welcome) applies to later frames only.
-    this.#queue.push({ frame, decoder: this.#decoder, epoch: this.#epoch });
+    const live = this.#caughtUp && !frame.reset;
+    this.#queue.push({ frame, decoder: this.#decoder, epoch: this.#epoch, live });
     // #drain() awaits before it can finish, so it cannot clear #draining before this sets it.
     this.#draining ??= this.#drain();
   }
@@ -138,7 +145,7 @@ export class LiveStream extends EventTarget {
         }
         if (job.epoch !== this.#epoch) continue;
         try {
-          this.#apply(job.frame, batches);
+          this.#apply(job.frame, batches, job.live);
         } catch (error) {
           // The player is mid-frame: only a fresh checkout puts it right again.
           this.#startOver(`cannot apply frame ${job.frame.firstSeq}: ${error.message}`);
@@ -149,7 +156,7 @@ export class LiveStream extends EventTarget {
     }
   }
 
-  #apply(frame, batches) {
+  #apply(frame, batches, live) {
     this.#checkCounts(frame, batches);
     if (frame.reset) this.#counters.resets += 1;
     if (frame.segmentStart) {
@@ -166,11 +173,14 @@ export class LiveStream extends EventTarget {
     this.#counters.lastSeq = frame.lastSeq;
     this.#connection.markHealthy();
     this.#connection.ack(frame.lastSeq, frame.byteLength);
-    this.#emit("frame", { frame, events });
+    this.#emit("frame", { frame, events, live });
   }
 
   #onMessage(message) {
-    if (message.type === "welcome") {
+    if (message.type === "status") {
+      this.#caughtUp = this.#connection.state === ConnectionState.OPEN;
+    } else if (message.type === "welcome") {
+      this.#caughtUp = false;
       this.#counters.welcomes += 1;
       this.#counters.resume = message.resume; // "continue": back where it was, no reset
       if (!SUPPORTED_CODECS.includes(message.codec)) {
