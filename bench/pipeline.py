@@ -51,15 +51,12 @@ from typing import Any
 from bench.lock import bench_lock
 from bench.procs import OTHERS, ChromiumWatch, CpuMeter, machine_info
 from bench.stack import Stack, bench_settings, bench_stack
-from bench.stack import free_port as _free_port  # noqa: F401 (kept for importers)
 from bench.stack import ours as _ours
-from bench.stack import reap as _reap  # noqa: F401 (kept for importers)
 from bench.stack import until_routed_to_us as _until_routed_to_us
 from bench.stress_server import StressServer
 from bench.stress_watch import time_first_snapshot, watch_run
 from bench.tables import fmt as _fmt
 from bench.tables import median_of as _median
-from bench.tables import pct as _pct  # noqa: F401 (kept for importers)
 from bench.tables import publish
 from bench.tables import spread as _spread
 from bench.tables import table as _table

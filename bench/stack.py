@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -32,6 +31,7 @@ from pydantic import SecretStr
 from bench.procs import ChromiumWatch
 from bench.stress_server import StressServer
 from pipeline.config import Settings
+from pipeline.ports import free_port
 from serve.client import ApiError, Client
 from serve.viewer_tokens import new_secret
 
@@ -57,12 +57,6 @@ class RunningStack:
     def api_key(self) -> str | None:
         """The key REST calls need when the stack requires auth (`bench_settings(auth=True)`)."""
         return BENCH_API_KEY if self.settings.auth_required else None
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def ours(registry: Any, session_id: str) -> bool:

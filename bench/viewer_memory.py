@@ -29,7 +29,6 @@ import json
 import os
 import platform
 import signal
-import socket
 import statistics
 import sys
 import threading
@@ -44,6 +43,7 @@ import psutil
 
 from bench.stack import until_routed_to_us
 from pipeline.config import Settings
+from pipeline.ports import free_port
 from serve.client import Client, ClientError
 
 _MB = 1024 * 1024
@@ -136,12 +136,6 @@ class Sample:
     resets: int
     connection: str
     session_events: int | None
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @contextlib.contextmanager
@@ -426,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     from serve.app import deploy_gateway, shutdown, start_ray
 
     extra = {"codec": args.codec} if args.codec else {}
-    settings = Settings(port=_free_port(), browser_slots=2, dashboard_port=_free_port(), **extra)
+    settings = Settings(port=free_port(), browser_slots=2, dashboard_port=free_port(), **extra)
     if not settings.ray_address:
         # Embedded: otherwise ray.init() joins whatever cluster `ray start` last left
         # in /tmp/ray/ray_current_cluster on this shared machine.

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import os
 import shutil
-import socket
 import tempfile
 import threading
 import time
@@ -18,6 +17,7 @@ import httpx
 import pytest
 
 from pipeline.config import Settings
+from pipeline.ports import free_port
 from serve.client import Client
 
 _RECORDINGS_DIR = pytest.StashKey[str]()
@@ -52,22 +52,16 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The tier is the directory: `-m integration`, `-m e2e`, or `-m "not integration and
-    not e2e"` (the unit tier) runs one tier alone."""
+    """The tier is the directory: `-m unit`, `-m integration` or `-m e2e` runs one tier
+    alone."""
     for item in items:
         tier = item.path.parent.name
-        if tier in ("integration", "e2e"):
+        if tier in ("unit", "integration", "e2e"):
             item.add_marker(tier)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:
     shutil.rmtree(config.stash[_RECORDINGS_DIR], ignore_errors=True)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # Limits high enough that tests and benchmarks, all from one address, never meet them.

@@ -20,8 +20,6 @@ from pipeline.recording_store import RecordingStore
 from serve.errors import install_error_handlers
 from serve.exports import ExportService, mount_exports
 
-pytestmark = pytest.mark.unit
-
 
 class FakeRecordings:
     def __init__(self) -> None:

@@ -11,8 +11,6 @@ import pytest
 from pipeline.export.encoder import WebmEncoder, ffmpeg_command
 from pipeline.export.errors import ExportFailed
 
-pytestmark = pytest.mark.unit
-
 
 def option(command: list[str], name: str) -> str:
     return command[command.index(name) + 1]

@@ -19,7 +19,7 @@ from pipeline.export.models import (
     ExportState,
 )
 
-pytestmark = [pytest.mark.unit, pytest.mark.timeout(30)]
+pytestmark = pytest.mark.timeout(30)
 
 
 class FakeTask:

@@ -8,8 +8,6 @@ from pipeline.export.errors import ExportFailed
 from pipeline.export.models import ExportRequest
 from pipeline.export.plan import FramePlan, Timeline
 
-pytestmark = pytest.mark.unit
-
 META, FULL, INCREMENTAL = 4, 2, 3
 
 

@@ -15,8 +15,6 @@ from pipeline.protocol import PageBatch
 from pipeline.recording_store import RecordingStore
 from pipeline.stream import SessionStream
 
-pytestmark = pytest.mark.unit
-
 
 def test_an_export_lives_in_its_recordings_folder_and_goes_with_it(tmp_path: Path) -> None:
     settings = Settings(recordings_url=str(tmp_path))

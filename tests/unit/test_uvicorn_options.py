@@ -4,7 +4,6 @@ closes every open WebSocket with 1012 and a reason (a real uvicorn server, in-pr
 from __future__ import annotations
 
 import asyncio
-import socket
 
 import pytest
 import uvicorn
@@ -13,6 +12,7 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket
 
+from pipeline.ports import free_port
 from serve.uvicorn_options import (
     SHUTDOWN_REASON,
     close_with_reason_on_shutdown,
@@ -26,17 +26,11 @@ async def _hold(websocket: WebSocket) -> None:
     await websocket.receive()  # until the client or the server goes
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 async def server() -> tuple[uvicorn.Server, int]:
     disable_permessage_deflate()
     close_with_reason_on_shutdown()
-    port = _free_port()
+    port = free_port()
     app = Starlette(routes=[WebSocketRoute("/ws", _hold)])
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
                                            lifespan="off"))
