@@ -103,6 +103,13 @@ def launch_args(settings: Settings) -> list[str]:
     if settings.host_resolver_rules.strip():
         # The same rules resolve names for the network policy's own check.
         args.append(f"--host-resolver-rules={settings.host_resolver_rules}")
+    if settings.private_networks_blocked:
+        # WebRTC's UDP never passes the session's egress proxy. With this policy Chromium
+        # gathers no UDP candidates and sends no STUN at all (tests/integration/
+        # test_network_policy.py); WebRTC can still go over TURN/TCP, through the proxy,
+        # which checks the address. (Chrome's --force-webrtc-ip-handling-policy did not
+        # hold in headless Chromium: it still sent STUN to an inside address.)
+        args.append("--webrtc-ip-handling-policy=disable_non_proxied_udp")
     if os.geteuid() == 0:
         args.append("--no-sandbox")  # Chromium refuses to start its sandbox as root
     return args

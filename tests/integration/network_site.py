@@ -96,6 +96,26 @@ for (const [id, host] of [["public", "public.test"], ["inside", "inside.test"]])
   ws.onclose = (e) => postMessage({{id, text: "closed " + e.code}});
 }}""", media_type="text/javascript", headers=_NO_STORE)
 
+    def webrtc(request: Request) -> Response:
+        # A peer connection whose STUN server is the inside address: ICE gathering sends
+        # it a binding request over UDP, which no HTTP proxy ever sees.
+        stun = f"stun:{INSIDE_IP}:{int(request.query_params['port'])}"
+        return _html("webrtc", f"""<p id="candidates">pending</p>
+<script>
+const pc = new RTCPeerConnection({{iceServers: [{{urls: "{stun}"}}]}});
+pc.createDataChannel("probe");
+const found = [];
+pc.onicecandidate = (e) => {{
+  if (e.candidate && e.candidate.candidate) found.push(e.candidate.type);
+}};
+const show = () => {{
+  document.getElementById("candidates").textContent = "gathered: " + found.join(" ");
+}};
+pc.onicegatheringstatechange = () => {{ if (pc.iceGatheringState === "complete") show(); }};
+pc.createOffer().then((offer) => pc.setLocalDescription(offer));
+setTimeout(show, 5000);
+</script>""")
+
     def framed(_: Request) -> Response:
         # A cross-site frame (other.test in public.test) whose subresources redirect
         # inside: the page's own Fetch session does not see the frame's requests.
@@ -126,7 +146,8 @@ fetch("{to}/frame-fetch").then(r => r.status + " " + r.statusText, e => "refused
     app = Starlette(routes=[
         Route("/page", page), Route("/sockets", sockets), Route("/to-inside", to_inside),
         Route("/worker-sockets", worker_sockets), Route("/socket-worker.js", socket_worker),
-        Route("/framed", framed), Route("/redirecting-frame", redirecting_frame),
+        Route("/webrtc", webrtc), Route("/framed", framed),
+        Route("/redirecting-frame", redirecting_frame),
         Route("/plain", lambda _: _html("plain", '<p id="marker">plain</p>')),
         WebSocketRoute("/ws", echo), Route("/{path:path}", anything),
     ])

@@ -4,6 +4,9 @@ runs on. Names resolve by tests/integration/network_site.py's rules, on loopback
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import socket
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -138,6 +141,69 @@ async def test_a_websocket_to_a_refused_host_is_closed(host: BrowserHost,
                    if w.kind is WarningKind.BLOCKED_REQUEST), status.warnings
     finally:
         await session.stop()
+
+
+@contextlib.contextmanager
+def udp_listener(address: str) -> Iterator[socket.socket]:
+    """A UDP socket on `address` that counts what reaches it (a STUN server that never
+    answers)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        sock.bind((address, 0))
+        sock.setblocking(False)
+        yield sock
+    finally:
+        sock.close()
+
+
+def datagrams(sock: socket.socket) -> int:
+    count = 0
+    with contextlib.suppress(BlockingIOError):
+        while True:
+            sock.recvfrom(65536)
+            count += 1
+    return count
+
+
+async def webrtc_probe(host: BrowserHost, site: NetworkSite,
+                       settings: Settings) -> tuple[str, int]:
+    """What a page's peer connection gathered, and how many datagrams reached a STUN
+    server on the inside address."""
+    with udp_listener(INSIDE_IP) as stun:
+        port = stun.getsockname()[1]
+        session, sink, status = await run(host, SessionSpec(
+            url=site.public(f"/webrtc?port={port}"),
+            steps=[{"action": "wait_for", "selector": "#candidates:not(:text('pending'))"}]),
+            settings)
+        try:
+            assert [s.state for s in status.steps] == [StepState.DONE], status
+            await until(lambda: "gathered:" in sink.text(), "the page showed its candidates")
+            text = sink.text()
+            shown = text[text.index("gathered:"):].split('"')[0]
+            await asyncio.sleep(0.5)  # a datagram in flight
+            return shown, datagrams(stun)
+        finally:
+            await session.stop()
+
+
+async def test_webrtc_sends_no_udp_with_the_block_on(host: BrowserHost,
+                                                     site: NetworkSite) -> None:
+    """WebRTC's UDP passes no HTTP proxy, so the browser is told to send none at all: no
+    candidate is gathered and the STUN server on the inside address hears nothing."""
+    shown, heard = await webrtc_probe(host, site, BLOCKING)
+    assert (shown.strip(), heard) == ("gathered:", 0)
+
+
+async def test_webrtc_reaches_a_stun_server_without_the_block(site: NetworkSite) -> None:
+    """The control of the test above: the same page on a browser without the block does
+    reach the STUN server over UDP."""
+    open_settings = BLOCKING.model_copy(update={"block_private_networks": False})
+    open_host = BrowserHost(open_settings)
+    try:
+        shown, heard = await webrtc_probe(open_host, site, open_settings)
+    finally:
+        await open_host.close()
+    assert "host" in shown and heard > 0, (shown, heard)
 
 
 async def test_allowed_hosts_let_an_inside_host_through(host: BrowserHost,

@@ -245,6 +245,13 @@ def test_the_block_follows_auth_unless_set() -> None:
     assert Settings(block_private_networks=True).private_networks_blocked
 
 
+def test_with_the_block_on_chromium_sends_no_webrtc_udp() -> None:
+    policy = "--webrtc-ip-handling-policy=disable_non_proxied_udp"
+    assert policy in launch_args(Settings(block_private_networks=True))
+    assert policy in launch_args(Settings(host="0.0.0.0"))  # auth required: block on
+    assert policy not in launch_args(Settings())
+
+
 def test_the_rules_go_to_chromium_and_bad_rules_are_refused() -> None:
     rules = "MAP public.test 127.0.0.9, MAP * ~NOTFOUND"
     assert f"--host-resolver-rules={rules}" in launch_args(Settings(host_resolver_rules=rules))
