@@ -72,10 +72,11 @@ _START_KEYS = ("post_ms", "browser_start_ms", "snapshot_taken_ms", "snapshot_ing
 
 async def stress_run(api: Client, stack: Stack, site: StressServer,
                      chromium: ChromiumWatch, registry: Any, rate: int,
-                     seconds: float) -> dict[str, Any]:
+                     seconds: float, page_query: str = "") -> dict[str, Any]:
+    """`page_query`: more of the stress page's query (`&canvas=1`)."""
     run = uuid.uuid4().hex[:10]
     created = await api.create_session(
-        f"{site.url}/stress.html?rate={rate}&seconds={seconds:g}&run={run}",
+        f"{site.url}/stress.html?rate={rate}&seconds={seconds:g}&run={run}{page_query}",
         name=f"bench-{rate}", max_duration_s=int(seconds) + 120)
     sid, token = created["id"], (created.get("view_link") or {}).get("token")
     if not await _ours(registry, sid):
@@ -123,6 +124,7 @@ async def stress_run(api: Client, stack: Stack, site: StressServer,
         "bytes_received": seen.bytes, "ws_extensions": seen.extensions,
         "streamer": {k: info.get(k) for k in ("events", "batches", "bytes_raw",
                                               "bytes_compressed")},
+        "canvas_bytes": info.get("canvas_bytes"),
         "session_state": info.get("state"), "session_error": info.get("error"),
         "cpu_pct_of_one_core": cpu, "error": seen.error,
     }

@@ -190,6 +190,21 @@ class Settings(BaseSettings):
     sampling_scroll_ms: int = Field(default=100, ge=0)
     sampling_media_ms: int = Field(default=400, ge=0)
     sampling_input: Literal["last", "all"] = "last"
+    canvas_fps: float = Field(
+        default=2, ge=0, le=30,
+        description="Pictures of each <canvas> (2D and WebGL) per second, recorded when "
+        "it changed; 0: canvases are not recorded (the viewer shows them empty).",
+    )
+    webgl: bool = Field(
+        default=True,
+        description="WebGL in software (SwiftShader) in the node's Chromium, which runs "
+        "without a GPU; false: pages get no WebGL context.",
+    )
+    canvas_quality: float = Field(
+        default=0.6, gt=0, le=1,
+        description="WebP quality of a canvas picture (PNG where the browser encodes no "
+        "WebP).",
+    )
     slim_dom: bool = True
     mask_passwords: bool = True
     flush_ms: int = Field(

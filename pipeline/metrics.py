@@ -29,16 +29,21 @@ class RegistryMetrics:
 class StreamMetrics:
     def __init__(self) -> None:
         self._events = Counter("rrstream_events_total", "rrweb events recorded.")
-        self._bytes = Counter("rrstream_bytes_total", "Stream bytes, before and after compression.",
-                              tag_keys=("kind",))
+        self._bytes = Counter(
+            "rrstream_bytes_total",
+            "Stream bytes, before and after compression; canvas: the canvas pictures among "
+            "them.", tag_keys=("kind",))
 
-    def recorded(self, events: int, raw: int, compressed: int) -> None:
+    def recorded(self, events: int, raw: int, compressed: int, canvas: int = 0) -> None:
+        """`canvas`: the share of `raw` that is canvas pictures."""
         if events:
             self._events.inc(events)
         if raw:
             self._bytes.inc(raw, tags={"kind": "raw"})
         if compressed:
             self._bytes.inc(compressed, tags={"kind": "compressed"})
+        if canvas:
+            self._bytes.inc(canvas, tags={"kind": "canvas"})
 
 
 class GatewayMetrics:

@@ -247,6 +247,11 @@ class SessionStatus(BaseModel):
         default=0, description="Times recording paused for a moment because the page "
         "emitted too fast even so, or too many bytes (RRSTREAM_MAX_EVENT_BYTES_PER_S); each "
         "pause ends with a new checkout.")
+    canvas_bytes: int = Field(
+        default=0, description="Bytes of canvas pictures the page sent (RRSTREAM_CANVAS_FPS), "
+        "before compression.")
+    canvas_bytes_per_s: float = Field(
+        default=0.0, description="The same, a second, over the last 10 s.")
 
 
 class StreamStats(BaseModel):
@@ -403,6 +408,8 @@ class SessionInfo(BaseModel):
     popups_closed: int = 0
     sampling_level: int = 0
     stretches_dropped: int = 0
+    canvas_bytes: int = 0
+    canvas_bytes_per_s: float = 0.0
     record: bool = Field(default=True, description="False: nothing of the session is stored.")
 
 

@@ -213,12 +213,15 @@ class PageBatch:
     first_ts: float
     last_ts: float
     text: str
+    canvas_chars: int = 0  # of canvas pictures (a share of `text`)
     # Set on a batch the session made itself to record an error (pipeline/session.py):
     # the recording counts it, without parsing events.
     error: str | None = None
 
     @classmethod
     def parse(cls, message: str) -> PageBatch:
-        """Reads `checkout|count|first_ts|last_ts|[events]` as the in-page batcher writes it."""
-        checkout, count, first_ts, last_ts, text = message.split("|", 4)
-        return cls(checkout == "1", int(count), float(first_ts), float(last_ts), text)
+        """Reads `checkout|count|first_ts|last_ts|canvas_chars|[events]` as the in-page
+        batcher writes it."""
+        checkout, count, first_ts, last_ts, canvas, text = message.split("|", 5)
+        return cls(checkout == "1", int(count), float(first_ts), float(last_ts), text,
+                   int(canvas))

@@ -79,6 +79,8 @@ def record_options(settings: Settings, spec: SessionSpec | None = None) -> dict[
         ),
         "maskInputOptions": {"password": settings.mask_passwords},
         "recordCrossOriginIframes": True,
+        "canvasFps": settings.canvas_fps,
+        "dataURLOptions": {"type": "image/webp", "quality": settings.canvas_quality},
         "scriptName": SCRIPT_NAME,
     }
 

@@ -40,6 +40,7 @@ from pipeline.browser import (
 )
 from pipeline.browser_dirs import BrowserDir, sweep
 from pipeline.busy_watch import BusyWatch
+from pipeline.canvas_meter import CanvasMeter
 from pipeline.checkpoints import CheckpointReporter
 from pipeline.config import Settings
 from pipeline.crashes import CrashBudget, CrashKind
@@ -148,6 +149,7 @@ class BrowserSession:
         self._limits = PageLimits(settings.max_events_per_s, len(sampling_levels(settings)),
                                   self._warnings,
                                   max_event_bytes_per_s=settings.max_event_bytes_per_s)
+        self._canvas = CanvasMeter()
         self._crashes = CrashBudget(settings.max_browser_crashes, settings.crash_window_s)
         self._restarts = 0
         self._stream_lost_at: float | None = None
@@ -307,6 +309,8 @@ class BrowserSession:
             popups_closed=self._limits.popups,
             sampling_level=self._limits.sampling_level,
             stretches_dropped=self._limits.stretches_dropped,
+            canvas_bytes=self._canvas.total,
+            canvas_bytes_per_s=self._canvas.per_s(),
         )
 
     def node_id(self) -> str:
@@ -596,6 +600,7 @@ class BrowserSession:
         events = nbytes = 0
         newest = 0.0
         for batch in batches:
+            self._canvas.add(batch.canvas_chars)
             events += batch.event_count
             newest = max(newest, batch.last_ts)
             if not batch.checkout:

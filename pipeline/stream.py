@@ -83,7 +83,9 @@ class SessionStream:
             raise StreamUnavailable(self.session_id, "ended", "its stream was closed")
         now = time.time() * 1000.0
         events, raw, compressed = self._events, self._bytes_raw, self._bytes_compressed
+        canvas = 0
         for batch in batches:
+            canvas += batch.canvas_chars
             # The first batch ever starts a segment even if the page did not flag it,
             # so the codec context and every reader have a place to begin.
             start = batch.checkout or self._seq == self._first_seq - 1
@@ -108,7 +110,7 @@ class SessionStream:
         self._recent.append((now / 1000.0, self._events - events))
         if self._metrics is not None:
             self._metrics.recorded(self._events - events, self._bytes_raw - raw,
-                                   self._bytes_compressed - compressed)
+                                   self._bytes_compressed - compressed, canvas)
         self._log.debug("batches up to %d: %d events", self._seq, self._events - events,
                         extra={"seq": self._seq})
         self._wake()

@@ -140,6 +140,13 @@ def demo_site() -> Iterator[object]:
 
 
 @pytest.fixture(scope="session")
+def pixel_site() -> Iterator[object]:
+    """Canvas pages for the pixel comparisons (tests/fixtures/pixel_site)."""
+    with _serve_site(Path(__file__).parent / "fixtures" / "pixel_site") as site:
+        yield site
+
+
+@pytest.fixture(scope="session")
 def busy_site() -> Iterator[object]:
     """A page that changes every few ms (tests/fixtures/busy_site)."""
     with _serve_site(Path(__file__).parent / "fixtures" / "busy_site") as site:

@@ -39,6 +39,7 @@ import { record } from "rrweb";
 
   let parts = [];
   let chars = 0;
+  let canvasChars = 0;  // of canvas pictures, in this batch
   let checkout = false;
   let firstTs = 0;
   let lastTs = 0;
@@ -112,9 +113,10 @@ import { record } from "rrweb";
     }
     if (!parts.length) return;
     // Header fields before the JSON so the receiver never parses events.
-    const message = `${checkout ? 1 : 0}|${parts.length}|${firstTs}|${lastTs}|[${parts.join(",")}]`;
+    const message = `${checkout ? 1 : 0}|${parts.length}|${firstTs}|${lastTs}|${canvasChars}|[${parts.join(",")}]`;
     parts = [];
     chars = 0;
+    canvasChars = 0;
     checkout = false;
     lastFlushAt = performance.now();
     deliver(message);
@@ -133,6 +135,7 @@ import { record } from "rrweb";
     lastTs = event.timestamp;
     parts.push(text);
     chars += text.length;
+    if (event.type === 3 && event.data && event.data.source === 9) canvasChars += text.length;
     if (leaving) {
       flushAll();  // the document is going: no later task runs to send it
     } else if (chars >= maxBatchChars) {
@@ -167,11 +170,20 @@ import { record } from "rrweb";
     }
   }
 
-  const samplingLevels = options.samplingLevels || [options.sampling ?? { scroll: 100, media: 400, input: "last" }];
+  // Canvases (2D and WebGL) are recorded as pictures, `canvasFps` a second, and only
+  // when one changed (rrweb's fps sampling: a worker encodes each picture as WebP and
+  // drops one identical to the last). Replaying them needs no script in the replay
+  // frame (frontend/src/viewer/canvas.js draws them from outside).
+  const canvasFps = options.canvasFps ?? 0;
+  const withCanvas = (sampling) => (canvasFps > 0 ? { ...sampling, canvas: canvasFps } : sampling);
+  const samplingLevels = (options.samplingLevels || [options.sampling ?? { scroll: 100, media: 400, input: "last" }])
+    .map(withCanvas);
   const rrwebOptions = {
     emit,
     checkoutEveryNms: options.checkoutEveryNms ?? 5000,
     sampling: samplingLevels[0],
+    recordCanvas: canvasFps > 0,
+    dataURLOptions: options.dataURLOptions ?? {},
     slimDOMOptions: options.slimDOMOptions ?? { script: true, comment: true, headFavicon: true },
     maskInputOptions: options.maskInputOptions ?? { password: true },
     maskAllInputs: Boolean(options.maskAllInputs),

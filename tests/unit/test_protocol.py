@@ -63,10 +63,13 @@ def test_decode_rejects_short_and_foreign_frames() -> None:
 
 
 def test_page_batch_parse_leaves_the_json_alone() -> None:
-    batch = PageBatch.parse('1|2|1700.5|1701|[{"type":4,"data":{"href":"a|b"}},{"type":2}]')
+    batch = PageBatch.parse('1|2|1700.5|1701|0|[{"type":4,"data":{"href":"a|b"}},{"type":2}]')
     assert batch.checkout and batch.event_count == 2
-    assert (batch.first_ts, batch.last_ts) == (1700.5, 1701.0)
+    assert (batch.first_ts, batch.last_ts, batch.canvas_chars) == (1700.5, 1701.0, 0)
     assert batch.text == '[{"type":4,"data":{"href":"a|b"}},{"type":2}]'
+    canvas = '{"type":3,"data":{"source":9,"id":5}}'
+    batch = PageBatch.parse(f"0|1|2|2|{len(canvas)}|[{canvas}]")
+    assert not batch.checkout and batch.canvas_chars == len(canvas) and batch.text == f"[{canvas}]"
 
 
 def test_page_batch_parse_refuses_garbage() -> None:

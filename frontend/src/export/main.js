@@ -4,6 +4,7 @@
 // every time. No script runs inside the replay iframe (rrweb sandboxes it); motion
 // that follows the wall clock there is switched off by a style rule instead.
 import { Replayer } from "rrweb";
+import { canvasPlugin } from "../viewer/canvas.js";
 import { fitInto } from "../viewer/fit.js";
 
 // Transitions, animations and a blinking caret run on the wall clock: two exports of one
@@ -68,6 +69,7 @@ window.rrexport = {
       pauseAnimation: false,
       UNSAFE_replayCanvas: false,
       insertStyleRules: [STILL],
+      plugins: [canvasPlugin()],
     });
     replayer.on("resize", ({ width, height }) => fit(width, height));
     // The constructor sizes the page and builds the first snapshot on timers of its own:

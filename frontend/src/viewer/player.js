@@ -5,6 +5,7 @@
 // and takes over once its full snapshot is rebuilt, so the picture does not
 // blank out for the start-up buffer at every checkout.
 import { Replayer } from "rrweb";
+import { canvasPlugin } from "./canvas.js";
 import { fitInto } from "./fit.js";
 
 const REPLAYER_CONFIG = {
@@ -107,7 +108,7 @@ export class LivePlayer {
     const layer = document.createElement("div");
     layer.className = "player-layer";
     this.#stage.append(layer);
-    const replayer = new Replayer([], { ...REPLAYER_CONFIG, root: layer });
+    const replayer = new Replayer([], { ...REPLAYER_CONFIG, root: layer, plugins: [canvasPlugin()] });
     const entry = { layer, replayer, width: 0, height: 0, timer: null };
     // rrweb sizes the iframe from each Meta event; rescale after it did.
     replayer.on("resize", ({ width, height }) => {

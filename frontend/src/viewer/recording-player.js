@@ -4,6 +4,7 @@
 // into the stage as the live player does. Loaded with the player chunk, never on the
 // live path.
 import { Replayer } from "rrweb";
+import { canvasPlugin } from "./canvas.js";
 import { fitInto } from "./fit.js";
 import { INACTIVE_THRESHOLD_MS, SPEEDS, clampTime, firstPageAt } from "./markers.js";
 
@@ -54,7 +55,9 @@ export class RecordingPlayer extends EventTarget {
     this.#layer = document.createElement("div");
     this.#layer.className = "player-layer";
     stage.append(this.#layer);
-    this.#replayer = new Replayer(events, { ...REPLAYER_CONFIG, root: this.#layer, speed, skipInactive });
+    this.#replayer = new Replayer(events, {
+      ...REPLAYER_CONFIG, root: this.#layer, speed, skipInactive, plugins: [canvasPlugin()],
+    });
     this.#totalTime = this.#replayer.getMetaData().totalTime;
     this.#firstPage = Math.min(firstPageAt(events), this.#totalTime + 1);
     this.#replayer.on("resize", ({ width, height }) => {

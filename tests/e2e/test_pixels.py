@@ -1,0 +1,190 @@
+"""What viewers see is what the page shows, measured in pixels: canvas pages (2D, WebGL,
+an animating canvas), each opened directly and through the real viewer at the session's
+viewport, compared picture against picture; then the same from the recording after the
+session ended.
+
+The metric: both screenshots are scaled to 128 x 80 (the page's 16:10) in a browser
+canvas and compared as the mean absolute difference per colour channel, 0-255. At that
+size the viewer's own scaling (the replay is shown at ~0.7x) and the canvas picture's
+WebP encoding (quality 0.6) cost a few units; a canvas that is missing leaves white
+where the page has large areas of saturated colour, which costs far more (2D: ~100).
+THRESHOLD sits between the two: 12, about 5% of the range. Each page's score is
+printed (`pytest -s`) and is in every failure message. Two checks keep the test honest:
+the direct screenshot must not be blank (a browser that renders nothing cannot pass),
+and the viewer's picture with its canvas cleared must fail the threshold.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+from playwright.async_api import Browser, Page, async_playwright
+
+from pipeline.browser import launch_chromium
+from pipeline.config import Settings
+from tests.e2e.test_recording_player import open_player, wait_until_finished
+from tests.e2e.test_viewer import wait_for_replayed
+
+THRESHOLD = 12.0
+MIN_SPREAD = 20.0  # luminance standard deviation of a picture that shows something
+VIEWPORT = {"width": 1280, "height": 800}  # a session's default viewport
+# page, the text the page shows once its canvas holds its final picture
+PAGES = [("canvas-2d.html", "drawn"), ("webgl.html", "drawn"),
+         ("animated-canvas.html", "stopped")]
+
+# Scales two PNGs (data URLs) to 128 x 80 and returns their mean absolute difference per
+# channel, and the luminance spread of the first.
+_SCORE = """async ([first, second]) => {
+  const W = 128, H = 80;
+  const pixels = async (url) => {
+    const image = new Image();
+    await new Promise((done, failed) => {
+      image.onload = done; image.onerror = failed; image.src = url;
+    });
+    const canvas = document.createElement("canvas");
+    canvas.width = W; canvas.height = H;
+    const context = canvas.getContext("2d");
+    context.imageSmoothingQuality = "high";
+    context.drawImage(image, 0, 0, W, H);
+    return context.getImageData(0, 0, W, H).data;
+  };
+  const [a, b] = [await pixels(first), await pixels(second)];
+  let difference = 0, sum = 0, squares = 0;
+  for (let i = 0; i < a.length; i += 4) {
+    for (let c = 0; c < 3; c++) difference += Math.abs(a[i + c] - b[i + c]);
+    const luminance = 0.2126 * a[i] + 0.7152 * a[i + 1] + 0.0722 * a[i + 2];
+    sum += luminance; squares += luminance * luminance;
+  }
+  const n = a.length / 4;
+  return { difference: difference / (n * 3), spread: Math.sqrt(squares / n - (sum / n) ** 2) };
+}"""
+
+_CLEAR_CANVASES = """() => {
+  const doc = window.rrstreamViewer.iframeDocument();
+  for (const canvas of doc.querySelectorAll("canvas")) {
+    const context = canvas.getContext("2d");
+    if (context) context.clearRect(0, 0, canvas.width, canvas.height);
+  }
+}"""
+
+
+@pytest.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as playwright:
+        chromium = await launch_chromium(playwright, Settings())
+        try:
+            yield chromium
+        finally:
+            await chromium.close()
+
+
+def _data_url(png: bytes) -> str:
+    return "data:image/png;base64," + base64.b64encode(png).decode()
+
+
+async def score(browser: Browser, first: bytes, second: bytes) -> dict[str, float]:
+    page = await browser.new_page()
+    try:
+        return await page.evaluate(_SCORE, [_data_url(first), _data_url(second)])
+    finally:
+        await page.close()
+
+
+async def direct_picture(browser: Browser, url: str, ready: str) -> bytes:
+    page = await browser.new_page(viewport=VIEWPORT)
+    try:
+        await page.goto(url)
+        await page.wait_for_function(f"document.getElementById('state').textContent === '{ready}'")
+        await asyncio.sleep(0.3)
+        return await page.screenshot()
+    finally:
+        await page.close()
+
+
+async def viewer_picture(viewer: Page) -> bytes:
+    return await viewer.locator(".player-layer:not(.player-layer--pending) iframe").screenshot()
+
+
+async def until_alike(browser: Browser, viewer: Page, direct: bytes,
+                      timeout_s: float = 15.0) -> dict[str, float]:
+    """The viewer's picture's score against `direct` once it is under THRESHOLD, or the
+    last score after `timeout_s` (canvas pictures arrive up to 1/fps after the DOM)."""
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        result = await score(browser, direct, await viewer_picture(viewer))
+        if result["difference"] < THRESHOLD or asyncio.get_running_loop().time() > deadline:
+            return result
+        await asyncio.sleep(0.5)
+
+
+async def compare(browser: Browser, viewer: Page, direct: bytes, name: str,
+                  where: str) -> None:
+    alike = await until_alike(browser, viewer, direct)
+    await viewer.screenshot(path=f"/tmp/rrstream-e2e-pixels-{where}-{name}.png")
+    assert alike["spread"] > MIN_SPREAD, f"{name}: the page itself shows nothing ({alike})"
+    await viewer.evaluate(_CLEAR_CANVASES)
+    missing = await score(browser, direct, await viewer_picture(viewer))
+    print(f"pixels {where} {name}: {alike['difference']:.1f} "
+          f"(canvas cleared: {missing['difference']:.1f}, threshold {THRESHOLD})")
+    assert alike["difference"] < THRESHOLD, (
+        f"{name} {where}: the viewer's picture differs by {alike['difference']:.1f} "
+        f"(threshold {THRESHOLD}); with its canvas cleared {missing['difference']:.1f}")
+    assert missing["difference"] > THRESHOLD, (
+        f"{name} {where}: with the canvas cleared the score is still "
+        f"{missing['difference']:.1f}: the metric does not see the canvas")
+
+
+@pytest.mark.parametrize(("name", "ready"), PAGES)
+async def test_a_canvas_looks_the_same_live_and_replayed(
+        name: str, ready: str, stack, pixel_site, browser: Browser) -> None:
+    url = f"{pixel_site.url}/{name}"
+    direct = await direct_picture(browser, url, ready)
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as api:
+        response = await api.post("/sessions", json={"url": url, "name": f"pixels {name}"})
+        assert response.status_code == 201, response.text
+        info = response.json()
+        viewer = await browser.new_page(viewport={"width": 1400, "height": 900})
+        try:
+            await viewer.goto(info["viewer_url"])
+            await wait_for_replayed(viewer, ready)
+            await compare(browser, viewer, direct, name, "live")
+            status = (await api.get(f"/sessions/{info['id']}")).json()
+            assert status["canvas_bytes"] > 1_000, status
+
+            await api.delete(f"/sessions/{info['id']}")
+            await wait_until_finished(api, info["id"])
+            await open_player(viewer, stack.base_url, info["id"])
+            await viewer.wait_for_function(
+                "(() => { const p = window.rrstreamViewer.playback;"
+                " return p && p.currentTime >= p.totalTime - 50; })()", timeout=60_000)
+            await wait_for_replayed(viewer, ready)
+            await compare(browser, viewer, direct, name, "recorded")
+        finally:
+            await viewer.close()
+            await api.delete(f"/sessions/{info['id']}")
+
+
+async def test_a_canvas_inside_a_blocked_element_is_not_recorded(
+        stack, pixel_site, browser: Browser) -> None:
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as api:
+        response = await api.post("/sessions", json={
+            "url": f"{pixel_site.url}/canvas-2d.html", "block_selector": "#art"})
+        assert response.status_code == 201, response.text
+        info = response.json()
+        viewer = await browser.new_page(viewport={"width": 1400, "height": 900})
+        try:
+            await viewer.goto(info["viewer_url"])
+            await wait_for_replayed(viewer, "drawn")
+            await asyncio.sleep(2)  # four pictures' time at 2 a second
+            status = (await api.get(f"/sessions/{info['id']}")).json()
+            assert status["canvas_bytes"] == 0, status
+            shown = await viewer.evaluate(
+                "window.rrstreamViewer.iframeDocument().querySelectorAll('canvas').length")
+            assert shown == 0, "a blocked element is replayed as a placeholder, no canvas"
+        finally:
+            await viewer.close()
+            await api.delete(f"/sessions/{info['id']}")
