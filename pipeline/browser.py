@@ -26,9 +26,10 @@ _QUIET_FLAGS = [
     "--disable-default-apps",
 ]
 # WebGL without a GPU (every node here runs --disable-gpu): Chromium's software renderer,
-# SwiftShader, through ANGLE (RRSTREAM_WEBGL). Chromium calls it "unsafe": a page's shaders
-# are compiled to machine code in its GPU process, which is a larger attack surface than
-# no WebGL at all.
+# SwiftShader, through ANGLE (RRSTREAM_WEBGL). Chrome no longer falls back to it by itself
+# (Debian's Chromium 156 still did), so it is asked for. Chromium calls it "unsafe": a
+# page's shaders are compiled to machine code in its GPU process, a larger attack surface
+# than no WebGL at all; RRSTREAM_WEBGL=false turns WebGL off (--disable-webgl).
 _WEBGL_FLAGS = ["--use-angle=swiftshader", "--enable-unsafe-swiftshader"]
 # The seed's flags: keep timers and rendering running in a window nobody looks at.
 _LIVE_FLAGS = [
@@ -104,7 +105,8 @@ _DISABLED_FEATURES = ["WebUIOmniboxPopup", "WebUIOmniboxAimPopup", "WebUIOmnibox
 
 def launch_args(settings: Settings) -> list[str]:
     features = ",".join([*PLAYWRIGHT_DISABLED_FEATURES, *_DISABLED_FEATURES])
-    args = [*_QUIET_FLAGS, *(_WEBGL_FLAGS if settings.webgl else []), *_LIVE_FLAGS,
+    args = [*_QUIET_FLAGS, *(_WEBGL_FLAGS if settings.webgl else ["--disable-webgl"]),
+            *_LIVE_FLAGS,
             f"--disable-features={features}", *settings.browser_args]
     if settings.host_resolver_rules.strip():
         # The same rules resolve names for the network policy's own check.

@@ -29,5 +29,6 @@ def test_the_canvas_settings_reach_the_recorder_and_are_bounded() -> None:
 def test_webgl_renders_in_software_unless_turned_off() -> None:
     from pipeline.browser import launch_args
 
-    assert "--use-angle=swiftshader" in launch_args(Settings())
-    assert "--use-angle=swiftshader" not in launch_args(Settings(webgl=False))
+    on, off = launch_args(Settings()), launch_args(Settings(webgl=False))
+    assert "--use-angle=swiftshader" in on and "--disable-webgl" not in on
+    assert "--use-angle=swiftshader" not in off and "--disable-webgl" in off

@@ -2,15 +2,29 @@
 //
 // The recorder sends each <canvas> (2D or WebGL) as a picture when it changed, at most
 // `canvasFps` a second (frontend/src/recorder.js): a canvas mutation whose commands are
-// `clearRect` and `drawImage` of one encoded image. rrweb's Replayer applies canvas
-// mutations only with `UNSAFE_replayCanvas`, which lets scripts run in the replay frame;
-// this plugin draws them instead, from the viewer's own script, into the frame's canvas
-// element, so the frame stays without scripts. A canvas gets only its newest picture:
-// pictures that arrive while one is being decoded (a viewer catching up, a seek that
-// fast-forwards through many) are skipped, not drawn one after the other.
+// `clearRect` and `drawImage` of one encoded image. A snapshot (every checkout, and a
+// canvas added to the page) carries the canvas's picture so far as its `rr_dataURL`.
+// rrweb's Replayer applies canvas mutations only with `UNSAFE_replayCanvas`, which lets
+// scripts run in the replay frame. It does draw a snapshot's `rr_dataURL` into the
+// canvas, but nothing drawn into a canvas of a frame without scripts shows: Chromium
+// paints no canvas bitmap there, whoever draws (the pixels are in the canvas, the
+// screen stays blank; headless Chromium 156). So this plugin shows each picture as the canvas element's CSS background, from the
+// viewer's own script: the frame stays without scripts. A canvas gets only its newest
+// picture: pictures that arrive together (a viewer catching up, a seek fast-forwarding
+// through many) are decoded once, the last.
 
+const FULL_SNAPSHOT = 2;
 const INCREMENTAL = 3;
+const MUTATION = 0;
 const CANVAS_MUTATION = 9;
+const ELEMENT_NODE = 2;
+
+function blobOf(base64, type) {
+  const binary = atob(base64);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i += 1) bytes[i] = binary.charCodeAt(i);
+  return new Blob([bytes], { type });
+}
 
 /** The picture a canvas mutation carries, as a Blob, or null for any other kind. */
 export function pictureOf(mutation) {
@@ -20,51 +34,80 @@ export function pictureOf(mutation) {
   const blob = bitmap && bitmap.rr_type === "ImageBitmap" && Array.isArray(bitmap.args) ? bitmap.args[0] : null;
   const buffer = blob && blob.rr_type === "Blob" && Array.isArray(blob.data) ? blob.data[0] : null;
   if (!buffer || buffer.rr_type !== "ArrayBuffer" || typeof buffer.base64 !== "string") return null;
-  const binary = atob(buffer.base64);
-  const bytes = new Uint8Array(binary.length);
-  for (let i = 0; i < binary.length; i += 1) bytes[i] = binary.charCodeAt(i);
-  return new Blob([bytes], { type: typeof blob.type === "string" ? blob.type : "image/webp" });
+  return blobOf(buffer.base64, typeof blob.type === "string" ? blob.type : "image/webp");
+}
+
+/** A snapshot's `rr_dataURL` (`data:<type>;base64,<data>`) as a Blob, or null. */
+export function pictureOfDataURL(url) {
+  const match = typeof url === "string" ? /^data:([^;,]+);base64,(.*)$/s.exec(url) : null;
+  return match ? blobOf(match[2], match[1]) : null;
+}
+
+/** Every canvas with a picture in a serialized node tree: [id, data URL] pairs. */
+export function snapshotPictures(node, found = []) {
+  if (!node) return found;
+  if (node.type === ELEMENT_NODE && node.tagName === "canvas" && node.attributes
+      && typeof node.attributes.rr_dataURL === "string") {
+    found.push([node.id, node.attributes.rr_dataURL]);
+  }
+  if (Array.isArray(node.childNodes)) for (const child of node.childNodes) snapshotPictures(child, found);
+  return found;
 }
 
 /** An rrweb Replayer plugin (`plugins: [canvasPlugin()]`). */
 export function canvasPlugin() {
-  const newest = new WeakMap(); // canvas element -> the mutation to draw next
-  const drawing = new WeakSet(); // canvases whose picture is being decoded
+  const newest = new Map(); // canvas element -> () => the Blob to show next
+  const shown = new WeakMap(); // canvas element -> the object URL it shows
+  let scheduled = false;
 
-  async function draw(canvas) {
-    try {
-      while (newest.has(canvas)) {
-        const picture = pictureOf(newest.get(canvas));
-        newest.delete(canvas);
-        if (!picture) continue;
-        let bitmap;
-        try {
-          bitmap = await createImageBitmap(picture);
-        } catch (error) {
-          continue; // a picture this browser cannot decode: the canvas keeps the last one
-        }
-        const context = canvas.getContext("2d");
-        if (context) {
-          context.clearRect(0, 0, canvas.width, canvas.height);
-          context.drawImage(bitmap, 0, 0);
-        }
-        bitmap.close();
-      }
-    } finally {
-      drawing.delete(canvas);
+  function show(canvas, url) {
+    canvas.style.setProperty("background", `url("${url}") 0 0 / 100% 100% no-repeat`, "important");
+  }
+
+  function apply() {
+    scheduled = false;
+    for (const [canvas, picture] of newest) {
+      const blob = picture();
+      if (!blob) continue;
+      const url = URL.createObjectURL(blob);
+      const before = shown.get(canvas);
+      shown.set(canvas, url);
+      show(canvas, url);
+      // The picture before stays until the new one is decoded: no blank in between.
+      if (before) setTimeout(() => URL.revokeObjectURL(before), 1000);
     }
+    newest.clear();
+  }
+
+  function later(replayer, id, picture) {
+    const canvas = replayer.getMirror().getNode(id);
+    if (!canvas || canvas.nodeName !== "CANVAS") return;
+    // Pictures are decoded when shown, and only the newest of those that came together.
+    newest.set(canvas, picture);
+    if (!scheduled) {
+      scheduled = true;
+      queueMicrotask(apply);
+    }
+  }
+
+  function pictures(replayer, node) {
+    for (const [id, url] of snapshotPictures(node)) later(replayer, id, () => pictureOfDataURL(url));
   }
 
   return {
     handler(event, _isSync, { replayer }) {
-      if (event.type !== INCREMENTAL || event.data.source !== CANVAS_MUTATION) return;
-      const canvas = replayer.getMirror().getNode(event.data.id);
-      if (!canvas || canvas.nodeName !== "CANVAS") return;
-      // Decoding is left for when the picture is drawn; only the newest is.
-      newest.set(canvas, event.data);
-      if (!drawing.has(canvas)) {
-        drawing.add(canvas);
-        queueMicrotask(() => draw(canvas).catch(() => {}));
+      if (event.type === FULL_SNAPSHOT) {
+        pictures(replayer, event.data.node);
+      } else if (event.type === INCREMENTAL && event.data.source === CANVAS_MUTATION) {
+        later(replayer, event.data.id, () => pictureOf(event.data));
+      } else if (event.type === INCREMENTAL && event.data.source === MUTATION) {
+        for (const add of event.data.adds || []) pictures(replayer, add.node);
+        // The page rewrote a canvas's style attribute: its picture goes back on.
+        for (const change of event.data.attributes || []) {
+          const canvas = replayer.getMirror().getNode(change.id);
+          const url = canvas && shown.get(canvas);
+          if (url) show(canvas, url);
+        }
       }
     },
   };
