@@ -175,6 +175,20 @@ import { record } from "rrweb";
   // drops one identical to the last). Replaying them needs no script in the replay
   // frame (frontend/src/viewer/canvas.js draws them from outside).
   const canvasFps = options.canvasFps ?? 0;
+  // A WebGL canvas keeps its picture once it is shown only with `preserveDrawingBuffer`;
+  // without it the picture reads back transparent. rrweb asks for it when it starts (at
+  // `load`): too late for a page that made its context before, so it is asked for here,
+  // before any page script runs.
+  if (canvasFps > 0) {
+    const getContext = HTMLCanvasElement.prototype.getContext;
+    HTMLCanvasElement.prototype.getContext = function rrstreamGetContext(type, attributes, ...rest) {
+      if (type === "webgl" || type === "webgl2" || type === "experimental-webgl") {
+        const asked = attributes && typeof attributes === "object" ? attributes : {};
+        return getContext.call(this, type, { ...asked, preserveDrawingBuffer: true }, ...rest);
+      }
+      return getContext.call(this, type, attributes, ...rest);
+    };
+  }
   const withCanvas = (sampling) => (canvasFps > 0 ? { ...sampling, canvas: canvasFps } : sampling);
   const samplingLevels = (options.samplingLevels || [options.sampling ?? { scroll: 100, media: 400, input: "last" }])
     .map(withCanvas);

@@ -99,6 +99,25 @@ test("a newer picture replaces the one shown, whose URL is let go, and survives 
   }
 });
 
+test("a picture for a canvas not built yet is shown once it is", async () => {
+  const urls = fakeObjectURLs();
+  try {
+    const canvas = fakeCanvas(urls.blobs);
+    let built = false;
+    const replayer = { getMirror: () => ({ getNode: (id) => (built && id === 7 ? canvas : null) }) };
+    const plugin = canvasPlugin();
+    plugin.handler({ type: 3, data: picture(7, [5]) }, false, { replayer });
+    await settle(120);
+    assert.equal(canvas.shown.length, 0);
+    built = true;
+    await settle(120);
+    assert.equal(canvas.shown.length, 1);
+    assert.deepEqual(await bytesOf(canvas.shown[0].blob), [5]);
+  } finally {
+    urls.restore();
+  }
+});
+
 test("a snapshot's canvas pictures are shown: at a checkout and when a canvas is added", async () => {
   const urls = fakeObjectURLs();
   try {

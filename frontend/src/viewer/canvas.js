@@ -54,10 +54,17 @@ export function snapshotPictures(node, found = []) {
   return found;
 }
 
+// How long a picture waits for its canvas to be built: the Replayer builds a recording's
+// first snapshot in a timer after it hands the snapshot to plugins, and a seek builds
+// what it fast-forwards through in a virtual DOM first.
+const RETRY_MS = 50;
+const RETRIES = 40;
+
 /** An rrweb Replayer plugin (`plugins: [canvasPlugin()]`). */
 export function canvasPlugin() {
-  const newest = new Map(); // canvas element -> () => the Blob to show next
+  const newest = new Map(); // canvas id -> { picture: () => Blob, tries }
   const shown = new WeakMap(); // canvas element -> the object URL it shows
+  let replayer = null;
   let scheduled = false;
 
   function show(canvas, url) {
@@ -66,8 +73,15 @@ export function canvasPlugin() {
 
   function apply() {
     scheduled = false;
-    for (const [canvas, picture] of newest) {
-      const blob = picture();
+    for (const [id, waiting] of newest) {
+      const canvas = replayer.getMirror().getNode(id);
+      if (!canvas || canvas.nodeName !== "CANVAS") {
+        waiting.tries += 1;
+        if (waiting.tries > RETRIES) newest.delete(id);
+        continue;
+      }
+      newest.delete(id);
+      const blob = waiting.picture();
       if (!blob) continue;
       const url = URL.createObjectURL(blob);
       const before = shown.get(canvas);
@@ -76,32 +90,34 @@ export function canvasPlugin() {
       // The picture before stays until the new one is decoded: no blank in between.
       if (before) setTimeout(() => URL.revokeObjectURL(before), 1000);
     }
-    newest.clear();
+    if (newest.size > 0) setTimeout(schedule, RETRY_MS);
   }
 
-  function later(replayer, id, picture) {
-    const canvas = replayer.getMirror().getNode(id);
-    if (!canvas || canvas.nodeName !== "CANVAS") return;
+  function schedule() {
+    if (scheduled) return;
+    scheduled = true;
+    queueMicrotask(apply);
+  }
+
+  function later(id, picture) {
     // Pictures are decoded when shown, and only the newest of those that came together.
-    newest.set(canvas, picture);
-    if (!scheduled) {
-      scheduled = true;
-      queueMicrotask(apply);
-    }
+    newest.set(id, { picture, tries: 0 });
+    schedule();
   }
 
-  function pictures(replayer, node) {
-    for (const [id, url] of snapshotPictures(node)) later(replayer, id, () => pictureOfDataURL(url));
+  function pictures(node) {
+    for (const [id, url] of snapshotPictures(node)) later(id, () => pictureOfDataURL(url));
   }
 
   return {
-    handler(event, _isSync, { replayer }) {
+    handler(event, _isSync, context) {
+      replayer = context.replayer;
       if (event.type === FULL_SNAPSHOT) {
-        pictures(replayer, event.data.node);
+        pictures(event.data.node);
       } else if (event.type === INCREMENTAL && event.data.source === CANVAS_MUTATION) {
-        later(replayer, event.data.id, () => pictureOf(event.data));
+        later(event.data.id, () => pictureOf(event.data));
       } else if (event.type === INCREMENTAL && event.data.source === MUTATION) {
-        for (const add of event.data.adds || []) pictures(replayer, add.node);
+        for (const add of event.data.adds || []) pictures(add.node);
         // The page rewrote a canvas's style attribute: its picture goes back on.
         for (const change of event.data.attributes || []) {
           const canvas = replayer.getMirror().getNode(change.id);
