@@ -63,6 +63,8 @@ class AssetUrls:
         self._sheet_chars = 0
         self._users: dict[str, set[str]] = {}  # URL -> the stylesheets that refer to it
         self._seen: set[str] = set()  # the URLs the stream's current segment carries
+        # A stylesheet copy's id -> the ids it names: a recording keeps those too.
+        self._named_by: OrderedDict[str, tuple[str, ...]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -99,15 +101,24 @@ class AssetUrls:
     def sheet(self, url: str) -> Asset:
         """The stylesheet at `url` with each `url()` naming its asset, or absolute."""
         text = self._sheets[url]
+        names: dict[str, None] = {}
 
         def replaced(match: re.Match[str]) -> str:
             ref = _absolute(next(g for g in match.groups() if g is not None), url)
             if ref is None:
                 return match.group(0)
             known = self._ids.get(ref)
-            return f'url("{ASSET_PATH}{known}")' if known is not None else f'url("{ref}")'
+            if known is None:
+                return f'url("{ref}")'
+            names[known] = None
+            return f'url("{ASSET_PATH}{known}")'
 
-        return Asset.of(_CSS_URL.sub(replaced, text).encode(), CSS_TYPE)
+        asset = Asset.of(_CSS_URL.sub(replaced, text).encode(), CSS_TYPE)
+        if names:
+            self._named_by[asset.id] = tuple(names)
+            while len(self._named_by) > MAX_URLS:
+                self._named_by.popitem(last=False)
+        return asset
 
     def sheets_using(self, url: str) -> list[str]:
         """The kept stylesheets whose `url()`s name `url`."""
@@ -129,7 +140,8 @@ class AssetUrls:
 
     def rewrite(self, batches: list[PageBatch]) -> list[PageBatch]:
         """`batches` naming the captured assets instead of their URLs; each batch that
-        names any lists their ids in `assets` (its recording keeps them)."""
+        names any lists their ids in `assets`, with those its stylesheets name (its
+        recording keeps them)."""
         return [self._rewritten(batch) for batch in batches]
 
     def _rewritten(self, batch: PageBatch) -> PageBatch:
@@ -146,6 +158,8 @@ class AssetUrls:
             if known is None:
                 return url
             named[known] = None
+            for inner in self._named_by.get(known, ()):
+                named[inner] = None
             return ASSET_PATH + known
 
         text = _URL.sub(replaced, batch.text)

@@ -135,6 +135,9 @@ async def test_an_asset_reaches_the_cache_before_the_stream_names_it() -> None:
     assert cache.put[1].content_type == "font/woff2"
     assert f"/assets/{font}".encode() in cache.put[2].data
     assert len(late) == 2  # the segment named the stylesheet: each new copy wants a checkout
+    # A batch naming the stylesheet lists its font too: a recording keeps both.
+    [batch] = urls.rewrite([PageBatch(False, 1, 2.0, 2.0, json.dumps([{"href": SHEET}]))])
+    assert batch.assets == (sheet_with_font, font)
     # Loaded again (another page of the site): nothing new to put.
     await capture.take(FONT, "font", b"wOF2", "font/woff2")
     assert len(cache.put) == 3 and capture.captured == 3
