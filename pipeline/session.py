@@ -143,7 +143,8 @@ class BrowserSession:
         # named in the stream instead of its URL (pipeline/asset_capture.py).
         self._asset_urls = AssetUrls()
         self._outbox = Outbox(sink, self._push_failed, self._use_receiver, self._handed_on,
-                              self._asset_urls.rewrite)
+                              self._asset_urls.rewrite if settings.asset_cache_bytes > 0
+                              else None)
         self._assets = AssetCapture(self._asset_urls, self._asset_sink, self._log,
                                     self._assets_came_late)
         self._asset_checkout: asyncio.Task[None] | None = None

@@ -14,6 +14,7 @@ sources of their own (tests/unit/test_asset_route.py).
 
 import asyncio
 import logging
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import Annotated, Any, Protocol
 
@@ -26,6 +27,7 @@ from pipeline.recording_store import RecordingStore
 from serve.errors import error_answer
 
 _CALL_TIMEOUT_S = 10.0
+MAX_REMEMBERED = 10_000  # assets whose node a replica remembers
 _log = logging.getLogger(__name__)
 # An asset's name is its content: it never changes, so a browser keeps it for good.
 # Served as what it is and nothing else: never sniffed, and a page (an SVG opened on its
@@ -49,20 +51,38 @@ class Holders(Protocol):
 
 class NodeAssets:
     """The nodes' asset caches and local stores: the registry says which node has it, and
-    that node's streamer actor hands it over."""
+    that node's streamer actor hands it over. The replica remembers which node that was
+    (for the newest MAX_REMEMBERED assets), so the registry is asked once per asset, not
+    once per viewer; a node that no longer has it is forgotten and the registry asked
+    again."""
 
     def __init__(self, holders: Holders) -> None:
         self._holders = holders
+        self._known: OrderedDict[str, Any] = OrderedDict()  # asset id -> its streamer
 
     async def find(self, asset_id: str) -> Asset | None:
+        holder = self._known.get(asset_id)
+        if holder is not None:
+            found = await self._fetch(holder, asset_id)
+            if found is not None:
+                return found
+            self._known.pop(asset_id, None)
         holder = await self._holders.asset_holder(asset_id)
         if holder is None:
             return None
+        found = await self._fetch(holder, asset_id)
+        if found is not None:
+            self._known[asset_id] = holder
+            while len(self._known) > MAX_REMEMBERED:
+                self._known.popitem(last=False)
+        return found
+
+    async def _fetch(self, holder: Any, asset_id: str) -> Asset | None:
         try:
             found: Asset | None = await asyncio.wait_for(holder.asset.remote(asset_id),
                                                          _CALL_TIMEOUT_S)
         except Exception as exc:  # its node went away since it said so
-            _log.warning("the node that has asset %s did not hand it over: %s", asset_id,
+            _log.warning("the node that had asset %s did not hand it over: %s", asset_id,
                          describe_error(exc))
             return None
         return found

@@ -108,21 +108,22 @@ class Holder:
 
     def __init__(self, cache: AssetCache) -> None:
         self.asset = self
-        self._cache = cache
+        self.cache = cache
 
     async def remote(self, wanted: str) -> Asset | None:
-        return self._cache.get(wanted)
+        return self.cache.get(wanted)
 
 
 class Registry:
-    def __init__(self, holder: Any | None, down: bool = False) -> None:
-        self.holder, self.down = holder, down
+    def __init__(self, *holders: Holder, down: bool = False) -> None:
+        self.holders, self.down = holders, down
+        self.asked = 0
 
     async def asset_holder(self, wanted: str) -> Any | None:
+        self.asked += 1
         if self.down:
             raise RegistryUnavailable("Ray is restarting it")
-        return self.holder if self.holder is not None and \
-            self.holder._cache.get(wanted) else None
+        return next((h for h in self.holders if h.cache.get(wanted)), None)
 
 
 async def test_the_node_that_has_it_hands_it_over_and_a_registry_away_is_a_503() -> None:
@@ -131,10 +132,25 @@ async def test_the_node_that_has_it_hands_it_over_and_a_registry_away_is_a_503()
     async for api in client(AssetService([NodeAssets(Registry(Holder(cache)))])):
         assert (await api.get(f"/assets/{FONT.id}")).content == FONT.data
         assert (await api.get(f"/assets/{SHEET.id}")).status_code == 404
-    async for api in client(AssetService([NodeAssets(Registry(None, down=True))])):
+    async for api in client(AssetService([NodeAssets(Registry(down=True))])):
         answer = await api.get(f"/assets/{FONT.id}")
         assert answer.status_code == 503 and answer.headers["retry-after"] == "2"
         assert "registry is not answering" in answer.json()["message"]
+
+
+async def test_a_replica_asks_the_registry_once_per_asset_until_its_node_lets_it_go() -> None:
+    first, second = Holder(AssetCache(1 << 20)), Holder(AssetCache(1 << 20))
+    first.cache.put(FONT)
+    registry = Registry(first, second)
+    async for api in client(AssetService([NodeAssets(registry)])):
+        for _ in range(3):
+            assert (await api.get(f"/assets/{FONT.id}")).content == FONT.data
+        assert registry.asked == 1
+        # The first node's streamer restarted empty; another node has it now.
+        first.cache = AssetCache(1 << 20)
+        second.cache.put(FONT)
+        assert (await api.get(f"/assets/{FONT.id}")).content == FONT.data
+        assert registry.asked == 2
 
 
 async def test_a_recording_in_the_store_serves_its_assets_until_it_is_deleted(
