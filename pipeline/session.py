@@ -760,8 +760,15 @@ class BrowserSession:
 
     async def _checkout_for_assets(self) -> None:
         await asyncio.sleep(_ASSETS_GATHER_S)  # the page's other late assets come too
-        if not self._state.ended and self._state is not SessionState.STOPPING:
-            await self._checkout_now()
+        recorder = self._recorder
+        if recorder is None or self._page is None or self._state not in (
+                SessionState.STARTING, *_LIVE):
+            return
+        try:
+            await asyncio.wait_for(recorder.checkout(), _ANSWER_S)
+        except (TimeoutError, PlaywrightError, RRStreamError) as exc:
+            self._log.info("session %s: no checkout for the assets that came late (%s); the "
+                           "page's next one names them", self.session_id, describe_error(exc))
 
     def _asset_sink(self) -> AssetSink | None:
         sink = self._outbox.sink

@@ -71,6 +71,7 @@ class SessionStream:
         self._changed = asyncio.Event()
         self._recording = recording
         self._assets = assets
+        self._assets_gone: set[str] = set()  # named, but no longer cached: said once
         self._ended = False
 
     @property
@@ -127,7 +128,8 @@ class SessionStream:
             asset = cache.get(asset_id)
             if asset is not None:
                 recording.keep_asset(asset)
-            else:  # put out of the cache already: replays show the page without it
+            elif asset_id not in self._assets_gone:  # replays show the page without it
+                self._assets_gone.add(asset_id)
                 self._log.info("the asset %s of session %s is no longer cached; its "
                                "recording goes without it", asset_id, self.session_id)
 
