@@ -28,6 +28,9 @@ from pipeline.errors import describe_error
 
 KINDS = frozenset({"stylesheet", "font", "image"})  # Playwright's resource types
 _AT_ONCE = 4  # bodies fetched at a time
+# Responses waiting for their body at most: a page that loads thousands of images at once
+# has the rest keep their URLs rather than hold their responses here.
+_MAX_WAITING = 256
 _log = logging.getLogger(__name__)
 
 
@@ -54,6 +57,19 @@ def served_type(kind: str, content_type: str) -> str:
     if kind == "font" and (main.startswith("font/") or main in _FONT_TYPES):
         return main
     return "application/octet-stream"
+
+
+def css_text(body: bytes, content_type: str) -> str:
+    """A stylesheet's text, in the charset its server named (UTF-8 otherwise)."""
+    charset = "utf-8-sig"
+    for param in content_type.split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset" and value.strip():
+            charset = value.strip().strip('"')
+    try:
+        return body.decode(charset, "replace")
+    except LookupError:  # a charset Python does not know
+        return body.decode("utf-8-sig", "replace")
 
 
 def wanted(kind: str, method: str, status: int, url: str, length: str | None) -> bool:
@@ -102,8 +118,8 @@ class AssetCapture:
             return
         async with self._adding:
             if kind == "stylesheet":
-                text = body.decode("utf-8-sig", "replace")
-                late = await self._add(sink, url, self._urls.add_sheet(url, text))
+                late = await self._add(sink, url,
+                                       self._urls.add_sheet(url, css_text(body, content_type)))
             else:
                 late = await self._add(sink, url,
                                        Asset.of(body, served_type(kind, content_type)))
@@ -122,7 +138,7 @@ class AssetCapture:
     def _on_response(self, response: Response) -> None:
         request = response.request
         url = response.url
-        if url in self._fetching or url in self._urls:
+        if url in self._fetching or url in self._urls or len(self._fetching) >= _MAX_WAITING:
             return
         if not wanted(request.resource_type, request.method, response.status, url,
                       response.headers.get("content-length")):
@@ -147,4 +163,4 @@ class AssetCapture:
             self._fetching.discard(url)
 
 
-__all__ = ["KINDS", "AssetCapture", "AssetSink", "served_type", "wanted"]
+__all__ = ["KINDS", "AssetCapture", "AssetSink", "css_text", "served_type", "wanted"]

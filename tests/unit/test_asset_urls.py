@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from pipeline.asset_cache import Asset
-from pipeline.asset_capture import AssetCapture, served_type, wanted
+from pipeline.asset_capture import AssetCapture, css_text, served_type, wanted
 from pipeline.asset_urls import CSS_TYPE, AssetUrls, sheet_refs
 from pipeline.protocol import PageBatch
 
@@ -161,3 +161,7 @@ def test_what_is_captured_and_the_type_it_is_served_as() -> None:
     assert served_type("image", "text/html") == "application/octet-stream"
     assert served_type("font", "font/woff2") == "font/woff2"
     assert served_type("font", "text/javascript") == "application/octet-stream"
+    assert css_text("p::before { content: 'é' }".encode("latin-1"),
+                    "text/css; charset=ISO-8859-1") == "p::before { content: 'é' }"
+    assert css_text("\ufeffa { b: 'é' }".encode(), "text/css") == "a { b: 'é' }"
+    assert css_text(b"a {}", "text/css; charset=no-such-charset") == "a {}"
