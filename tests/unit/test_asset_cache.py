@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import hashlib
 
+import pytest
+
 from pipeline.asset_cache import Asset, AssetCache, asset_id, valid_asset_id
+from pipeline.config import Settings
 
 
 def asset(data: bytes, content_type: str = "image/png") -> Asset:
@@ -59,3 +62,10 @@ def test_only_a_lower_case_hex_sha256_is_an_asset_id() -> None:
     assert valid_asset_id(good)
     for bad in (good.upper(), good[:-1], good + "0", "../" + good[3:], "", "g" * 64):
         assert not valid_asset_id(bad), bad
+
+
+def test_the_cache_is_256_mib_a_node_unless_rrstream_asset_cache_bytes_says(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    assert Settings().asset_cache_bytes == 256 * 2**20
+    monkeypatch.setenv("RRSTREAM_ASSET_CACHE_BYTES", "1048576")
+    assert Settings().asset_cache_bytes == 1 << 20
