@@ -45,7 +45,8 @@ def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
             + chunk(b"IDAT", zlib.compress(row * height)) + chunk(b"IEND", b""))
 
 
-IMAGE = png(16, 8, (200, 30, 90))
+IMAGE_RGB = (200, 30, 90)
+IMAGE = png(16, 8, IMAGE_RGB)
 
 
 @dataclass
