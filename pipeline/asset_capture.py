@@ -98,7 +98,7 @@ class AssetCapture:
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(_AT_ONCE)
         self._adding = asyncio.Lock()  # one asset at a time: a stylesheet's newest copy wins
-        self.captured = 0
+        self.captured = 0  # assets handed to the cache
 
     def install(self, context: BrowserContext) -> None:
         context.on("response", self._on_response)
@@ -125,7 +125,6 @@ class AssetCapture:
                                        Asset.of(body, served_type(kind, content_type)))
             for sheet in self._urls.sheets_using(url):
                 late = await self._add(sink, sheet, self._urls.sheet(sheet)) or late
-        self.captured += 1
         if late and self._on_late is not None:
             self._on_late()
 
@@ -133,6 +132,7 @@ class AssetCapture:
         if self._urls.id_of(url) == asset.id:
             return False
         await sink.put_asset(asset)
+        self.captured += 1
         return self._urls.add(url, asset)
 
     def _on_response(self, response: Response) -> None:

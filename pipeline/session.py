@@ -325,6 +325,7 @@ class BrowserSession:
             stretches_dropped=self._limits.stretches_dropped,
             canvas_bytes=self._canvas.total,
             canvas_bytes_per_s=self._canvas.per_s(),
+            assets_captured=self._assets.captured,
         )
 
     def node_id(self) -> str:
