@@ -8,8 +8,10 @@ CDP (`response.body()`), the very bytes its cookies and its origin gave it, so n
 fetched a second time and the network policy sees no new request. Each asset reaches
 the cache before its URL is rewritten in the stream, so a viewer never gets a name the
 gateway cannot serve yet; one whose URL the stream already carried (it loaded after the
-page's snapshot) calls `on_late`, and the session takes a checkout that names it. Off the
-batch path: bodies are fetched by tasks of their own, a few at a time.
+page's snapshot) calls `on_late`, and the session takes a checkout that names it. A URL
+is captured once a session (its first answer stands: a page whose image changes under
+the same URL shows the first one to viewers). Off the batch path: bodies are fetched by
+tasks of their own, a few at a time.
 """
 
 from __future__ import annotations
