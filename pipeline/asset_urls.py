@@ -4,8 +4,10 @@ rewritten to name `/assets/<sha256>` instead.
 Rewriting happens in the session actor, on the batch text as the page sent it, once per
 push (pipeline/outbox.py), never in the page: the page would need the map first, and its
 main thread is the session's most contended resource. A URL is an absolute http(s) URL
-as rrweb writes it (it makes `src`, `href` and CSS `url()`s absolute), replaced wherever it
-appears whole; one the browser did not load (yet) stays as it is. Which URLs the stream's
+as rrweb writes it (it makes `src`, `href` and CSS `url()`s absolute), replaced where it
+stands whole as an attribute's value (a JSON string's start), in a `srcset` list or in a
+CSS `url()`; a URL in the page's words ("see https://…") stays as the page shows it, and
+so does one the browser did not load (yet). Which URLs the stream's
 current segment carries is remembered, so an asset captured after the segment named its
 URL (an image that loaded after the page's snapshot, a stylesheet's font) says so (`add`
 answers True), and the session takes a new checkout that names it. A batch with no URL
@@ -30,6 +32,10 @@ from pipeline.protocol import PageBatch
 # An absolute URL in JSON text: it ends at a quote, a backslash (an escaped quote in CSS
 # text), whitespace (srcset), or a parenthesis (CSS url()).
 _URL = re.compile(r"https?://[^\s\"'\\()<>]+")
+# What comes before a URL the stream may name an asset in: a JSON string's start (an
+# attribute's value), a srcset's next entry, a CSS url() (JSON escapes its double quote).
+_CONTEXTS = ('":"', ",", ", ", "url(", 'url(\\"', "url('")
+_CONTEXT_CHARS = max(len(c) for c in _CONTEXTS)
 # CSS `url(...)`, quoted or not.
 _CSS_URL = re.compile(r"""url\(\s*(?:"([^"]*)"|'([^']*)'|([^)'"\s]*))\s*\)""", re.I)
 MAX_URLS = 20_000  # URLs remembered per session, oldest out
@@ -145,13 +151,16 @@ class AssetUrls:
         return [self._rewritten(batch) for batch in batches]
 
     def _rewritten(self, batch: PageBatch) -> PageBatch:
-        ids, seen = self._ids, self._seen
+        ids, seen, source = self._ids, self._seen, batch.text
         if batch.checkout:
             seen.clear()  # a new segment: viewers need nothing from before it
         named: dict[str, None] = {}
 
         def replaced(match: re.Match[str]) -> str:
             url = match.group(0)
+            start = match.start()
+            if not source.endswith(_CONTEXTS, max(0, start - _CONTEXT_CHARS), start):
+                return url  # in the page's words
             if len(seen) < MAX_SEEN:
                 seen.add(url)
             known = ids.get(url)
@@ -162,7 +171,7 @@ class AssetUrls:
                 named[inner] = None
             return ASSET_PATH + known
 
-        text = _URL.sub(replaced, batch.text)
+        text = _URL.sub(replaced, source)
         if not named:
             return batch
         return dataclasses.replace(batch, text=text, assets=tuple(named))

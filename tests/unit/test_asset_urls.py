@@ -15,9 +15,13 @@ SHEET = "https://cdn.example/css/site.css"
 IMAGE = "https://img.example/p/secret.png?sig=a,b&x=1"
 
 
+def page_json(value: object) -> str:
+    """JSON as the page's recorder writes it (JSON.stringify: no spaces)."""
+    return json.dumps(value, separators=(",", ":"))
+
+
 def page_batch(*events: dict) -> PageBatch:
-    return PageBatch(False, len(events), 1.0, 2.0, json.dumps(list(events),
-                                                             separators=(",", ":")))
+    return PageBatch(False, len(events), 1.0, 2.0, page_json(list(events)))
 
 
 def snapshot_events() -> list[dict]:
@@ -31,6 +35,8 @@ def snapshot_events() -> list[dict]:
             {"tagName": "img", "attributes": {"src": IMAGE,
                                               "srcset": f"{IMAGE} 1x, {IMAGE}&big 2x"}},
             {"tagName": "a", "attributes": {"href": "https://elsewhere.example/"}},
+            {"tagName": "div", "attributes": {"style": f"background-image: url('{IMAGE}')"}},
+            {"type": 3, "textContent": f"The picture is at {IMAGE}, as the page says."},
         ]}}},
     ]
 
@@ -49,6 +55,8 @@ def test_a_batch_names_each_captured_asset_where_its_url_was() -> None:
     assert nodes[2]["attributes"]["src"] == f"/assets/{image.id}"
     assert nodes[2]["attributes"]["srcset"] == f"/assets/{image.id} 1x, {IMAGE}&big 2x"
     assert nodes[3]["attributes"]["href"] == "https://elsewhere.example/"
+    assert nodes[4]["attributes"]["style"] == f"background-image: url('/assets/{image.id}')"
+    assert nodes[5]["textContent"] == f"The picture is at {IMAGE}, as the page says."
     assert set(rewritten.assets) == {font.id, image.id}
     assert (rewritten.event_count, rewritten.first_ts, rewritten.checkout) == (1, 1.0, False)
 
@@ -122,7 +130,7 @@ async def test_an_asset_reaches_the_cache_before_the_stream_names_it() -> None:
     cache = Cache(urls)
     late: list[int] = []
     capture = AssetCapture(urls, lambda: cache, on_late=lambda: late.append(1))
-    urls.rewrite([PageBatch(True, 1, 1.0, 1.0, json.dumps([{"href": SHEET}]))])
+    urls.rewrite([PageBatch(True, 1, 1.0, 1.0, page_json([{"href": SHEET}]))])
     await capture.take(SHEET, "stylesheet", f'@font-face {{ src: url("{FONT}") }}'.encode(),
                        "text/css")
     sheet_without_font = urls.id_of(SHEET)
@@ -136,7 +144,7 @@ async def test_an_asset_reaches_the_cache_before_the_stream_names_it() -> None:
     assert f"/assets/{font}".encode() in cache.put[2].data
     assert len(late) == 2  # the segment named the stylesheet: each new copy wants a checkout
     # A batch naming the stylesheet lists its font too: a recording keeps both.
-    [batch] = urls.rewrite([PageBatch(False, 1, 2.0, 2.0, json.dumps([{"href": SHEET}]))])
+    [batch] = urls.rewrite([PageBatch(False, 1, 2.0, 2.0, page_json([{"href": SHEET}]))])
     assert batch.assets == (sheet_with_font, font)
     # Loaded again (another page of the site): nothing new to put.
     await capture.take(FONT, "font", b"wOF2", "font/woff2")
