@@ -16,6 +16,7 @@ from typing import Any
 
 import ray
 
+from pipeline.asset_cache import Asset
 from pipeline.browser import BrowserEndpoint
 from pipeline.browser_host import BrowserHost
 from pipeline.config import Settings
@@ -28,7 +29,8 @@ from pipeline.streamer import Streamer, StreamRef
 
 
 class StreamerSink:
-    """A BatchSink into one session's stream in its node's Streamer actor."""
+    """A BatchSink into one session's stream in its node's Streamer actor, and an AssetSink
+    into that node's asset cache (pipeline/asset_capture.py)."""
 
     def __init__(self, stream: StreamRef) -> None:
         self.stream = stream
@@ -40,6 +42,9 @@ class StreamerSink:
     async def close(self) -> None:
         ref = self.stream
         await ref.streamer.close.remote(ref.session_id, ref.epoch)
+
+    async def put_asset(self, asset: Asset) -> None:
+        await self.stream.streamer.put_asset.remote(asset)
 
 
 class HostClient:

@@ -269,6 +269,9 @@ class RayStreamerClient(_RayNodeActor):
     async def recording_indexes(self, known: dict[str, str]) -> IndexUpdate:
         return await self._call("recording_indexes", known)
 
+    async def has_asset(self, asset_id: str) -> bool:
+        return await self._call("has_asset", asset_id)
+
 
 class RayBrowserHostClient(_RayNodeActor):
     """A BrowserHostClient over a `browser:<node id>` actor handle."""

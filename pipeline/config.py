@@ -284,6 +284,12 @@ class Settings(BaseSettings):
     retention_every_s: float = Field(
         default=60.0, gt=0, description="How often retention looks at the store.",
     )
+    asset_cache_bytes: int = Field(
+        default=256 * 2**20, ge=0,
+        description="Bytes of the stylesheets, fonts and images the node's sessions loaded "
+        "that its asset cache keeps for viewers (`GET /assets/{sha256}`), the asset put "
+        "longest ago out first; 0: nothing is cached and streams keep the pages' URLs.",
+    )
     step_delay_ms: int = Field(default=0, ge=0, description="Pause between workflow steps.")
 
     # Exports (pipeline/export)

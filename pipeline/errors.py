@@ -9,6 +9,7 @@ RRStreamError
  ├── RecordingNotFound
  ├── RecordingInProgress
  ├── RecordingStoreError
+ ├── AssetNotFound
  ├── PoolFull
  ├── InvalidTransition
  ├── BrowserNotFound
@@ -100,6 +101,16 @@ class RecordingStoreError(RRStreamError):
     def __init__(self, url: str, reason: str) -> None:
         self.url, self.reason = url, reason
         super().__init__(f"the recording store {url} could not be read or written: {reason}")
+
+
+class AssetNotFound(RRStreamError):
+    """No node's asset cache and no recording has an asset of this hash."""
+
+    def __init__(self, asset_id: str) -> None:
+        self.asset_id = asset_id
+        super().__init__(f"no asset {asset_id}: no node's asset cache and no recording has "
+                         "it (the cache keeps RRSTREAM_ASSET_CACHE_BYTES per node, the oldest "
+                         "out first)")
 
 
 class PoolFull(RRStreamError):
@@ -202,6 +213,7 @@ def unwrap(exc: BaseException) -> BaseException:
 __all__ = [
     "ActorLost",
     "AddressRefused",
+    "AssetNotFound",
     "BrowserLaunchError",
     "BrowserNotFound",
     "InvalidTransition",

@@ -252,6 +252,10 @@ class SessionStatus(BaseModel):
         "before compression.")
     canvas_bytes_per_s: float = Field(
         default=0.0, description="The same, a second, over the last 10 s.")
+    assets_captured: int = Field(
+        default=0, description="Stylesheets, fonts and images (and stylesheet copies) its "
+        "browser loaded that it handed to its node's asset cache, for the stream to name as "
+        "`/assets/<sha256>`.")
 
 
 class StreamStats(BaseModel):
@@ -410,6 +414,7 @@ class SessionInfo(BaseModel):
     stretches_dropped: int = 0
     canvas_bytes: int = 0
     canvas_bytes_per_s: float = 0.0
+    assets_captured: int = 0
     record: bool = Field(default=True, description="False: nothing of the session is stored.")
 
 

@@ -5,6 +5,8 @@ With local stores each node keeps the recordings of the sessions it streamed
 that runs sessions; a streamer is made where none runs yet, as recordings outlive the
 registry and the streamer that wrote them. With a shared store (S3) the registry reads
 it directly, and runs its retention (pipeline/retention.py), once for the cluster.
+Assets (pipeline/asset_cache.py) are found the same way: in every node's cache, and in
+the recordings of its local store.
 """
 
 from __future__ import annotations
@@ -71,6 +73,14 @@ class NodeRecordings:
             if isinstance(answer, IndexUpdate):
                 update = update.merged(answer)
         return update
+
+    async def asset_holder(self, asset_id: str) -> Any | None:
+        """The handle of a streamer actor whose node has the asset (in its cache or a
+        recording it stores), to read it from; None if no node has it."""
+        for streamer, has in await self._ask("has_asset", asset_id):
+            if has is True:
+                return streamer.handle
+        return None
 
     async def delete(self, recording_id: str) -> None:
         """Deletes the recording wherever it is stored."""

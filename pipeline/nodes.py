@@ -89,6 +89,9 @@ class StreamerClient(NodeActor, Protocol):
 
     async def recording_indexes(self, known: dict[str, str]) -> IndexUpdate: ...
 
+    async def has_asset(self, asset_id: str) -> bool:
+        """Its node's asset cache, or a recording in its store, has the asset."""
+
 
 class BrowserHostClient(NodeActor, Protocol):
     """The registry's calls to a node's browser host actor (pipeline/browser_host.py)."""

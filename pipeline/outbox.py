@@ -34,11 +34,14 @@ class Outbox:
     the outbox should wait for `attach` (True) or stop sending (False). `on_receiver` is
     called with the new receiver whenever it changes (the recorder calls that one).
     `on_sent(batches)`, if given, is told what each push handed on (the session's event
-    rate is measured there, once per push rather than per batch)."""
+    rate is measured there, once per push rather than per batch). `prepare(batches)`, if
+    given, makes what each push hands on from what the page sent (the session names its
+    captured assets there: pipeline/asset_urls.py)."""
 
     def __init__(self, sink: BatchSink | None, on_failure: Callable[[Exception], bool],
                  on_receiver: Callable[[Callable[[PageBatch], None]], None],
-                 on_sent: Callable[[list[PageBatch]], None] | None = None) -> None:
+                 on_sent: Callable[[list[PageBatch]], None] | None = None,
+                 prepare: Callable[[list[PageBatch]], list[PageBatch]] | None = None) -> None:
         self.sink = sink
         self.receiver: Callable[[PageBatch], None] = self._enqueue
         self._queued: list[PageBatch] = []
@@ -46,6 +49,7 @@ class Outbox:
         self._on_failure = on_failure
         self._on_receiver = on_receiver
         self._on_sent = on_sent
+        self._prepare = prepare
         self._sender: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -107,6 +111,8 @@ class Outbox:
             self._ready.clear()
             while self._queued:
                 batches, self._queued = self._queued, []
+                if self._prepare is not None:
+                    batches = self._prepare(batches)
                 sink = self.sink
                 try:
                     assert sink is not None

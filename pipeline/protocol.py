@@ -217,6 +217,9 @@ class PageBatch:
     # Set on a batch the session made itself to record an error (pipeline/session.py):
     # the recording counts it, without parsing events.
     error: str | None = None
+    # The assets (their ids) the session's rewrite made the batch name instead of their
+    # URLs (pipeline/asset_urls.py): its recording keeps a copy of each.
+    assets: tuple[str, ...] = ()
 
     @classmethod
     def parse(cls, message: str) -> PageBatch:

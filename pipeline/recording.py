@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from typing import Protocol
 
+from pipeline.asset_cache import Asset
 from pipeline.models import RecordingInfo
 from pipeline.protocol import Chunk, FrameHeader, decode_frame, encode_frame
 from pipeline.recording_index import IndexDocument, RecordingIndex
@@ -50,6 +51,8 @@ class ChunkSink(Protocol):
     def write_info(self, info: RecordingInfo) -> None: ...
 
     def write_index(self, recording_id: str, data: bytes) -> None: ...
+
+    def write_asset(self, recording_id: str, asset: Asset) -> None: ...
 
 
 def checkout_url(text: str) -> str | None:
@@ -89,6 +92,7 @@ class RecordingWriter:
         self._failed = False
         self._closed = False
         self._last_url = info.urls[-1] if info.urls else None
+        self._assets: set[str] = set()  # the ids of the assets it keeps
 
     def append(self, chunk: Chunk, text: str | None = None) -> None:
         """`text`: the batch as the page sent it (a checkout's URL, the search index)."""
@@ -116,6 +120,19 @@ class RecordingWriter:
         elif info.batches == 1 and info.chunks == 0:
             # Listed from its first batch on, not only once its first chunk is stored.
             self._submit(info.model_copy(deep=True), None)
+
+    def keep_asset(self, asset: Asset) -> None:
+        """The recording names `asset` (pipeline/asset_urls.py): it keeps a copy, so a
+        replay shows it after the node's cache let it go."""
+        if self._failed or self._closed or asset.id in self._assets:
+            return
+        self._assets.add(asset.id)
+        recording_id = self._info.id
+
+        def job() -> None:
+            self._sink.write_asset(recording_id, asset)
+
+        self._enqueue(job)
 
     def noted_error(self, message: str) -> None:
         """The session noted an error (a failed step, its own failure, the page's)."""
@@ -169,20 +186,30 @@ class RecordingWriter:
                 index_entries: int | None = None) -> None:
         """`index_entries`: the index has grown; write it with its first that many."""
         def job() -> None:
+            if chunk is not None:
+                self._sink.write_chunk(info.id, *chunk)
+            if index_entries is not None:
+                # Made here, off the stream's loop: a join of each entry's JSON.
+                self._sink.write_index(info.id, self._index.document_json(
+                    info.chunks, info.first_ts, index_entries))
+            self._sink.write_info(info)
+
+        self._enqueue(job)
+
+    def _enqueue(self, write: Callable[[], None]) -> None:
+        """Runs `write` on the store's threads after every write before it; the first that
+        fails ends the recording."""
+        recording_id = self._info.id
+
+        def job() -> None:
             if self._failed:
                 return
             try:
-                if chunk is not None:
-                    self._sink.write_chunk(info.id, *chunk)
-                if index_entries is not None:
-                    # Made here, off the stream's loop: a join of each entry's JSON.
-                    self._sink.write_index(info.id, self._index.document_json(
-                        info.chunks, info.first_ts, index_entries))
-                self._sink.write_info(info)
+                write()
             except Exception as exc:  # OSError, or whatever the store's client raises
                 self._failed = True
-                _log.error("recording of session %s stopped: %s", info.id, exc,
-                           extra={"session_id": info.id})
+                _log.error("recording of session %s stopped: %s", recording_id, exc,
+                           extra={"session_id": recording_id})
 
         with self._lock:
             self._jobs.append(job)

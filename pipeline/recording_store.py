@@ -5,6 +5,8 @@
 <root>/<id>/index.json           its search index (pipeline/recording_index.py), likewise
 <root>/<id>/chunks/00000000.frames, 00000001.frames, ...   (pipeline/recording.py)
 <root>/<id>/exports/...          what was made from it (video, screenshots)
+<root>/<id>/assets/<sha256>      the assets its stream names (pipeline/asset_cache.py)
+<root>/.assets/<sha256>/<id>     which recordings keep that asset (holds its content type)
 ```
 
 RRSTREAM_RECORDINGS_URL is a local directory (the default, `~/.rrstream/recordings`:
@@ -12,13 +14,17 @@ each node keeps the recordings of the sessions it streamed) or any fsspec URL su
 `s3://bucket/prefix` (s3fs): one store the whole cluster shares (`shared`), so a node
 that is gone takes nothing with it and the gateway reads it directly. Deleting a
 recording deletes its folder: chunks, exports and assets together. Readers fetch one
-chunk at a time, so nothing holds a whole recording in memory.
+chunk at a time, so nothing holds a whole recording in memory. An asset is found by its
+hash alone (`GET /assets/{sha256}` names no recording) through `.assets/<sha256>/`: one
+listing, not a search of every recording; deleting a recording removes its entries
+there first.
 
 Blocking calls; the streamer and the gateway run them on threads.
 """
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import posixpath
@@ -30,6 +36,7 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 from pydantic import ValidationError
 
+from pipeline.asset_cache import Asset, valid_asset_id
 from pipeline.config import Settings
 from pipeline.errors import RecordingNotFound, RecordingStoreError, describe_error
 from pipeline.models import RecordingInfo
@@ -40,6 +47,8 @@ _INFO = "info.json"
 _INDEX = "index.json"
 _CHUNKS = "chunks"
 _EXPORTS = "exports"
+_ASSETS = "assets"
+_KEEPERS = ".assets"  # not a valid id: never listed, counted or deleted as a recording
 _LEGACY_FRAMES = ".frames"
 _IO_THREADS = 4
 _log = logging.getLogger(__name__)
@@ -125,6 +134,11 @@ class RecordingStore:
             handle.write(data)
         os.replace(partial, path)
 
+    def write_asset(self, recording_id: str, asset: Asset) -> None:
+        """Keeps `asset` with the recording, deleted with it."""
+        self._write(self.path(recording_id, _ASSETS, asset.id), asset.data)
+        self._write(self._keeper(asset.id, recording_id), asset.content_type.encode())
+
     def put_export(self, recording_id: str, name: str, local: str) -> str:
         """Uploads a file made from the recording on this node (pipeline/export/) as
         `<id>/exports/<name>`, deleted with the recording; where it is now."""
@@ -173,6 +187,44 @@ class RecordingStore:
             raise RecordingNotFound(recording_id) from None
         except Exception as exc:
             raise RecordingStoreError(self.url, describe_error(exc)) from exc
+
+    def find_asset(self, asset_id: str) -> Asset | None:
+        """The asset with this hash from any recording that keeps it, else None."""
+        if not valid_asset_id(asset_id):
+            return None
+        folder = posixpath.join(self.root, _KEEPERS, asset_id)
+        try:
+            keepers = self.fs.ls(folder, detail=False)
+        except FileNotFoundError:
+            return None
+        except Exception as exc:
+            raise RecordingStoreError(self.url, describe_error(exc)) from exc
+        for keeper in keepers:
+            recording_id = posixpath.basename(keeper)
+            try:
+                content_type = self.fs.cat_file(keeper).decode()
+                data = self.fs.cat_file(self.path(recording_id, _ASSETS, asset_id))
+            except (FileNotFoundError, RecordingNotFound):
+                continue  # its recording was deleted meanwhile
+            except Exception as exc:
+                raise RecordingStoreError(self.url, describe_error(exc)) from exc
+            return Asset(asset_id, content_type, data)
+        return None
+
+    def keeps_asset(self, asset_id: str) -> bool:
+        """Whether a recording here keeps the asset with this hash."""
+        if not valid_asset_id(asset_id):
+            return False
+        try:
+            return bool(self.fs.ls(posixpath.join(self.root, _KEEPERS, asset_id),
+                                   detail=False))
+        except FileNotFoundError:
+            return False
+        except Exception as exc:
+            raise RecordingStoreError(self.url, describe_error(exc)) from exc
+
+    def _keeper(self, asset_id: str, recording_id: str) -> str:
+        return posixpath.join(self.root, _KEEPERS, asset_id, recording_id)
 
     def index(self, recording_id: str) -> IndexDocument | None:
         """The recording's search index, None if it has none (yet)."""
@@ -260,6 +312,7 @@ class RecordingStore:
         try:
             if not self.fs.exists(self.path(recording_id, _INFO)) and not self.fs.exists(folder):
                 raise RecordingNotFound(recording_id)
+            self._forget_assets(recording_id)
             self.fs.rm(folder, recursive=True)
         except (RecordingNotFound, FileNotFoundError):
             raise RecordingNotFound(recording_id) from None
@@ -267,6 +320,29 @@ class RecordingStore:
             raise RecordingStoreError(self.url, describe_error(exc)) from exc
 
     # -- internals ------------------------------------------------------------------------------
+
+    def _forget_assets(self, recording_id: str) -> None:
+        """Removes the recording from the keepers of each asset it keeps."""
+        try:
+            kept = self.fs.ls(self.path(recording_id, _ASSETS), detail=False)
+        except FileNotFoundError:
+            return
+        for path in kept:
+            asset_id = posixpath.basename(path)
+            if not valid_asset_id(asset_id):
+                continue
+            keeper = self._keeper(asset_id, recording_id)
+            try:
+                self.fs.rm_file(keeper)
+            except FileNotFoundError:
+                continue
+            if not self.shared:  # an object store has no empty folders to leave behind
+                try:
+                    os.rmdir(posixpath.dirname(keeper))
+                except OSError as exc:
+                    if exc.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT):
+                        _log.warning("the asset folder %s was left: %s",
+                                     posixpath.dirname(keeper), describe_error(exc))
 
     def _earlier(self, recording_id: str) -> RecordingInfo | None:
         """What an earlier writer of this recording left, counted again where its metadata

@@ -83,6 +83,11 @@ class RegistryActor(SessionRegistry):
         await self.started()
         return await self._recordings.indexes(known)
 
+    async def asset_holder(self, asset_id: str) -> Any | None:
+        """A streamer actor that has the asset (serve/assets.py reads it from there)."""
+        await self.started()
+        return await self._recordings.asset_holder(asset_id)
+
 
 def get_or_create_registry(settings: Settings) -> Any:
     """The registry actor, created on first use: detached, so it outlives gateway replicas;

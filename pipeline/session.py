@@ -31,6 +31,8 @@ from urllib.parse import urlsplit, urlunsplit
 from playwright.async_api import Browser, BrowserContext, Download, Frame, Page, Playwright
 from playwright.async_api import Error as PlaywrightError
 
+from pipeline.asset_capture import AssetCapture, AssetSink
+from pipeline.asset_urls import AssetUrls
 from pipeline.browser import (
     BrowserEndpoint,
     connect_shared,
@@ -94,6 +96,10 @@ _HOST_RETRY_S = 10.0  # the node's browser host may be restarting (Ray restarts 
 _CRASH_NOTICE_S = 2.0  # a step's error can come a moment before its page's crash event
 _LIVE = (SessionState.RUNNING, SessionState.IDLE)
 _LARGE_BATCH_CHARS = 4 * 2**20  # a batch this big is reported (a `large_batch` warning)
+# Assets captured after the stream named their URLs are shown by a checkout this long
+# after the first of them: one checkout for a page's late images and fonts, two a second
+# at most.
+_ASSETS_GATHER_S = 0.5
 
 
 class SharedBrowser(Protocol):
@@ -133,7 +139,15 @@ class BrowserSession:
         self._metrics = metrics
         self._spec = SessionSpec(demo=True)  # replaced by start()
         self._settings = settings
-        self._outbox = Outbox(sink, self._push_failed, self._use_receiver, self._handed_on)
+        # What its browser loaded is served to viewers from the node's asset cache, and
+        # named in the stream instead of its URL (pipeline/asset_capture.py).
+        self._asset_urls = AssetUrls()
+        self._outbox = Outbox(sink, self._push_failed, self._use_receiver, self._handed_on,
+                              self._asset_urls.rewrite if settings.asset_cache_bytes > 0
+                              else None)
+        self._assets = AssetCapture(self._asset_urls, self._asset_sink, self._log,
+                                    self._assets_came_late)
+        self._asset_checkout: asyncio.Task[None] | None = None
         self._host = host
         self._supervisor = supervisor
         self._state = SessionState.PENDING
@@ -311,6 +325,7 @@ class BrowserSession:
             stretches_dropped=self._limits.stretches_dropped,
             canvas_bytes=self._canvas.total,
             canvas_bytes_per_s=self._canvas.per_s(),
+            assets_captured=self._assets.captured,
         )
 
     def node_id(self) -> str:
@@ -462,6 +477,8 @@ class BrowserSession:
         )
         if self._network_guard is not None:
             await self._network_guard.install(self._context)
+        if self._settings.asset_cache_bytes > 0:
+            self._assets.install(self._context)
         self._guard = PageGuard(guard_script(self._settings), self._on_notice)
         await self._guard.install(self._context)
         self._recorder = PageRecorder(init_script(self._settings, self._spec),
@@ -737,6 +754,27 @@ class BrowserSession:
             self._log.info("session %s: no checkout now (%s); the reopened stream starts at "
                            "the next page's", self.session_id, describe_error(exc))
 
+    def _assets_came_late(self) -> None:
+        """Assets arrived after the stream named their URLs: a checkout shows them."""
+        if self._asset_checkout is None or self._asset_checkout.done():
+            self._asset_checkout = self._spawn(self._checkout_for_assets(), "asset-checkout")
+
+    async def _checkout_for_assets(self) -> None:
+        await asyncio.sleep(_ASSETS_GATHER_S)  # the page's other late assets come too
+        recorder = self._recorder
+        if recorder is None or self._page is None or self._state not in (
+                SessionState.STARTING, *_LIVE):
+            return
+        try:
+            await asyncio.wait_for(recorder.checkout(), _ANSWER_S)
+        except (TimeoutError, PlaywrightError, RRStreamError) as exc:
+            self._log.info("session %s: no checkout for the assets that came late (%s); the "
+                           "page's next one names them", self.session_id, describe_error(exc))
+
+    def _asset_sink(self) -> AssetSink | None:
+        sink = self._outbox.sink
+        return sink if isinstance(sink, AssetSink) and self._stream_lost_at is None else None
+
     def _push_failed(self, exc: Exception) -> bool:
         """A push to the stream failed: without a supervisor (or while stopping) the session
         cannot stream any more; with one it waits for `attach_stream`."""
@@ -831,6 +869,8 @@ class BrowserSession:
         if self._guard is not None:
             await bounded(self._guard.close(), time_left(deadline, 0.5),
                           "stopping the page guard", log)
+        await bounded(self._assets.close(), time_left(deadline, 0.5),
+                      "ending the asset captures", log)
         if self._context is not None:
             await bounded(self._context.close(), time_left(deadline, 1.5),
                           "closing the browser context", log)

@@ -16,6 +16,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from pipeline.asset_cache import AssetCache
 from pipeline.buffer import StreamBuffer
 from pipeline.codec import make_encoder
 from pipeline.config import Settings
@@ -49,9 +50,10 @@ class ReadResult:
 class SessionStream:
     def __init__(self, session_id: str, settings: Settings, epoch: int = 0,
                  metrics: StreamMetrics | None = None,
-                 recording: RecordingWriter | None = None) -> None:
+                 recording: RecordingWriter | None = None,
+                 assets: AssetCache | None = None) -> None:
         """`epoch`: see the module docstring; `recording` stores every chunk exactly as
-        viewers get it."""
+        viewers get it, and a copy of each asset (from the node's `assets`) they name."""
         self.session_id = session_id
         self.epoch = epoch
         self._metrics = metrics
@@ -68,6 +70,8 @@ class SessionStream:
         self._readers: dict[str, tuple[int, float]] = {}
         self._changed = asyncio.Event()
         self._recording = recording
+        self._assets = assets
+        self._assets_gone: set[str] = set()  # named, but no longer cached: said once
         self._ended = False
 
     @property
@@ -104,6 +108,8 @@ class SessionStream:
                 self._recording.append(chunk, batch.text)
                 if batch.error is not None:
                     self._recording.noted_error(batch.error)
+                if batch.assets and self._assets is not None:
+                    self._keep_assets(self._recording, self._assets, batch.assets)
             self._events += batch.event_count
             self._bytes_raw += len(data)
             self._bytes_compressed += len(payload)
@@ -115,6 +121,17 @@ class SessionStream:
                         extra={"seq": self._seq})
         self._wake()
         return self._seq
+
+    def _keep_assets(self, recording: RecordingWriter, cache: AssetCache,
+                     ids: tuple[str, ...]) -> None:
+        for asset_id in ids:
+            asset = cache.get(asset_id)
+            if asset is not None:
+                recording.keep_asset(asset)
+            elif asset_id not in self._assets_gone:  # replays show the page without it
+                self._assets_gone.add(asset_id)
+                self._log.info("the asset %s of session %s is no longer cached; its "
+                               "recording goes without it", asset_id, self.session_id)
 
     def _encode(self, text: str, segment_start: bool) -> tuple[bytes, bytes]:
         data = text.encode() + b"\n"

@@ -12,6 +12,10 @@ holds, the gateway reads them from it one chunk at a time, and the Streamer appl
 retention to it (pipeline/retention.py); a shared store (S3) is read and kept by the
 registry and the gateway directly.
 
+And it holds the node's asset cache (pipeline/asset_cache.py): what the node's sessions'
+browsers loaded, which the gateway serves to viewers as `/assets/<sha256>`, and which the
+recordings that name an asset keep a copy of.
+
 Runs as the Ray actor `streamer:<node id>`. Every method names the session it is
 about; `push` and `close` also name the epoch the caller's stream was opened in, so a
 session actor that outlived its replacement (a zombie on a lost node) cannot write
@@ -27,6 +31,7 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
+from pipeline.asset_cache import Asset, AssetCache, valid_asset_id
 from pipeline.config import Settings
 from pipeline.errors import RecordingInProgress, RecordingNotFound, StreamUnavailable
 from pipeline.metrics import StreamMetrics
@@ -58,6 +63,7 @@ class Streamer:
         self._streams: dict[str, SessionStream] = {}
         self._recordings = RecordingStore.from_settings(settings)
         self._instance = uuid.uuid4().hex
+        self._assets = AssetCache(settings.asset_cache_bytes)
         self._retention = (Retention.from_settings(settings, self._recordings, self._live)
                            if self._recordings is not None and not self._recordings.shared
                            else None)
@@ -83,7 +89,8 @@ class Streamer:
                                              self._settings.codec, name)
                      if self._recordings is not None and record else None)
         self._streams[session_id] = SessionStream(session_id, self._settings, epoch,
-                                                  metrics=self._metrics, recording=recording)
+                                                  metrics=self._metrics, recording=recording,
+                                                  assets=self._assets)
 
     async def push(self, session_id: str, epoch: int, batches: list[PageBatch]) -> int:
         """Appends batches to the session's stream of `epoch`; returns the last sequence
@@ -131,6 +138,29 @@ class Streamer:
     def viewers(self) -> dict[str, int]:
         """Session id -> viewers the gateway replicas reported (for idle timeouts)."""
         return {session_id: stream.viewer_count() for session_id, stream in self._streams.items()}
+
+    # -- the node's assets ---------------------------------------------------------------------
+
+    def put_asset(self, asset: Asset) -> None:
+        """Keeps what a session's browser loaded (pipeline/asset_capture.py)."""
+        if valid_asset_id(asset.id):
+            self._assets.put(asset)
+
+    async def asset(self, asset_id: str) -> Asset | None:
+        """The asset with this hash: from the cache, else from a recording in this node's
+        own store that keeps it (a shared store the gateway reads itself)."""
+        found = self._assets.get(asset_id)
+        if found is not None or self._recordings is None or self._recordings.shared:
+            return found
+        return await asyncio.to_thread(self._recordings.find_asset, asset_id)
+
+    async def has_asset(self, asset_id: str) -> bool:
+        """Whether `asset` finds it here (the registry asks every node; no bytes move)."""
+        if asset_id in self._assets:
+            return True
+        if self._recordings is None or self._recordings.shared:
+            return False
+        return await asyncio.to_thread(self._recordings.keeps_asset, asset_id)
 
     # -- recordings stored on this node ---------------------------------------------------------
 

@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 
 from pipeline.errors import (
     AddressRefused,
+    AssetNotFound,
     PoolFull,
     RecordingInProgress,
     RecordingNotFound,
@@ -91,7 +92,7 @@ def error_response(status: int, message: str, detail: Any = None,
 
 
 def _status_of(exc: RRStreamError) -> int:
-    if isinstance(exc, SessionNotFound | RecordingNotFound):
+    if isinstance(exc, SessionNotFound | RecordingNotFound | AssetNotFound):
         return 404
     if isinstance(exc, RecordingInProgress | StreamUnavailable):
         return 409

@@ -39,6 +39,7 @@ from pipeline.recording_store import RecordingStore
 from pipeline.registry_actor import get_or_create_registry
 from serve.access import Access, still_valid
 from serve.api_keys import presented_key
+from serve.assets import AssetService, mount_assets
 from serve.errors import error_answer, error_response, install_error_handlers, responses
 from serve.exports import ExportService, mount_exports
 from serve.info import session_info
@@ -90,6 +91,7 @@ async def api_caller(
 
 _KEYED = [Depends(api_caller)]  # routes that need an API key when auth is required
 mount_exports(app, dependencies=_KEYED)  # POST/GET /recordings/{id}/exports… (serve/exports.py)
+mount_assets(app)  # GET /assets/{sha256}, open like the viewer's files (serve/assets.py)
 
 
 _Text = Annotated[str | None, Query(min_length=1, max_length=200,
@@ -137,6 +139,8 @@ class Gateway:
         self._start_urls = StartUrlCheck(settings)
         self._recordings = Recordings(RecordingStore.shared_from_settings(settings),
                                       self._registry)
+        app.state.assets = AssetService.over_ray(self._registry,
+                                                 self._recordings.shared_store)
         app.state.exports = ExportService.over_ray(self._registry, settings,
                                                    self._recordings.shared_store)
         self._sockets = ViewerSockets(settings, self._registry, GatewayMetrics(), self._access,

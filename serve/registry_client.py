@@ -100,6 +100,9 @@ class RegistryClient:
     async def recording_indexes(self, known: dict[str, str]) -> IndexUpdate:
         return await self._ask(self._handle.recording_indexes.remote(known), WRITE_TIMEOUT_S)
 
+    async def asset_holder(self, asset_id: str) -> Any | None:
+        return await self._ask(self._handle.asset_holder.remote(asset_id), WRITE_TIMEOUT_S)
+
     async def delete_recording(self, recording_id: str) -> None:
         await self._ask(self._handle.delete_recording.remote(recording_id), WRITE_TIMEOUT_S)
 

@@ -4,21 +4,25 @@ The export page (frontend/src/export, built into frontend/dist/export) runs rrwe
 Replayer; `frame(offset)` puts the replayer's clock at `offset` (rrweb's `pause`, every
 event before it applied at once), waits for the page's images and fonts to settle, and
 takes a screenshot through CDP. The browser reaches nothing: every request of its
-context is answered from here (the page, its bundle, the events) or refused, so a
-replayed page's images and fonts from the web are never fetched (a recording shows what
-rrweb inlined), and nothing leaves the machine.
+context is answered from here (the page, its bundle, the events, and the page assets the
+recording names, `/assets/<sha256>`, from the recording's copies) or refused, so nothing
+leaves the machine; what the recording does not keep (an image it names by its URL) is
+not shown.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 import mimetypes
+from collections.abc import Callable
 from typing import Any
 
 from playwright.async_api import Browser, BrowserContext, CDPSession, Page, Route
 from playwright.async_api import Error as PlaywrightError
 
+from pipeline.asset_cache import ASSET_PATH, Asset, valid_asset_id
 from pipeline.config import Settings
 from pipeline.export.errors import ExportFailed
 from pipeline.recorder import assets_dir
@@ -37,9 +41,12 @@ class ReplayRenderer:
     `browser` (pipeline/export/browser.py), which it leaves running."""
 
     def __init__(self, browser: Browser, settings: Settings, events_json: bytes, width: int,
-                 height: int) -> None:
+                 height: int, assets: Callable[[str], Asset | None] | None = None) -> None:
+        """`assets(sha256)`: a page asset the recording keeps, or None (it blocks: it is
+        called on a thread)."""
         self._browser = browser
         self._events = events_json
+        self._page_assets = assets
         self._width, self._height = width, height
         self._assets = assets_dir(settings) / "export"
         self._context: BrowserContext | None = None
@@ -107,12 +114,29 @@ class ReplayRenderer:
         if path == _EVENTS:
             await route.fulfill(status=200, body=self._events, content_type="application/json")
             return
+        if path.startswith(ASSET_PATH):
+            await self._answer_asset(route, path[len(ASSET_PATH):])
+            return
         file = (self._assets / path.lstrip("/")).resolve()
         if file.parent != self._assets.resolve() or not file.is_file():
             await route.fulfill(status=404, body=b"", content_type="text/plain")
             return
         media = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
         await route.fulfill(status=200, body=file.read_bytes(), content_type=media)
+
+
+    async def _answer_asset(self, route: Route, asset_id: str) -> None:
+        found = None
+        if self._page_assets is not None and valid_asset_id(asset_id):
+            try:
+                found = await asyncio.to_thread(self._page_assets, asset_id)
+            except Exception as exc:  # the store or the node that has it does not answer
+                _log.warning("an export's page asset %s was not read: %s", asset_id,
+                             _first_line(exc))
+        if found is None:
+            await route.fulfill(status=404, body=b"", content_type="text/plain")
+            return
+        await route.fulfill(status=200, body=found.data, content_type=found.content_type)
 
 
 def _first_line(exc: BaseException) -> str:

@@ -8,8 +8,9 @@ in the local store of the node that renders it (so deleting the recording, which
 its folder on every node, deletes it too); with a shared store, it is made in a local
 folder of the same shape under the system's temporary directory and then uploaded into
 the recording's folder in the store (`stored_export`), so it outlives the node and is
-deleted with the recording. The rest of the export calls only `recording_events`,
-`export_path` and `stored_export`.
+deleted with the recording. The page assets the recording names (`/assets/<sha256>`)
+are read the same way, one per call (`recording_assets`). The rest of the export calls
+only `recording_events`, `recording_assets`, `export_path` and `stored_export`.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import ray
 from ray.exceptions import RayTaskError
 
 from pipeline.actors import REGISTRY_NAME
+from pipeline.asset_cache import Asset
 from pipeline.codec import make_decoder
 from pipeline.config import Settings
 from pipeline.errors import unwrap
@@ -59,6 +61,28 @@ def decoded_events(info: RecordingInfo, chunks: Iterator[bytes]) -> Iterator[dic
             for line in text.split(b"\n"):
                 if line:
                     yield from orjson.loads(line)
+
+
+def recording_assets(settings: Settings, recording_id: str) -> Callable[[str], Asset | None]:
+    """How to read a page asset the recording names: from a shared store directly, else
+    through the streamer that stores the recording (its copies, or its node's cache).
+    The callable blocks; RecordingNotFound if the recording is gone."""
+    shared = RecordingStore.shared_from_settings(settings)
+    if shared is not None:
+        return shared.find_asset
+    registry = ray.get_actor(REGISTRY_NAME, namespace=settings.namespace)
+    try:
+        streamer = ray.get(registry.recording_streamer.remote(recording_id),
+                           timeout=_CALL_TIMEOUT_S)
+    except RayTaskError as exc:  # RecordingNotFound, as the registry said
+        raise unwrap(exc) from None
+
+    def asset(asset_id: str) -> Asset | None:
+        found: Asset | None = ray.get(streamer.asset.remote(asset_id),
+                                      timeout=_CALL_TIMEOUT_S)
+        return found
+
+    return asset
 
 
 def _reader(settings: Settings,
@@ -106,4 +130,5 @@ def stored_export(settings: Settings, recording_id: str, path: Path) -> str:
         path.unlink(missing_ok=True)
 
 
-__all__ = ["decoded_events", "export_path", "recording_events", "stored_export"]
+__all__ = ["decoded_events", "export_path", "recording_assets", "recording_events",
+           "stored_export"]

@@ -25,7 +25,12 @@ from pipeline.export.encoder import WebmEncoder
 from pipeline.export.models import ExportProgress, ExportRequest, ExportResult
 from pipeline.export.plan import FramePlan, Timeline
 from pipeline.export.renderer import ReplayRenderer
-from pipeline.export.source import export_path, recording_events, stored_export
+from pipeline.export.source import (
+    export_path,
+    recording_assets,
+    recording_events,
+    stored_export,
+)
 
 _REPORT_EVERY_S = 0.25
 
@@ -40,7 +45,8 @@ def run_export(settings: Settings, recording_id: str, job_id: str, request: Expo
     yield ExportProgress(node_id, 0, plan.count, 0)  # running: the job shows it at once
     loop, browser = _worker_browser(settings)
     renderer = ReplayRenderer(loop.run_until_complete(browser.get()), settings,
-                              orjson.dumps(events), request.width, request.height)
+                              orjson.dumps(events), request.width, request.height,
+                              recording_assets(settings, recording_id))
     del events
     try:
         loop.run_until_complete(renderer.start())

@@ -123,3 +123,19 @@ async def test_drain_gives_up_at_its_bound() -> None:
     outbox.start()
     outbox.receiver(batch("a"))
     assert not await outbox.drain(0.05)
+
+
+async def test_each_push_hands_on_what_prepare_made_of_the_page_batches() -> None:
+    sink, owner = Sink(), Owner(True)
+    prepared: list[int] = []
+
+    def upper(batches: list[PageBatch]) -> list[PageBatch]:
+        prepared.append(len(batches))
+        return [batch(b.text.upper(), b.checkout) for b in batches]
+
+    outbox = Outbox(sink, owner.failed, owner.use, prepare=upper)
+    outbox.start()
+    for text in ("a", "b"):
+        outbox.receiver(batch(text))
+    assert await outbox.drain(1.0)
+    assert sink.texts == ["A", "B"] and sum(prepared) == 2
