@@ -130,7 +130,12 @@ class RecordingWriter:
         recording_id = self._info.id
 
         def job() -> None:
-            self._sink.write_asset(recording_id, asset)
+            try:
+                self._sink.write_asset(recording_id, asset)
+            except Exception as exc:  # OSError, or whatever the store's client raises
+                # Only this asset is missing from replays; the recording goes on.
+                _log.warning("recording of session %s goes without the asset %s: %s",
+                             recording_id, asset.id, exc, extra={"session_id": recording_id})
 
         self._enqueue(job)
 

@@ -211,10 +211,13 @@ class RecordingStore:
             return Asset(asset_id, content_type, data)
         return None
 
-    def keeps_asset(self, asset_id: str) -> bool:
-        """Whether a recording here keeps the asset with this hash."""
+    def keeps_asset(self, asset_id: str, recording_id: str | None = None) -> bool:
+        """Whether a recording here (`recording_id`, or any) keeps the asset with this
+        hash."""
         if not valid_asset_id(asset_id):
             return False
+        if recording_id is not None:
+            return bool(self.fs.exists(self._keeper(asset_id, recording_id)))
         try:
             return bool(self.fs.ls(posixpath.join(self.root, _KEEPERS, asset_id),
                                    detail=False))

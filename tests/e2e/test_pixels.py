@@ -1,7 +1,10 @@
 """What viewers see is what the page shows, measured in pixels: canvas pages (2D, WebGL,
-an animating canvas) and a page with a CSS animation frozen for the comparison, each opened directly and through the real viewer at the session's
-viewport, compared picture against picture; then the same from the recording after the
-session ended.
+an animating canvas), a page with a CSS animation frozen for the comparison, and pages
+whose picture depends on what a viewer cannot fetch itself (a cross-origin stylesheet, a
+cross-origin web font, a cookie-bound image: tests/integration/asset_site.py, watched
+from a browser that may reach only the gateway). Each is opened directly and through the
+real viewer at the session's viewport and compared picture against picture, then the
+same from the recording after the session ended.
 
 The metric: both screenshots are scaled to 128 x 80 (the page's 16:10) in a browser
 canvas and compared as the mean absolute difference per colour channel, 0-255. At that
@@ -11,14 +14,15 @@ where the page has large areas of saturated colour, which costs far more (2D: ~1
 THRESHOLD sits between the two: 12, about 5% of the range. Each page's score is
 printed (`pytest -s`) and is in every failure message. Two checks keep the test honest:
 the direct screenshot must not be blank (a browser that renders nothing cannot pass),
-and the viewer's picture with its picture hidden must fail the threshold.
+and the viewer's picture with the page's picture (its `#art`) hidden, or the page
+opened directly without its asset, must fail the threshold.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 
 import httpx
 import pytest
@@ -28,6 +32,8 @@ from pipeline.browser import launch_chromium
 from pipeline.config import Settings
 from tests.e2e.test_recording_player import open_player, wait_until_finished
 from tests.e2e.test_viewer import wait_for_replayed
+from tests.e2e.test_viewer_assets import GatewayOnly
+from tests.integration.asset_site import CDN_IP, PIXEL_PAGES, AssetSite, serve_asset_site
 
 THRESHOLD = 12.0
 MIN_SPREAD = 20.0  # luminance standard deviation of a picture that shows something
@@ -99,6 +105,7 @@ async def direct_picture(browser: Browser, url: str, ready: str) -> bytes:
     try:
         await page.goto(url)
         await page.wait_for_function(f"document.getElementById('state').textContent === '{ready}'")
+        await page.evaluate("document.fonts.ready")
         await asyncio.sleep(0.3)
         return await page.screenshot()
     finally:
@@ -195,4 +202,77 @@ async def test_a_canvas_inside_a_blocked_element_is_not_recorded(
             assert shown == ["none"], f"a blocked canvas is replayed with a picture: {shown}"
         finally:
             await viewer.close()
+            await api.delete(f"/sessions/{info['id']}")
+
+
+@pytest.fixture(scope="module")
+def asset_site() -> Iterator[AssetSite]:
+    with serve_asset_site() as site:
+        yield site
+
+
+async def direct_without(browser: Browser, url: str, blocked: list[str]) -> bytes:
+    """The page opened directly with the requests for `blocked` URLs refused: what it
+    shows without its asset (the control)."""
+    context = await browser.new_context(viewport=VIEWPORT)
+    try:
+        await context.route(lambda u: any(u.startswith(b) for b in blocked),
+                            lambda route: route.abort("addressunreachable"))
+        page = await context.new_page()
+        await page.goto(url)
+        await page.evaluate("document.fonts.ready")
+        await asyncio.sleep(0.3)
+        return await page.screenshot()
+    finally:
+        await context.close()
+
+
+@pytest.mark.parametrize("name", sorted(PIXEL_PAGES))
+async def test_a_page_looks_the_same_to_a_viewer_that_reaches_only_the_gateway(
+        name: str, stack, asset_site: AssetSite, browser: Browser) -> None:
+    """A cross-origin stylesheet, a cross-origin web font and a cookie-bound image: the
+    viewer's browser refuses every request that is not to the gateway (the pages are on
+    loopback addresses, which no host-resolver rule can make unresolvable), so what it
+    shows of them came through `/assets/`."""
+    url = f"{asset_site.page_url}pixels/{name}"
+    direct = await direct_picture(browser, url, "drawn")
+    cdn = f"http://{CDN_IP}:{asset_site.cdn_port}/"
+    without = await direct_without(browser, url, [cdn, asset_site.image_url])
+    control = await score(browser, direct, without)
+    print(f"pixels direct {name} without its asset: {control['difference']:.1f}")
+    assert control["difference"] > THRESHOLD, (
+        f"{name}: without its asset the page scores {control['difference']:.1f}: the metric "
+        "does not see the asset")
+    context = await browser.new_context(viewport={"width": 1400, "height": 900})
+    only = GatewayOnly(context, stack.base_url)
+    await only.install()
+    async with httpx.AsyncClient(base_url=stack.base_url, timeout=60) as api:
+        response = await api.post("/sessions", json={"url": url, "name": f"pixels {name}"})
+        assert response.status_code == 201, response.text
+        info = response.json()
+        try:
+            viewer = await context.new_page()
+            await viewer.goto(info["viewer_url"])
+            await wait_for_replayed(viewer, "drawn")
+            alike = await until_alike(browser, viewer, direct)
+            await viewer.screenshot(path=f"/tmp/rrstream-e2e-pixels-live-{name}.png")
+            print(f"pixels live {name} (gateway only): {alike['difference']:.1f}")
+            assert alike["difference"] < THRESHOLD, (
+                f"{name} live: the viewer's picture differs by {alike['difference']:.1f}; it "
+                f"fetched {only.fetched}, was refused {only.refused}")
+
+            await api.delete(f"/sessions/{info['id']}")
+            await wait_until_finished(api, info["id"])
+            await open_player(viewer, stack.base_url, info["id"])
+            await viewer.wait_for_function(
+                "(() => { const p = window.rrstreamViewer.playback;"
+                " return p && p.currentTime >= p.totalTime - 50; })()", timeout=60_000)
+            await wait_for_replayed(viewer, "drawn")
+            alike = await until_alike(browser, viewer, direct)
+            await viewer.screenshot(path=f"/tmp/rrstream-e2e-pixels-recorded-{name}.png")
+            print(f"pixels recorded {name} (gateway only): {alike['difference']:.1f}")
+            assert alike["difference"] < THRESHOLD, (
+                f"{name} recorded: the viewer's picture differs by {alike['difference']:.1f}")
+        finally:
+            await context.close()
             await api.delete(f"/sessions/{info['id']}")

@@ -1,7 +1,10 @@
 """A page whose styles, font and image a viewer could not fetch itself, for the asset
 cache's tests: the page on 127.0.0.1, a cross-origin stylesheet with a web font on
 127.0.0.3 (another origin, still loopback), and an image on the page's own origin that
-answers only with the cookie the page's response set.
+answers only with the cookie the page's response set. Under `/pixels/`, one page for each
+of the three whose picture depends on it, for the pixel test (tests/e2e/test_pixels.py):
+a large area styled only by the cross-origin sheet, text in a cross-origin web font
+whose one glyph is a solid box, and the cookie-bound image shown large.
 
 Everything is on loopback and on ports from pipeline/ports.py; each request is logged
 with the address that served it.
@@ -10,6 +13,7 @@ with the address that served it.
 from __future__ import annotations
 
 import contextlib
+import io
 import socket
 import struct
 import zlib
@@ -17,6 +21,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import uvicorn
+from fontTools.fontBuilder import FontBuilder
+from fontTools.pens.ttGlyphPen import TTGlyphPen
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -47,6 +53,47 @@ def png(width: int, height: int, rgb: tuple[int, int, int]) -> bytes:
 
 IMAGE_RGB = (200, 30, 90)
 IMAGE = png(16, 8, IMAGE_RGB)
+
+
+def block_font() -> bytes:
+    """A TrueType font named Block whose one glyph, "x", is a solid box a whole em wide:
+    text in it is a solid bar, text in any fallback font is not (the pixel test's font)."""
+    builder = FontBuilder(1000, isTTF=True)
+    builder.setupGlyphOrder([".notdef", "x"])
+    builder.setupCharacterMap({ord("x"): "x"})
+    box = TTGlyphPen(None)
+    box.moveTo((0, -200))
+    box.lineTo((0, 800))
+    box.lineTo((1000, 800))
+    box.lineTo((1000, -200))
+    box.closePath()
+    builder.setupGlyf({".notdef": TTGlyphPen(None).glyph(), "x": box.glyph()})
+    builder.setupHorizontalMetrics({".notdef": (500, 0), "x": (1000, 0)})
+    builder.setupHorizontalHeader(ascent=800, descent=-200)
+    builder.setupNameTable({"familyName": "Block", "styleName": "Regular"})
+    builder.setupOS2(sTypoAscender=800, sTypoDescender=-200, usWinAscent=800,
+                     usWinDescent=200)
+    builder.setupPost()
+    out = io.BytesIO()
+    builder.save(out)
+    return out.getvalue()
+
+
+BLOCK_FONT = block_font()
+# The /pixels/ pages: name -> (the cross-origin sheet it links or None, its body).
+PIXEL_PAGES = {
+    "style.html": ("/css/pixels.css", '<div id="art"></div>'),
+    "font.html": ("/css/block.css", '<p id="art">xxxxxx<br>xxxxxx</p>'),
+    "image.html": (None, '<img id="art" src="/secret.png" width="1200" height="600" alt="">'),
+}
+PIXEL_SHEETS = {
+    "/css/pixels.css": b"#art { width: 1100px; height: 520px; margin: 40px;"
+                       b" background: rgb(20, 160, 90); border: 40px solid rgb(250, 200, 20); }\n",
+    "/css/block.css": b'@font-face { font-family: "Block"; src: url("../fonts/block.ttf")'
+                      b' format("truetype"); font-display: block; }\n'
+                      b'#art { font: 180px/1 "Block", serif; margin: 40px;'
+                      b" color: rgb(30, 30, 160); }\n",
+}
 
 
 @dataclass
@@ -96,8 +143,30 @@ def _app(site: AssetSite) -> ASGIApp:
             return Response(b"no cookie, no picture", 403, media_type="text/plain")
         return Response(IMAGE, media_type="image/png")
 
+    def pixel_page(request: Request) -> Response:
+        if request.path_params["name"] not in PIXEL_PAGES:
+            return Response(b"no such page", 404, media_type="text/plain")
+        sheet, body = PIXEL_PAGES[request.path_params["name"]]
+        link = (f'<link rel="stylesheet" href="http://{CDN_IP}:{site.cdn_port}{sheet}">'
+                if sheet else "")
+        response = HTMLResponse(
+            f"<!doctype html><html><head><title>pixels</title>{link}"
+            "<style>html, body { margin: 0; background: #fff; }</style></head>"
+            f'<body>{body}<p id="state">drawn</p></body></html>',
+            headers={"Cache-Control": "no-store"})
+        response.set_cookie(*COOKIE, httponly=True, samesite="lax")
+        return response
+
     cors = {"Access-Control-Allow-Origin": "*"}
+
+    def pixel_sheet(request: Request) -> Response:
+        return Response(PIXEL_SHEETS[request.url.path], media_type="text/css", headers=cors)
+
     app = Starlette(routes=[
+        Route("/pixels/{name}", pixel_page),
+        *(Route(path, pixel_sheet) for path in PIXEL_SHEETS),
+        Route("/fonts/block.ttf", lambda _: Response(BLOCK_FONT, media_type="font/ttf",
+                                                     headers=cors)),
         Route("/", page), Route("/secret.png", secret),
         Route("/css/site.css", lambda _: Response(site.sheet, media_type="text/css",
                                                   headers=cors)),

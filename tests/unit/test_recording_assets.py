@@ -43,6 +43,7 @@ async def test_a_recording_keeps_each_asset_its_batches_name_once(tmp_path: Path
     assert kept == sorted([FONT.id, IMAGE.id])
     assert store.find_asset(FONT.id) == FONT and store.find_asset(IMAGE.id) == IMAGE
     assert store.keeps_asset(FONT.id)
+    assert store.keeps_asset(FONT.id, "s1") and not store.keeps_asset(FONT.id, "s2")
     assert store.info("s1").batches == 3
 
 
@@ -55,6 +56,26 @@ async def test_an_asset_the_cache_let_go_is_left_out_and_the_recording_goes_on(
     stream.close()
     await stream.flush_recording(5.0)
     assert store.find_asset(FONT.id) is None and store.info("s1").batches == 1
+
+
+class _AssetsFail(RecordingStore):
+    def write_asset(self, recording_id: str, asset: Asset) -> None:
+        raise OSError("disk full")
+
+
+async def test_an_asset_that_cannot_be_written_is_left_out_and_the_recording_goes_on(
+        tmp_path: Path) -> None:
+    store = _AssetsFail(str(tmp_path))
+    cache = AssetCache(1 << 20)
+    cache.put(FONT)
+    stream = SessionStream("s1", Settings(recordings_url=""), 0,
+                           recording=store.writer("s1", "deflate-raw"), assets=cache)
+    await stream.push([naming(FONT, checkout=True)])
+    await stream.push([naming(IMAGE)])
+    stream.close()
+    await stream.flush_recording(5.0)
+    assert store.find_asset(FONT.id) is None
+    assert store.info("s1").batches == 2
 
 
 async def test_the_streamer_serves_an_asset_from_its_cache_then_from_its_recordings(
