@@ -133,6 +133,18 @@ async def until_alike(browser: Browser, viewer: Page, direct: bytes,
         await asyncio.sleep(0.5)
 
 
+async def replay_to_the_end(api: httpx.AsyncClient, viewer: Page, base_url: str,
+                            session_id: str, ready: str) -> None:
+    """Stops the session, opens its recording in the player and waits for its end."""
+    await api.delete(f"/sessions/{session_id}")
+    await wait_until_finished(api, session_id)
+    await open_player(viewer, base_url, session_id)
+    await viewer.wait_for_function(
+        "(() => { const p = window.rrstreamViewer.playback;"
+        " return p && p.currentTime >= p.totalTime - 50; })()", timeout=60_000)
+    await wait_for_replayed(viewer, ready)
+
+
 async def compare(browser: Browser, viewer: Page, direct: bytes, name: str,
                   where: str) -> None:
     alike = await until_alike(browser, viewer, direct)
@@ -167,13 +179,7 @@ async def test_a_page_looks_the_same_live_and_replayed(
             status = (await api.get(f"/sessions/{info['id']}")).json()
             assert (status["canvas_bytes"] > 1_000) == canvas, status
 
-            await api.delete(f"/sessions/{info['id']}")
-            await wait_until_finished(api, info["id"])
-            await open_player(viewer, stack.base_url, info["id"])
-            await viewer.wait_for_function(
-                "(() => { const p = window.rrstreamViewer.playback;"
-                " return p && p.currentTime >= p.totalTime - 50; })()", timeout=60_000)
-            await wait_for_replayed(viewer, ready)
+            await replay_to_the_end(api, viewer, stack.base_url, info["id"], ready)
             await compare(browser, viewer, direct, name, "recorded")
         finally:
             await viewer.close()
@@ -261,13 +267,7 @@ async def test_a_page_looks_the_same_to_a_viewer_that_reaches_only_the_gateway(
                 f"{name} live: the viewer's picture differs by {alike['difference']:.1f}; it "
                 f"fetched {only.fetched}, was refused {only.refused}")
 
-            await api.delete(f"/sessions/{info['id']}")
-            await wait_until_finished(api, info["id"])
-            await open_player(viewer, stack.base_url, info["id"])
-            await viewer.wait_for_function(
-                "(() => { const p = window.rrstreamViewer.playback;"
-                " return p && p.currentTime >= p.totalTime - 50; })()", timeout=60_000)
-            await wait_for_replayed(viewer, "drawn")
+            await replay_to_the_end(api, viewer, stack.base_url, info["id"], "drawn")
             alike = await until_alike(browser, viewer, direct)
             await viewer.screenshot(path=f"/tmp/rrstream-e2e-pixels-recorded-{name}.png")
             print(f"pixels recorded {name} (gateway only): {alike['difference']:.1f}")

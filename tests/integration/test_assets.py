@@ -15,6 +15,7 @@ import pytest
 from pipeline.asset_cache import asset_id
 from pipeline.recording_store import RecordingStore
 from tests.integration.asset_site import CDN_IP, FONT, IMAGE, AssetSite, serve_asset_site
+from tests.integration.test_recordings import wait_until_finished
 
 _NAMED = re.compile(rb"/assets/([0-9a-f]{64})")
 
@@ -39,14 +40,6 @@ async def served_sheets(api, shas: set[str]) -> list[str]:
         if answer.headers["content-type"].startswith("text/css"):
             sheets.append(answer.text)
     return sheets
-
-
-async def wait_until_finished(api, sid: str) -> dict:
-    deadline = time.monotonic() + 30
-    while (info := (await api.get(f"/recordings/{sid}")).json()).get("ended_at") is None:
-        assert time.monotonic() < deadline, f"recording never finished: {info}"
-        await asyncio.sleep(0.25)
-    return info
 
 
 async def test_a_page_s_styles_font_and_cookie_image_reach_viewers_through_the_gateway(
