@@ -124,7 +124,6 @@ class ReplayRenderer:
         media = mimetypes.guess_type(file.name)[0] or "application/octet-stream"
         await route.fulfill(status=200, body=file.read_bytes(), content_type=media)
 
-
     async def _answer_asset(self, route: Route, asset_id: str) -> None:
         found = None
         if self._page_assets is not None and valid_asset_id(asset_id):

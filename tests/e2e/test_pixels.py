@@ -27,6 +27,7 @@ from collections.abc import AsyncIterator, Iterator
 import httpx
 import pytest
 from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Error as PlaywrightError
 
 from pipeline.browser import launch_chromium
 from pipeline.config import Settings
@@ -113,7 +114,18 @@ async def direct_picture(browser: Browser, url: str, ready: str) -> bytes:
 
 
 async def viewer_picture(viewer: Page) -> bytes:
-    return await viewer.locator(".player-layer:not(.player-layer--pending) iframe").screenshot()
+    """The replay's picture. A checkout swaps the player's layer (the old one goes once
+    the new one is built: frontend/src/viewer/player.js), and the layer being shot may go
+    mid-shot; the next one is shot then."""
+    layer = viewer.locator(".player-layer:not(.player-layer--pending) iframe")
+    for _ in range(4):
+        try:
+            return await layer.screenshot()
+        except PlaywrightError as exc:
+            if "not attached" not in str(exc):
+                raise
+            await asyncio.sleep(0.2)
+    return await layer.screenshot()
 
 
 async def until_alike(browser: Browser, viewer: Page, direct: bytes,

@@ -120,6 +120,7 @@ export function canvasPlugin() {
         for (const add of event.data.adds || []) pictures(add.node);
         // The page rewrote a canvas's style attribute: its picture goes back on.
         for (const change of event.data.attributes || []) {
+          if (!change.attributes || !("style" in change.attributes)) continue;
           const canvas = replayer.getMirror().getNode(change.id);
           const url = canvas && shown.get(canvas);
           if (url) show(canvas, url);
