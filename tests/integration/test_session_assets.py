@@ -122,10 +122,13 @@ async def test_an_export_shows_the_assets_its_recording_keeps(asset_site: AssetS
     session = BrowserSession("export-assets", Settings(), sink)
     await session.start(SessionSpec(url=asset_site.page_url))
     image = asset_id(IMAGE)
-    for _ in range(100):
+    for _ in range(300):
         if any(image in b.assets for b in sink.batches if b.checkout):
             break
         await asyncio.sleep(0.1)
+    assert any(image in b.assets for b in sink.batches if b.checkout), (
+        "no checkout named the cookie-bound image within 30 s",
+        [b.assets for b in sink.batches if b.checkout])
     await session.stop()
     events = [event for b in sink.batches for event in json.loads(b.text)]
     asked: list[str] = []
