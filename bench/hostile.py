@@ -23,8 +23,8 @@ time its frame reached the viewer minus `t`, read with bench.latency's own code
 The issue's target is a canary p99 within 2x its baseline beside every page. The CPU of
 every process we started is recorded per phase (bench/procs.py), to show who competed.
 `--set KEY=VALUE` overrides a Settings field (pipeline/config.py), e.g.
-`--set max_event_bytes_per_s=0` or `--set busy_renderer_nice=0` for a run
-without those bounds. The whole run holds the benchmark lock (bench/lock.py). One run
+`--set max_event_bytes_per_s=0`, `--set busy_renderer_nice=0` or
+`--set busy_renderer_cpu=0` for a run without those bounds. The whole run holds the benchmark lock (bench/lock.py). One run
 on a shared 2-core machine; nothing asserts on time.
 """
 

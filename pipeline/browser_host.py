@@ -22,7 +22,8 @@ Runs as the Ray actor `browser:<node id>`; the class is plain Python so it runs
 without Ray too. The server exits when its Chromium dies, and is started under
 `setpriv --pdeathsig KILL`, so not even a killed host leaves it behind (Chromium exits
 when its server goes). A renderer that keeps a core busy runs at a lower CPU priority
-until it calms down (pipeline/renderer_priority.py). Each launch runs with TMPDIR in a
+and on a capped share of a core until it calms down (pipeline/renderer_priority.py);
+its cgroups (pipeline/cpu_caps.py) go when the server stops. Each launch runs with TMPDIR in a
 directory of its own (pipeline/browser_dirs.py), deleted when that server is gone; a
 host starting (Ray restarts a killed one) first sweeps the directories of hosts and
 sessions that died.
@@ -47,6 +48,7 @@ from playwright._impl._driver import compute_driver_executable
 from pipeline.browser import BrowserEndpoint, launch_args
 from pipeline.browser_dirs import BrowserDir, sweep
 from pipeline.config import Settings
+from pipeline.cpu_caps import remove_stale
 from pipeline.errors import BrowserLaunchError, InvalidTransition
 from pipeline.renderer_priority import ChromiumRenderers, RendererPriority
 
@@ -81,6 +83,7 @@ class BrowserHost:
         self._launches = 0
         self._lock = asyncio.Lock()
         self._priority: RendererPriority | None = None
+        self._renderers: ChromiumRenderers | None = None
         self._watching: asyncio.Task[None] | None = None
 
     async def endpoint(self, executable: str | None,
@@ -162,18 +165,24 @@ class BrowserHost:
         self._launches += 1
         self._state = HostState.RUNNING
         if settings.busy_renderer_nice and self._chromium is not None:
-            self._priority = RendererPriority(ChromiumRenderers(self._chromium),
-                                              settings.busy_renderer_nice)
+            if settings.busy_renderer_cpu:
+                await asyncio.to_thread(remove_stale)
+            self._renderers = ChromiumRenderers(self._chromium)
+            self._priority = RendererPriority(self._renderers, settings.busy_renderer_nice,
+                                              cap=settings.busy_renderer_cpu)
             self._watching = asyncio.create_task(self._priority.run(), name="renderer-priority")
         _log.info("shared Chromium running (server pid %d, browser pid %s, launch %d)",
                   self._process.pid, self._chromium, self._launches)
 
     async def _stop_server(self) -> None:
         watching, self._watching, self._priority = self._watching, None, None
+        renderers, self._renderers = self._renderers, None
         if watching is not None:
             watching.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watching
+        if renderers is not None:
+            renderers.close()
         process, self._process = self._process, None
         temp, self._dir = self._dir, None
         self._endpoint = self._chromium = None

@@ -235,6 +235,15 @@ class Settings(BaseSettings):
         "5 s, so the other sessions' pipelines on the node get the CPU first "
         "(pipeline/renderer_priority.py). 0: off.",
     )
+    busy_renderer_cpu: float = Field(
+        default=0.5, ge=0.0, le=1.0,
+        description="Such a renderer also runs on at most this share of one core while "
+        "another renderer of the node is at work, in a "
+        "cgroup of its own with a CPU quota, where the node lets us create one (a writable "
+        "cgroup v1 `cpu` hierarchy, or v2 with the cpu controller delegated; "
+        "pipeline/cpu_caps.py): a lower priority alone does not bound it against the "
+        "node's Ray processes. 0: no cap.",
+    )
 
     # Streaming
     codec: Literal["lz4-frame", "deflate-raw"] = Field(

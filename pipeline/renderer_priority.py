@@ -17,8 +17,18 @@ whoever's page it renders: a page that needs a whole core for seconds is the one
 waits.
 
 The deciding is plain Python over a `Processes` Protocol (tests/unit/test_renderer_priority.py);
-`ChromiumRenderers` reads /proc and calls setpriority. Without CAP_SYS_NICE a lowered
-renderer cannot be raised again; it then stays lower (logged once).
+A lower priority alone does not bound such a renderer against Ray's processes (the kernel
+schedules Chromium's whole session as one group: pipeline/cpu_caps.py), so a lowered
+renderer is also capped at `cap` of one core (RRSTREAM_BUSY_RENDERER_CPU, half by
+default) in a cgroup of its own where the node allows it, while another renderer is at
+work (over 2% of a core): a quota is not work-conserving, and a heavy page alone on its
+node has nobody to yield to. Without others for `calm_s` it loses the cap and keeps its
+lower priority. Calm, for a capped renderer, is under half its cap. Where cgroups are
+read-only it is only niced (logged once).
+
+`ChromiumRenderers` reads /proc and calls setpriority (on every thread). Without
+CAP_SYS_NICE a lowered renderer cannot be raised again; it then stays lower (logged
+once).
 """
 
 from __future__ import annotations
@@ -32,8 +42,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
+from pipeline.cpu_caps import CgroupCpuCaps
+
 _log = logging.getLogger(__name__)
 _INTERVAL_S = 1.0
+_ACTIVE_SHARE = 0.02  # a renderer using more of a core than this is another page at work
 
 
 class Processes(Protocol):
@@ -48,6 +61,15 @@ class Processes(Protocol):
         """Raises OSError (ProcessLookupError, PermissionError) when it cannot."""
         ...
 
+    def cap(self, pid: int, share: float) -> None:
+        """At most `share` of one core from now on; OSError when the node does not allow
+        it (pipeline/cpu_caps.py)."""
+        ...
+
+    def uncap(self, pid: int) -> None:
+        """No cap any more (also for a renderer that is gone)."""
+        ...
+
 
 @dataclass(slots=True, frozen=True)
 class PriorityChange:
@@ -55,21 +77,34 @@ class PriorityChange:
     lowered: bool  # False: given back
     share: float  # of the span judged that its main thread was busy
     nice: int  # from now on
+    cap: float = 0.0  # its CPU cap from now on, of one core; 0: none
 
 
 @dataclass(slots=True)
 class _Renderer:
     samples: list[tuple[float, float]] = field(default_factory=list)  # (clock, busy s)
     lowered_from: int | None = None
+    capped: bool = False
     calm_since: float | None = None
+    alone_since: float | None = None  # capped, and no other renderer at work since
+
+    def recent_share(self) -> float:
+        """Of a core, between the last two looks."""
+        if len(self.samples) < 2:
+            return 0.0
+        (t0, cpu0), (t1, cpu1) = self.samples[-2], self.samples[-1]
+        return (cpu1 - cpu0) / (t1 - t0) if t1 > t0 else 0.0
 
 
 class RendererPriority:
     def __init__(self, processes: Processes, nice: int = 10, busy_share: float = 0.8,
                  busy_s: float = 3.0, calm_share: float = 0.3, calm_s: float = 5.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, cap: float = 0.0) -> None:
+        """`cap`: a lowered renderer also gets at most this share of one core (0: none)."""
         self._processes = processes
         self._nice = nice
+        self._cap = cap
+        self._cannot_cap = False
         self._busy_share = busy_share
         self._busy_s = busy_s
         self._calm_share = calm_share
@@ -87,20 +122,45 @@ class RendererPriority:
         now = self._clock()
         current = self._processes.renderers()
         for gone in self._seen.keys() - current.keys():
-            del self._seen[gone]
-        changes = []
+            if self._seen.pop(gone).capped:
+                self._processes.uncap(gone)
         for pid, cpu in current.items():
             renderer = self._seen.setdefault(pid, _Renderer())
             renderer.samples.append((now, cpu))
             # Keep the newest sample at least busy_s old, and all after it.
             while len(renderer.samples) > 2 and renderer.samples[1][0] <= now - self._busy_s:
                 renderer.samples.pop(0)
-            change = self._judge(pid, renderer, now)
+        at_work = {pid for pid, r in self._seen.items() if r.recent_share() > _ACTIVE_SHARE}
+        changes = []
+        for pid, renderer in self._seen.items():
+            change = self._judge(pid, renderer, now, bool(at_work - {pid}))
+            if change is None and renderer.lowered_from is not None:
+                change = self._recap(pid, renderer, now, bool(at_work - {pid}))
             if change is not None:
                 changes.append(change)
         return changes
 
-    def _judge(self, pid: int, renderer: _Renderer, now: float) -> PriorityChange | None:
+    def _recap(self, pid: int, renderer: _Renderer, now: float,
+               others: bool) -> PriorityChange | None:
+        """A cap is for the others' sake: a lowered renderer gets it while another page is
+        at work, and loses it (keeping its lower priority) after calm_s without one."""
+        if others:
+            renderer.alone_since = None
+            if renderer.capped or not self._capped(pid):
+                return None
+            renderer.capped = True
+            return PriorityChange(pid, True, renderer.recent_share(), self._nice, self._cap)
+        if not renderer.capped:
+            return None
+        renderer.alone_since = renderer.alone_since if renderer.alone_since is not None else now
+        if now - renderer.alone_since < self._calm_s:
+            return None
+        self._processes.uncap(pid)
+        renderer.capped, renderer.alone_since = False, None
+        return PriorityChange(pid, True, renderer.recent_share(), self._nice, 0.0)
+
+    def _judge(self, pid: int, renderer: _Renderer, now: float,
+               others: bool) -> PriorityChange | None:
         samples = renderer.samples
         if len(samples) < 2:
             return None
@@ -119,16 +179,24 @@ class RendererPriority:
             except OSError:
                 return None  # it exited meanwhile
             renderer.lowered_from, renderer.calm_since = before, None
-            return PriorityChange(pid, True, share, self._nice)
-        (t0, cpu0), (t1, cpu1) = samples[-2], samples[-1]
-        share = (cpu1 - cpu0) / (t1 - t0) if t1 > t0 else 0.0
-        if share >= self._calm_share:
+            renderer.capped = others and self._capped(pid)
+            return PriorityChange(pid, True, share, self._nice,
+                                  self._cap if renderer.capped else 0.0)
+        share, t0 = renderer.recent_share(), samples[-2][0]
+        # A capped renderer that still spins uses its whole cap, and no more: calm is
+        # well under it.
+        calm_share = min(self._calm_share, self._cap / 2) if renderer.capped else (
+            self._calm_share)
+        if share >= calm_share:
             renderer.calm_since = None
             return None
         renderer.calm_since = renderer.calm_since if renderer.calm_since is not None else t0
         if now - renderer.calm_since < self._calm_s:
             return None
         back = renderer.lowered_from
+        if renderer.capped:
+            self._processes.uncap(pid)
+            renderer.capped, renderer.alone_since = False, None
         try:
             self._processes.set_nice(pid, back)
         except PermissionError:
@@ -142,14 +210,31 @@ class RendererPriority:
         renderer.lowered_from = renderer.calm_since = None
         return PriorityChange(pid, False, share, back)
 
+    def _capped(self, pid: int) -> bool:
+        if not self._cap or self._cannot_cap:
+            return False
+        try:
+            self._processes.cap(pid, self._cap)
+        except ProcessLookupError:
+            return False
+        except OSError as exc:
+            self._cannot_cap = True
+            _log.warning("busy renderers are only run at a lower priority here, not capped "
+                         "at %.0f%% of a core: this node lets us create no cgroup with a "
+                         "CPU quota (%s)", self._cap * 100, exc)
+            return False
+        return True
+
     async def run(self, interval_s: float = _INTERVAL_S) -> None:
         """Looks every `interval_s` until cancelled; logs each change."""
         while True:
             for change in await asyncio.to_thread(self.look):
                 if change.lowered:
-                    _log.warning("renderer %d was busy %.0f%% of the last %.0f s: it runs at "
-                                 "nice %d until it calms down", change.pid,
-                                 change.share * 100, self._busy_s, change.nice)
+                    capped = (f" and on at most {change.cap * 100:.0f}% of a core while "
+                              "other pages are at work" if change.cap else ", uncapped")
+                    _log.warning("renderer %d keeps a core busy (%.0f%%): it runs at nice "
+                                 "%d%s until it calms down", change.pid, change.share * 100,
+                                 change.nice, capped)
                 else:
                     _log.info("renderer %d is calm again: back to nice %d", change.pid,
                               change.nice)
@@ -158,10 +243,11 @@ class RendererPriority:
 
 class ChromiumRenderers:
     """The renderers of one Chromium (descendants of its browser process with
-    `--type=renderer`), from /proc."""
+    `--type=renderer`), from /proc; their CPU caps in cgroups (pipeline/cpu_caps.py)."""
 
-    def __init__(self, browser_pid: int) -> None:
+    def __init__(self, browser_pid: int, caps: CgroupCpuCaps | None = None) -> None:
         self._browser = browser_pid
+        self._caps = caps if caps is not None else CgroupCpuCaps()
 
     def renderers(self) -> dict[int, float]:
         found: dict[int, float] = {}
@@ -183,7 +269,25 @@ class ChromiumRenderers:
         return os.getpriority(os.PRIO_PROCESS, pid)
 
     def set_nice(self, pid: int, value: int) -> None:
-        os.setpriority(os.PRIO_PROCESS, pid, value)
+        """Every thread's: Linux keeps a nice value per thread, and a renderer's compositor
+        and raster threads work for its page as much as its main thread."""
+        for tid in _tasks(pid):
+            try:
+                os.setpriority(os.PRIO_PROCESS, tid, value)
+            except ProcessLookupError:
+                if tid == pid:
+                    raise
+                continue  # a thread that ended meanwhile
+
+    def cap(self, pid: int, share: float) -> None:
+        self._caps.cap(pid, share)
+
+    def uncap(self, pid: int) -> None:
+        self._caps.uncap(pid)
+
+    def close(self) -> None:
+        """Every capped renderer back where it was."""
+        self._caps.close()
 
     def _busy(self, pid: int) -> float | None:
         """Its main thread's time on a core plus its time waiting for one (schedstat, ns)."""
@@ -192,6 +296,14 @@ class ChromiumRenderers:
         except (OSError, ValueError):
             return None
         return (int(ran) + int(waited)) / 1e9
+
+
+def _tasks(pid: int) -> list[int]:
+    """Its threads."""
+    try:
+        return [int(t) for t in os.listdir(f"/proc/{pid}/task")]
+    except OSError:
+        return [pid]
 
 
 def _children(pid: int) -> list[int]:

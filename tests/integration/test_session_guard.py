@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -142,7 +143,9 @@ async def test_a_page_over_the_byte_budget_is_paused_and_reported_not_thinned(
 
 async def test_a_renderer_that_keeps_a_core_busy_runs_at_a_lower_priority_until_it_goes(
         browser_host: BrowserHost, hostile_site: HostileSite) -> None:
-    quiet, _ = await started(browser_host, SessionSpec(url=hostile_site.page("/quiet")))
+    # The canary page works a little all the time: another page at work, which the cap
+    # is for (pipeline/renderer_priority.py).
+    quiet, _ = await started(browser_host, SessionSpec(url=hostile_site.page("/canary")))
     spinning, _ = await started(browser_host,
                                 SessionSpec(url=hostile_site.page("/infinite-loop")))
     try:
@@ -155,8 +158,50 @@ async def test_a_renderer_that_keeps_a_core_busy_runs_at_a_lower_priority_until_
         others = set(ChromiumRenderers(browser).renderers()) - {lowered}
         assert others, "the quiet page has a renderer of its own"
         assert all(os.getpriority(os.PRIO_PROCESS, pid) < 10 for pid in others)
+        threads = [int(t) for t in os.listdir(f"/proc/{lowered}/task")]
+        assert len(threads) > 1
+        assert {os.getpriority(os.PRIO_PROCESS, t) for t in threads} == {
+            Settings().busy_renderer_nice}, "every thread of the renderer is lowered"
+        cgroup = await asyncio.to_thread(Path(f"/proc/{lowered}/cgroup").read_text)
+        if cgroups_writable():
+            assert f"rrstream-renderer-{lowered}" in cgroup
+            used = await cpu_share(lowered, 2.0)
+            assert used < Settings().busy_renderer_cpu + 0.15, f"{used:.0%} of a core"
+        else:
+            assert "rrstream-renderer-" not in cgroup
     finally:
         await spinning.stop()
         await quiet.stop()
     await until(lambda: browser_host.lowered_renderers() == [], "the gone renderer forgotten",
                 timeout_s=10)
+    left = await asyncio.to_thread(lambda: list(Path("/sys/fs/cgroup").glob(
+        f"**/rrstream-renderer-{lowered}")))
+    assert left == [], "its cgroup was removed"
+
+
+def cgroups_writable() -> bool:
+    """Whether this node lets us make a cgroup of the cpu controller (v1 here)."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "cpu" in controllers.split(","):
+            for mount in Path("/sys/fs/cgroup").iterdir():
+                if "cpu" in mount.name.split(",") and (mount / "cpu.cfs_quota_us").exists():
+                    probe = mount / path.lstrip("/") / "rrstream-probe"
+                    try:
+                        probe.mkdir()
+                    except OSError:
+                        return False
+                    probe.rmdir()
+                    return True
+    return False
+
+
+async def cpu_share(pid: int, seconds: float) -> float:
+    """The share of one core `pid` used over the next `seconds`."""
+    def ticks() -> int:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])  # utime, stime
+
+    before = ticks()
+    await asyncio.sleep(seconds)
+    return (ticks() - before) / os.sysconf("SC_CLK_TCK") / seconds

@@ -15,6 +15,8 @@ class FakeProcesses:
         self.nices = dict(nices)
         self.use = {pid: 0.0 for pid in nices}  # share of a core each uses per second
         self.may_raise = True
+        self.caps: dict[int, float] = {}  # pid: share of a core it may use
+        self.may_cap = True
 
     def renderers(self) -> dict[int, float]:
         return dict(self.cpu)
@@ -29,10 +31,18 @@ class FakeProcesses:
             raise PermissionError("needs CAP_SYS_NICE")
         self.nices[pid] = value
 
+    def cap(self, pid: int, share: float) -> None:
+        if not self.may_cap:
+            raise PermissionError("read-only file system")
+        self.caps[pid] = share
+
+    def uncap(self, pid: int) -> None:
+        self.caps.pop(pid, None)
+
     def advance(self, clock: Clock, seconds: float) -> None:
         clock.now += seconds
         for pid, share in self.use.items():
-            self.cpu[pid] += share * seconds
+            self.cpu[pid] += min(share, self.caps.get(pid, 1.0)) * seconds
 
 
 def run(priority: RendererPriority, procs: FakeProcesses, clock: Clock,
@@ -84,6 +94,66 @@ def test_without_the_right_to_raise_it_a_renderer_stays_lowered() -> None:
     # Asked, refused: it stays at the lower priority, and is not asked again.
     assert [(c.lowered, c.nice) for c in changes] == [(False, 10)]
     assert procs.nices[30] == 10 and priority.lowered == []
+
+
+def test_a_capped_renderer_that_still_spins_stays_capped_and_is_freed_once_calm() -> None:
+    clock, procs = Clock(), FakeProcesses({40: 0, 41: 0})
+    priority = RendererPriority(procs, nice=10, clock=clock, cap=0.1)
+    procs.use.update({40: 1.0, 41: 0.2})
+    priority.look()
+    changes = run(priority, procs, clock, 4)
+    assert [(c.pid, c.lowered, c.nice, c.cap) for c in changes] == [(40, True, 10, 0.1)]
+    assert procs.caps == {40: 0.1}
+    # Under its cap it uses a tenth of a core, under the 30% that is calm uncapped: it
+    # still spins, so it keeps its cap.
+    assert run(priority, procs, clock, 20) == [] and procs.caps == {40: 0.1}
+    procs.use[40] = 0.02  # the page stopped spinning
+    changes = run(priority, procs, clock, 7)
+    assert [(c.pid, c.lowered, c.cap) for c in changes] == [(40, False, 0.0)]
+    assert procs.caps == {} and procs.nices[40] == 0
+
+
+def test_where_no_cap_is_allowed_a_busy_renderer_is_only_lowered() -> None:
+    clock, procs = Clock(), FakeProcesses({50: 0, 51: 0})
+    procs.may_cap = False
+    priority = RendererPriority(procs, nice=10, clock=clock, cap=0.1)
+    procs.use.update({50: 1.0, 51: 1.0})
+    priority.look()
+    changes = run(priority, procs, clock, 4)
+    assert sorted((c.pid, c.nice, c.cap) for c in changes) == [(50, 10, 0.0), (51, 10, 0.0)]
+    assert procs.caps == {}
+
+
+def test_a_capped_renderer_that_went_is_uncapped() -> None:
+    clock, procs = Clock(), FakeProcesses({60: 0, 61: 0})
+    priority = RendererPriority(procs, nice=10, clock=clock, cap=0.1)
+    procs.use.update({60: 1.0, 61: 0.05})
+    priority.look()
+    run(priority, procs, clock, 4)
+    assert procs.caps == {60: 0.1}
+    del procs.cpu[60], procs.use[60]
+    run(priority, procs, clock, 1)
+    assert procs.caps == {} and priority.lowered == []
+
+
+def test_the_cap_is_for_the_others_a_renderer_alone_is_only_lowered() -> None:
+    clock, procs = Clock(), FakeProcesses({70: 0, 71: 0})
+    priority = RendererPriority(procs, nice=10, clock=clock, cap=0.25)
+    procs.use.update({70: 1.0, 71: 0.0})  # a heavy page, and a blank one
+    priority.look()
+    changes = run(priority, procs, clock, 4)
+    assert [(c.pid, c.nice, c.cap) for c in changes] == [(70, 10, 0.0)]
+    assert procs.caps == {}
+    procs.use[71] = 0.07  # another session's page starts working
+    changes = run(priority, procs, clock, 2)
+    assert [(c.pid, c.nice, c.cap) for c in changes] == [(70, 10, 0.25)]
+    assert procs.caps == {70: 0.25}
+    procs.use[71] = 0.0  # and stops: after 5 s the heavy page has the idle core again
+    changes = run(priority, procs, clock, 4)
+    assert changes == [] and procs.caps == {70: 0.25}
+    changes = run(priority, procs, clock, 3)
+    assert [(c.pid, c.lowered, c.nice, c.cap) for c in changes] == [(70, True, 10, 0.0)]
+    assert procs.caps == {} and procs.nices[70] == 10 and priority.lowered == [70]
 
 
 def test_the_renderers_of_a_process_tree_are_read_from_proc() -> None:
