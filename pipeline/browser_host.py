@@ -48,7 +48,7 @@ from playwright._impl._driver import compute_driver_executable
 from pipeline.browser import BrowserEndpoint, launch_args
 from pipeline.browser_dirs import BrowserDir, sweep
 from pipeline.config import Settings
-from pipeline.cpu_caps import remove_stale
+from pipeline.cpu_caps import CgroupCpuCaps
 from pipeline.errors import BrowserLaunchError, InvalidTransition
 from pipeline.renderer_priority import ChromiumRenderers, RendererPriority
 
@@ -165,9 +165,10 @@ class BrowserHost:
         self._launches += 1
         self._state = HostState.RUNNING
         if settings.busy_renderer_nice and self._chromium is not None:
+            caps = CgroupCpuCaps()
             if settings.busy_renderer_cpu:
-                await asyncio.to_thread(remove_stale)
-            self._renderers = ChromiumRenderers(self._chromium)
+                await asyncio.to_thread(caps.remove_stale, self._chromium)
+            self._renderers = ChromiumRenderers(self._chromium, caps)
             self._priority = RendererPriority(self._renderers, settings.busy_renderer_nice,
                                               cap=settings.busy_renderer_cpu)
             self._watching = asyncio.create_task(self._priority.run(), name="renderer-priority")

@@ -11,11 +11,13 @@ tenth of a core 2.1x, at half a core 3.6x (bench/README.md; the default is half,
 tenth kept a 200,000-element page from loading within the navigation timeout).
 
 So a busy renderer is moved into `rrstream-renderer-<pid>`, a child of the cgroup it is
-in, with a CFS quota of `share` of one core, and moved back (the child removed) once it
-is calm. cgroup v1 (the `cpu` controller's own hierarchy: `cpu.cfs_quota_us`) and v2
-(`cpu.max`, where the parent delegates the `cpu` controller) are both handled. Where the
-cgroup file system is read-only (most unprivileged containers) every call raises
-OSError and the renderer is only niced: the caller logs that once.
+in, with a CFS quota of `share` of one core, and moved back (the child removed) when the
+caller says (pipeline/renderer_priority.py: once it is calm, or no other page works).
+cgroup v1 (the `cpu` controller's own hierarchy: `cpu.cfs_quota_us`) and v2 (`cpu.max`,
+where the parent delegates the `cpu` controller) are both handled. Where the
+cgroup file system is read-only (most unprivileged containers), or its paths are the
+host's, not ours, `cap` raises CapUnavailable and the renderer is only niced: the caller
+logs that once. A process that is gone raises ProcessLookupError.
 
 Plain file operations under `root` (/sys/fs/cgroup) and `proc` (/proc), so the unit
 tests run it on a directory of their own (tests/unit/test_cpu_caps.py).
@@ -31,25 +33,35 @@ _PERIOD_US = 100_000
 _PREFIX = "rrstream-renderer-"
 
 
+class CapUnavailable(OSError):
+    """This node gives us no cgroup with a CPU quota."""
+
+
 class CgroupCpuCaps:
     def __init__(self, root: Path = Path("/sys/fs/cgroup"), proc: Path = Path("/proc")) -> None:
         self._root = root
         self._proc = proc
         self._capped: dict[int, tuple[Path, Path]] = {}  # pid: (its cgroup, ours)
+        self._closed = False
 
     @property
     def capped(self) -> list[int]:
         return list(self._capped)
 
     def cap(self, pid: int, share: float) -> None:
-        """Limits `pid` (all its threads) to `share` of one core. Raises OSError when the
-        node does not allow it (no writable cpu controller) or the process is gone."""
+        """Limits `pid` (all its threads) to `share` of one core. Raises CapUnavailable when
+        the node does not allow it, ProcessLookupError when the process is gone."""
         if pid in self._capped:
             return
+        if self._closed:
+            raise CapUnavailable("the browser host stopped")
         home, version = self._cgroup_of(pid)
         ours = home / f"{_PREFIX}{pid}"
         quota = max(1_000, round(share * _PERIOD_US))
-        ours.mkdir(exist_ok=True)
+        try:
+            ours.mkdir(exist_ok=True)
+        except OSError as exc:
+            raise CapUnavailable(f"no cgroup can be made in {home}: {exc}") from exc
         try:
             if version == 1:
                 (ours / "cpu.cfs_period_us").write_text(str(_PERIOD_US))
@@ -57,10 +69,14 @@ class CgroupCpuCaps:
             else:
                 (ours / "cpu.max").write_text(f"{quota} {_PERIOD_US}")
             (ours / "cgroup.procs").write_text(str(pid))
-        except OSError:
+        except ProcessLookupError:
             with contextlib.suppress(OSError):
                 ours.rmdir()
             raise
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                ours.rmdir()
+            raise CapUnavailable(f"the quota of {ours} could not be set: {exc}") from exc
         self._capped[pid] = (home, ours)
 
     def uncap(self, pid: int) -> None:
@@ -75,13 +91,34 @@ class CgroupCpuCaps:
             ours.rmdir()
 
     def close(self) -> None:
+        """Every capped process back; no cap after this."""
+        self._closed = True
         for pid in list(self._capped):
             self.uncap(pid)
+
+    def remove_stale(self, pid: int) -> int:
+        """Removes the empty `rrstream-renderer-*` cgroups beside the one `pid` is in whose
+        process is gone (an earlier browser host was killed before it could); how many."""
+        try:
+            home, _ = self._cgroup_of(pid)
+        except OSError:
+            return 0
+        removed = 0
+        for stale in home.glob(f"{_PREFIX}*"):
+            if (self._proc / stale.name.removeprefix(_PREFIX)).exists():
+                continue  # its renderer runs: another node's host on this machine has it
+            with contextlib.suppress(OSError):
+                stale.rmdir()
+                removed += 1
+        return removed
 
     def _cgroup_of(self, pid: int) -> tuple[Path, int]:
         """The directory of the cgroup `pid` is in, in the hierarchy that has the cpu
         controller, and that hierarchy's version."""
-        lines = (self._proc / str(pid) / "cgroup").read_text().splitlines()
+        try:
+            lines = (self._proc / str(pid) / "cgroup").read_text().splitlines()
+        except FileNotFoundError as exc:
+            raise ProcessLookupError(pid) from exc
         for line in lines:
             _, controllers, path = line.split(":", 2)
             if "cpu" in controllers.split(","):
@@ -93,10 +130,15 @@ class CgroupCpuCaps:
             _, controllers, path = line.split(":", 2)
             if controllers == "":
                 home = self._root / path.lstrip("/")
-                if "cpu" in (self._root / "cgroup.controllers").read_text().split():
-                    self._delegate(home)
-                    return home, 2
-        raise FileNotFoundError(f"no cgroup with the cpu controller holds process {pid}")
+                try:
+                    offered = (home / "cgroup.controllers").read_text().split()
+                    if "cpu" in offered:
+                        self._delegate(home)
+                        return home, 2
+                except OSError as exc:
+                    raise CapUnavailable(f"cgroup {home} cannot hand down the cpu "
+                                         f"controller: {exc}") from exc
+        raise CapUnavailable(f"no cgroup with the cpu controller holds process {pid} here")
 
     def _v1_mounts(self) -> list[Path]:
         try:
@@ -112,18 +154,4 @@ class CgroupCpuCaps:
             control.write_text("+cpu")
 
 
-def remove_stale(root: Path = Path("/sys/fs/cgroup")) -> int:
-    """Removes the empty `rrstream-renderer-*` cgroups an earlier browser host left (it was
-    killed before it could); the number removed."""
-    removed = 0
-    with contextlib.suppress(OSError):
-        for stale in root.glob(f"**/{_PREFIX}*"):
-            if Path(f"/proc/{stale.name.removeprefix(_PREFIX)}").exists():
-                continue  # its renderer runs: another node's host on this machine has it
-            with contextlib.suppress(OSError):
-                stale.rmdir()
-                removed += 1
-    return removed
-
-
-__all__ = ["CgroupCpuCaps", "remove_stale"]
+__all__ = ["CapUnavailable", "CgroupCpuCaps"]

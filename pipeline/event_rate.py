@@ -15,14 +15,15 @@ crosses the shared browser server, the session, the streamer and the recording. 
 the budget, recording pauses at once: coarser sampling would cost a checkout and thin
 nothing such a page emits.
 
-Pauses in a row grow (1, 2, 4, 8 s), each judged by the first window after it, so a
-page that keeps it up is recorded about one second in nine (over the byte budget less:
-a window is judged as soon as its bytes exceed a whole window's budget); a window under
-half the limits starts them at 1 s again. Half, not under: a flood running right at the
-budget (bench/hostile.py's whole-DOM rewrite made 3.8-6 MB/s against 4) had every other
-window just under it, so its pauses stayed at 1-2 s and it was recorded half the time,
-each resume a burst of megabytes through the node's shared browser. Once the page has
-been calm for a while it gets one sampling level finer again.
+Pauses in a row grow (1, 2, 4, 8 s), each judged by the first window after it, so a page
+that keeps it up is recorded about one second in nine (over the byte budget less: a
+window is judged as soon as its bytes exceed a whole window's budget); a window under
+half the limits, or `calm_s` (30 s) under them, starts them at 1 s again. Half, not
+under: a flood running right at the budget (bench/hostile.py's whole-DOM rewrite made
+3.8-6 MB/s against 4) had every other window just under it, so its pauses stayed at 1-2
+s and it was recorded half the time, each resume a burst of megabytes through the node's
+shared browser. Once the page has been calm for a while it gets one sampling level finer
+again.
 
 The deciding is here, plain and clock-injected (tests/unit/test_event_rate.py); the
 session measures (what each push of its outbox handed on) and acts
@@ -89,6 +90,7 @@ class EventRate:
         self._next_at = float("-inf")  # no action before: the last one shows its effect
         self._busy_at = self._since  # the last window over a quarter of a limit
         self._pauses = 0  # in a row
+        self._paused_at = float("-inf")  # the last pause's start
 
     def count(self, events: int, nbytes: int = 0) -> RateDecision | None:
         """`events` more were handed on, `nbytes` of them incremental events' bytes."""
@@ -122,11 +124,13 @@ class EventRate:
                 return RateDecision(RateAction.COARSER, self.level, per_s, bytes_per_s, over)
             pause = min(PAUSE_S * 2 ** self._pauses, MAX_PAUSE_S)
             self._pauses += 1
+            self._paused_at = now
             self._since = now + pause
             self._next_at = self._since  # judged by the window after it
             return RateDecision(RateAction.PAUSE, self.level, per_s, bytes_per_s, over, pause)
-        if per_s <= self._max * _RESET_SHARE and not (
-                self._max_bytes and bytes_per_s > self._max_bytes * _RESET_SHARE):
+        if (per_s <= self._max * _RESET_SHARE and not (
+                self._max_bytes and bytes_per_s > self._max_bytes * _RESET_SHARE)) or (
+                now - self._paused_at >= self._calm_s):
             self._pauses = 0
         if self.level > 0 and now - self._busy_at >= self._calm_s:
             self.level -= 1

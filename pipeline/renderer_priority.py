@@ -16,24 +16,26 @@ CPU (at nice 10 a tenth of a nice-0 process's share). Every renderer is judged a
 whoever's page it renders: a page that needs a whole core for seconds is the one that
 waits.
 
-The deciding is plain Python over a `Processes` Protocol (tests/unit/test_renderer_priority.py);
 A lower priority alone does not bound such a renderer against Ray's processes (the kernel
 schedules Chromium's whole session as one group: pipeline/cpu_caps.py), so a lowered
 renderer is also capped at `cap` of one core (RRSTREAM_BUSY_RENDERER_CPU, half by
 default) in a cgroup of its own where the node allows it, while another renderer is at
 work (over 2% of a core): a quota is not work-conserving, and a heavy page alone on its
 node has nobody to yield to. Without others for `calm_s` it loses the cap and keeps its
-lower priority. Calm, for a capped renderer, is under half its cap. Where cgroups are
-read-only it is only niced (logged once).
+lower priority. Renderers lowered themselves are not "others": two spinning pages do not
+keep each other capped. Calm, for a capped renderer, is under `calm_share` or half its
+cap, whichever is less. Where cgroups are read-only it is only niced (logged once).
 
-`ChromiumRenderers` reads /proc and calls setpriority (on every thread). Without
-CAP_SYS_NICE a lowered renderer cannot be raised again; it then stays lower (logged
-once).
+The deciding is plain Python over a `Processes` Protocol
+(tests/unit/test_renderer_priority.py). `ChromiumRenderers` reads /proc and calls
+setpriority on every thread, each given back the value it had. Without CAP_SYS_NICE a
+lowered renderer cannot be raised again; it then stays lower (logged once).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import time
@@ -42,11 +44,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-from pipeline.cpu_caps import CgroupCpuCaps
+from pipeline.cpu_caps import CapUnavailable, CgroupCpuCaps
 
 _log = logging.getLogger(__name__)
 _INTERVAL_S = 1.0
-_ACTIVE_SHARE = 0.02  # a renderer using more of a core than this is another page at work
+_ACTIVE_SHARE = 0.02  # a renderer busier than this (share of wall time) is a page at work
 
 
 class Processes(Protocol):
@@ -78,6 +80,7 @@ class PriorityChange:
     share: float  # of the span judged that its main thread was busy
     nice: int  # from now on
     cap: float = 0.0  # its CPU cap from now on, of one core; 0: none
+    recap: bool = False  # only its cap changed (other pages began or stopped working)
 
 
 @dataclass(slots=True)
@@ -89,7 +92,7 @@ class _Renderer:
     alone_since: float | None = None  # capped, and no other renderer at work since
 
     def recent_share(self) -> float:
-        """Of a core, between the last two looks."""
+        """Busy (ran or waited to run) share of the wall time between the last two looks."""
         if len(self.samples) < 2:
             return 0.0
         (t0, cpu0), (t1, cpu1) = self.samples[-2], self.samples[-1]
@@ -122,7 +125,8 @@ class RendererPriority:
         now = self._clock()
         current = self._processes.renderers()
         for gone in self._seen.keys() - current.keys():
-            if self._seen.pop(gone).capped:
+            went = self._seen.pop(gone)
+            if went.capped or went.lowered_from is not None:
                 self._processes.uncap(gone)
         for pid, cpu in current.items():
             renderer = self._seen.setdefault(pid, _Renderer())
@@ -130,7 +134,8 @@ class RendererPriority:
             # Keep the newest sample at least busy_s old, and all after it.
             while len(renderer.samples) > 2 and renderer.samples[1][0] <= now - self._busy_s:
                 renderer.samples.pop(0)
-        at_work = {pid for pid, r in self._seen.items() if r.recent_share() > _ACTIVE_SHARE}
+        at_work = {pid for pid, r in self._seen.items()
+                   if r.lowered_from is None and r.recent_share() > _ACTIVE_SHARE}
         changes = []
         for pid, renderer in self._seen.items():
             change = self._judge(pid, renderer, now, bool(at_work - {pid}))
@@ -149,7 +154,8 @@ class RendererPriority:
             if renderer.capped or not self._capped(pid):
                 return None
             renderer.capped = True
-            return PriorityChange(pid, True, renderer.recent_share(), self._nice, self._cap)
+            return PriorityChange(pid, True, renderer.recent_share(), self._nice, self._cap,
+                                  recap=True)
         if not renderer.capped:
             return None
         renderer.alone_since = renderer.alone_since if renderer.alone_since is not None else now
@@ -157,7 +163,7 @@ class RendererPriority:
             return None
         self._processes.uncap(pid)
         renderer.capped, renderer.alone_since = False, None
-        return PriorityChange(pid, True, renderer.recent_share(), self._nice, 0.0)
+        return PriorityChange(pid, True, renderer.recent_share(), self._nice, 0.0, recap=True)
 
     def _judge(self, pid: int, renderer: _Renderer, now: float,
                others: bool) -> PriorityChange | None:
@@ -183,8 +189,8 @@ class RendererPriority:
             return PriorityChange(pid, True, share, self._nice,
                                   self._cap if renderer.capped else 0.0)
         share, t0 = renderer.recent_share(), samples[-2][0]
-        # A capped renderer that still spins uses its whole cap, and no more: calm is
-        # well under it.
+        # A capped renderer that still spins may read as busy as before (time held back by
+        # the quota counts as waiting) or as its cap: calm is under either.
         calm_share = min(self._calm_share, self._cap / 2) if renderer.capped else (
             self._calm_share)
         if share >= calm_share:
@@ -194,9 +200,6 @@ class RendererPriority:
         if now - renderer.calm_since < self._calm_s:
             return None
         back = renderer.lowered_from
-        if renderer.capped:
-            self._processes.uncap(pid)
-            renderer.capped, renderer.alone_since = False, None
         try:
             self._processes.set_nice(pid, back)
         except PermissionError:
@@ -206,7 +209,10 @@ class RendererPriority:
             self._cannot_raise = True
             back = self._nice
         except OSError:
-            return None
+            return None  # it exited meanwhile: the next look forgets (and uncaps) it
+        if renderer.capped:
+            self._processes.uncap(pid)
+        renderer.capped, renderer.alone_since = False, None
         renderer.lowered_from = renderer.calm_since = None
         return PriorityChange(pid, False, share, back)
 
@@ -216,12 +222,14 @@ class RendererPriority:
         try:
             self._processes.cap(pid, self._cap)
         except ProcessLookupError:
-            return False
-        except OSError as exc:
+            return False  # it exited meanwhile
+        except CapUnavailable as exc:
             self._cannot_cap = True
             _log.warning("busy renderers are only run at a lower priority here, not capped "
-                         "at %.0f%% of a core: this node lets us create no cgroup with a "
-                         "CPU quota (%s)", self._cap * 100, exc)
+                         "at %.0f%% of a core: %s", self._cap * 100, exc)
+            return False
+        except OSError as exc:
+            _log.info("renderer %d was not capped: %s", pid, exc)
             return False
         return True
 
@@ -229,12 +237,19 @@ class RendererPriority:
         """Looks every `interval_s` until cancelled; logs each change."""
         while True:
             for change in await asyncio.to_thread(self.look):
-                if change.lowered:
-                    capped = (f" and on at most {change.cap * 100:.0f}% of a core while "
-                              "other pages are at work" if change.cap else ", uncapped")
-                    _log.warning("renderer %d keeps a core busy (%.0f%%): it runs at nice "
-                                 "%d%s until it calms down", change.pid, change.share * 100,
-                                 change.nice, capped)
+                if change.recap and change.cap:
+                    _log.info("renderer %d, still busy: capped at %.0f%% of a core, as other "
+                              "pages are at work", change.pid, change.cap * 100)
+                elif change.recap:
+                    _log.info("renderer %d, still busy: its cap is lifted, as no other page "
+                              "was at work for %.0f s (it stays at nice %d)", change.pid,
+                              self._calm_s, change.nice)
+                elif change.lowered:
+                    capped = (f", and on at most {change.cap * 100:.0f}% of a core while "
+                              "other pages are at work" if change.cap else "")
+                    _log.warning("renderer %d keeps a core busy (%.0f%% of the last %.0f s): "
+                                 "it runs at nice %d%s until it calms down", change.pid,
+                                 change.share * 100, self._busy_s, change.nice, capped)
                 else:
                     _log.info("renderer %d is calm again: back to nice %d", change.pid,
                               change.nice)
@@ -248,6 +263,7 @@ class ChromiumRenderers:
     def __init__(self, browser_pid: int, caps: CgroupCpuCaps | None = None) -> None:
         self._browser = browser_pid
         self._caps = caps if caps is not None else CgroupCpuCaps()
+        self._thread_nices: dict[int, dict[int, int]] = {}  # lowered pid: tid: nice before
 
     def renderers(self) -> dict[int, float]:
         found: dict[int, float] = {}
@@ -270,20 +286,33 @@ class ChromiumRenderers:
 
     def set_nice(self, pid: int, value: int) -> None:
         """Every thread's: Linux keeps a nice value per thread, and a renderer's compositor
-        and raster threads work for its page as much as its main thread."""
+        and raster threads work for its page as much as its main thread. Lowering keeps
+        each thread's own value (Chromium runs some lower already) and is given back
+        thread by thread; a thread started since gets `value`."""
+        main = os.getpriority(os.PRIO_PROCESS, pid)  # ProcessLookupError: it is gone
+        if value > main:
+            before = self._thread_nices.setdefault(pid, {})
+            for tid in _tasks(pid):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    now = os.getpriority(os.PRIO_PROCESS, tid)
+                    before.setdefault(tid, now)
+                    if now < value:
+                        os.setpriority(os.PRIO_PROCESS, tid, value)
+            return
+        before = self._thread_nices.pop(pid, {})
+        os.setpriority(os.PRIO_PROCESS, pid, before.get(pid, value))  # PermissionError
         for tid in _tasks(pid):
-            try:
-                os.setpriority(os.PRIO_PROCESS, tid, value)
-            except ProcessLookupError:
-                if tid == pid:
-                    raise
-                continue  # a thread that ended meanwhile
+            if tid != pid:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.setpriority(os.PRIO_PROCESS, tid, before.get(tid, value))
 
     def cap(self, pid: int, share: float) -> None:
         self._caps.cap(pid, share)
 
     def uncap(self, pid: int) -> None:
         self._caps.uncap(pid)
+        if not Path(f"/proc/{pid}").exists():
+            self._thread_nices.pop(pid, None)
 
     def close(self) -> None:
         """Every capped renderer back where it was."""

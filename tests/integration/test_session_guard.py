@@ -163,12 +163,10 @@ async def test_a_renderer_that_keeps_a_core_busy_runs_at_a_lower_priority_until_
         assert {os.getpriority(os.PRIO_PROCESS, t) for t in threads} == {
             Settings().busy_renderer_nice}, "every thread of the renderer is lowered"
         cgroup = await asyncio.to_thread(Path(f"/proc/{lowered}/cgroup").read_text)
-        if cgroups_writable():
+        if cgroups_writable():  # a v1 hierarchy of our own, as on this machine
             assert f"rrstream-renderer-{lowered}" in cgroup
             used = await cpu_share(lowered, 2.0)
             assert used < Settings().busy_renderer_cpu + 0.15, f"{used:.0%} of a core"
-        else:
-            assert "rrstream-renderer-" not in cgroup
     finally:
         await spinning.stop()
         await quiet.stop()
@@ -180,7 +178,8 @@ async def test_a_renderer_that_keeps_a_core_busy_runs_at_a_lower_priority_until_
 
 
 def cgroups_writable() -> bool:
-    """Whether this node lets us make a cgroup of the cpu controller (v1 here)."""
+    """Whether this node lets us make a cgroup in a cgroup v1 cpu hierarchy (v2 is
+    tested on files in tests/unit/test_cpu_caps.py)."""
     for line in Path("/proc/self/cgroup").read_text().splitlines():
         _, controllers, path = line.split(":", 2)
         if "cpu" in controllers.split(","):

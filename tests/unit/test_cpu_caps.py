@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.cpu_caps import CgroupCpuCaps, remove_stale
+from pipeline.cpu_caps import CapUnavailable, CgroupCpuCaps
 
 PID = 4321
 
@@ -46,7 +46,7 @@ def test_v2_the_controller_is_handed_down_and_the_quota_written_as_cpu_max(
     root = tmp_path / "cgroup"
     home = root / "system.slice" / "ray.service"
     home.mkdir(parents=True)
-    (root / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")
+    (home / "cgroup.controllers").write_text("cpuset cpu io memory pids\n")  # offered
     (home / "cgroup.subtree_control").write_text("")
     proc = proc_with(tmp_path, "0::/system.slice/ray.service\n")
     CgroupCpuCaps(root, proc).cap(PID, 0.25)
@@ -57,15 +57,43 @@ def test_v2_the_controller_is_handed_down_and_the_quota_written_as_cpu_max(
 def test_without_a_cpu_controller_it_says_so_and_leaves_nothing(tmp_path: Path) -> None:
     root = tmp_path / "cgroup"
     root.mkdir()
-    (root / "cgroup.controllers").write_text("memory pids\n")
+    (root / "cgroup.controllers").write_text("memory pids\n")  # cpu not handed down
     proc = proc_with(tmp_path, "0::/\n")
-    with pytest.raises(OSError, match="no cgroup with the cpu controller"):
+    with pytest.raises(CapUnavailable, match="no cgroup with the cpu controller"):
         CgroupCpuCaps(root, proc).cap(PID, 0.1)
     assert list(root.iterdir()) == [root / "cgroup.controllers"]
 
 
-def test_stale_empty_cgroups_of_gone_renderers_are_removed(tmp_path: Path) -> None:
-    gone = tmp_path / "cpu" / "rrstream-renderer-4194303"  # over the kernel's pid limit
-    gone.mkdir(parents=True)
-    assert remove_stale(tmp_path) == 1 and not gone.exists()
+def test_a_process_that_is_gone_is_told_apart_from_a_node_without_cgroups(
+        tmp_path: Path) -> None:
+    root = tmp_path / "cgroup"
+    (root / "cpu").mkdir(parents=True)
+    (root / "cpu" / "cpu.cfs_quota_us").write_text("-1")
+    with pytest.raises(ProcessLookupError):
+        CgroupCpuCaps(root, tmp_path / "proc").cap(PID, 0.1)  # no /proc/<pid>
 
+
+def test_after_close_nothing_is_capped(tmp_path: Path) -> None:
+    root = tmp_path / "cgroup"
+    (root / "cpu").mkdir(parents=True)
+    (root / "cpu" / "cpu.cfs_quota_us").write_text("-1")
+    caps = CgroupCpuCaps(root, proc_with(tmp_path, "3:cpu:/\n"))
+    caps.close()
+    with pytest.raises(CapUnavailable):
+        caps.cap(PID, 0.1)
+    assert not (root / "cpu" / f"rrstream-renderer-{PID}").exists()
+
+
+def test_stale_cgroups_of_gone_renderers_are_removed_those_of_live_ones_kept(
+        tmp_path: Path) -> None:
+    root = tmp_path / "cgroup"
+    home = root / "cpu"
+    home.mkdir(parents=True)
+    (home / "cpu.cfs_quota_us").write_text("-1")
+    proc = proc_with(tmp_path, "3:cpu:/\n")
+    gone = home / "rrstream-renderer-999999999"  # above any pid_max
+    live = home / f"rrstream-renderer-{PID}"  # proc_with made /proc/<PID>
+    gone.mkdir()
+    live.mkdir()
+    assert CgroupCpuCaps(root, proc).remove_stale(PID) == 1
+    assert not gone.exists() and live.exists()

@@ -76,17 +76,28 @@ def test_pauses_in_a_row_grow_and_start_again_after_a_window_under_the_limit() -
 
 
 def test_a_page_hovering_just_under_the_budget_between_pauses_keeps_them_growing() -> None:
-    # The whole-DOM rewrite of bench/hostile.py: 3.8 MB in a window, then 4.5 MB, against 4.
+    # The whole-DOM rewrite of bench/hostile.py: windows of 3-3.8 MB between ones over 4.
     clock = Clock()
     rate = EventRate(50_000, 1, clock, max_bytes_per_s=4_000_000)
-    pauses: list[float] = []
-    for _ in range(12):  # what comes while paused is not counted
-        pauses += [d.pause_s for d in decide(rate, clock, 100, 1.05, bytes_per_s=3_800_000)]
+    pauses = [d.pause_s for d in decide(rate, clock, 100, 1.0, bytes_per_s=6_000_000)]
+    for _ in range(4):
+        # What comes while paused is not counted; then a window just under the budget.
+        assert feed(rate, clock, 100, pauses[-1] + 1.5, bytes_per_s=3_000_000) == []
         pauses += [d.pause_s for d in decide(rate, clock, 100, 1.0, bytes_per_s=6_000_000)]
-    assert pauses[:4] == [1.0, 2.0, 4.0, 8.0]
-    # The last pause ends, then a window under half the budget.
+    assert pauses == [1.0, 2.0, 4.0, 8.0, MAX_PAUSE_S]
+    # A window under half the budget starts them at 1 s again.
     feed(rate, clock, 100, MAX_PAUSE_S + 1.5, bytes_per_s=1_900_000)
-    assert [d.pause_s for d in decide(rate, clock, 100, 1.5, bytes_per_s=6_000_000)] == [
+    assert [d.pause_s for d in decide(rate, clock, 100, 2.0, bytes_per_s=6_000_000)] == [
+        PAUSE_S]
+
+
+def test_pauses_start_again_after_a_calm_spell_just_under_the_budget() -> None:
+    clock = Clock()
+    rate = EventRate(50_000, 1, clock, max_bytes_per_s=4_000_000, calm_s=30.0)
+    pauses = [d.pause_s for d in decide(rate, clock, 100, 1.0, bytes_per_s=6_000_000)]
+    # 30 s under the budget (over half of it) after the pause.
+    assert feed(rate, clock, 100, pauses[-1] + 31, bytes_per_s=3_000_000) == []
+    assert [d.pause_s for d in decide(rate, clock, 100, 2.0, bytes_per_s=6_000_000)] == [
         PAUSE_S]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+from pipeline.cpu_caps import CapUnavailable
 from pipeline.renderer_priority import ChromiumRenderers, PriorityChange, RendererPriority
 from tests.unit.test_event_rate import Clock
 
@@ -33,7 +34,7 @@ class FakeProcesses:
 
     def cap(self, pid: int, share: float) -> None:
         if not self.may_cap:
-            raise PermissionError("read-only file system")
+            raise CapUnavailable("read-only file system")
         self.caps[pid] = share
 
     def uncap(self, pid: int) -> None:
@@ -154,6 +155,20 @@ def test_the_cap_is_for_the_others_a_renderer_alone_is_only_lowered() -> None:
     changes = run(priority, procs, clock, 3)
     assert [(c.pid, c.lowered, c.nice, c.cap) for c in changes] == [(70, True, 10, 0.0)]
     assert procs.caps == {} and procs.nices[70] == 10 and priority.lowered == [70]
+
+
+def test_two_spinning_pages_do_not_keep_each_other_capped() -> None:
+    clock, procs = Clock(), FakeProcesses({80: 0, 81: 0, 82: 0})
+    priority = RendererPriority(procs, nice=10, clock=clock, cap=0.5)
+    procs.use.update({80: 1.0, 81: 1.0, 82: 0.05})
+    priority.look()
+    run(priority, procs, clock, 4)
+    assert procs.caps == {80: 0.5, 81: 0.5}  # the third page works
+    procs.use[82] = 0.0
+    changes = run(priority, procs, clock, 7)
+    assert sorted((c.pid, c.cap, c.recap) for c in changes) == [(80, 0.0, True),
+                                                                (81, 0.0, True)]
+    assert procs.caps == {} and sorted(priority.lowered) == [80, 81]
 
 
 def test_the_renderers_of_a_process_tree_are_read_from_proc() -> None:
