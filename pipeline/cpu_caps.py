@@ -116,18 +116,17 @@ class CgroupCpuCaps:
         """The directory of the cgroup `pid` is in, in the hierarchy that has the cpu
         controller, and that hierarchy's version."""
         try:
-            lines = (self._proc / str(pid) / "cgroup").read_text().splitlines()
+            text = (self._proc / str(pid) / "cgroup").read_text()
         except FileNotFoundError as exc:
             raise ProcessLookupError(pid) from exc
-        for line in lines:
-            _, controllers, path = line.split(":", 2)
+        entries = [line.split(":", 2)[1:] for line in text.splitlines()]  # controllers, path
+        for controllers, path in entries:
             if "cpu" in controllers.split(","):
                 for mount in self._v1_mounts():
                     home = mount / path.lstrip("/")
                     if (home / "cpu.cfs_quota_us").exists():
                         return home, 1
-        for line in lines:
-            _, controllers, path = line.split(":", 2)
+        for controllers, path in entries:
             if controllers == "":
                 home = self._root / path.lstrip("/")
                 try:

@@ -338,11 +338,7 @@ def _tasks(pid: int) -> list[int]:
 def _children(pid: int) -> list[int]:
     """Children forked by any thread of `pid` (Chromium launches from several)."""
     out: list[int] = []
-    try:
-        tasks = os.listdir(f"/proc/{pid}/task")
-    except OSError:
-        return out
-    for tid in tasks:
+    for tid in _tasks(pid):
         try:
             out.extend(int(c) for c in Path(f"/proc/{pid}/task/{tid}/children").read_text()
                        .split())
