@@ -112,6 +112,28 @@ function frame() {
 requestAnimationFrame(frame);
 </script>""")
 
+def rewrite_for(seconds: float) -> str:
+    """The whole-DOM rewrite for `seconds`, then calm: one small change a second and a
+    `<p id="calm">` once it stopped (the flood's end, for the pause's own measurement)."""
+    return _page("rewrite, then calm", f"""<div id="root"></div><script>
+let n = 0;
+const until = performance.now() + {seconds * 1000:.0f};
+function frame() {{
+  n += 1;
+  const rows = [];
+  for (let i = 0; i < 3000; i++) rows.push(`<div class="r">frame ${{n}} row ${{i}}</div>`);
+  document.body.innerHTML = `<div id="root">${{rows.join("")}}</div>`;
+  if (performance.now() < until) requestAnimationFrame(frame);
+  else {{
+    document.body.innerHTML = '<p id="calm">calm</p><p id="tick">0</p>';
+    let tick = 0;
+    setInterval(() => {{ document.getElementById("tick").textContent = String(++tick); }}, 1000);
+  }}
+}}
+requestAnimationFrame(frame);
+</script>""")
+
+
 # Private things for the privacy options: an input, a text to mask, an element to block.
 PRIVATE = _page("private", """<input id="name"><p class="secret">card 4111 1111 1111 1111</p>
 <div id="blocked"><p>blocked content 98765</p></div><p id="public">public text</p>""")
@@ -189,8 +211,13 @@ def _app() -> Starlette:
         nodes = min(int(request.query_params.get("nodes", "200000")), 500_000)
         return HTMLResponse(huge_dom(nodes), headers=_NO_STORE)
 
+    async def rewrite(request: Request) -> Response:
+        seconds = min(float(request.query_params.get("s", "3")), 120.0)
+        return HTMLResponse(rewrite_for(seconds), headers=_NO_STORE)
+
     routes = [Route(path, fixed(html)) for path, html in PAGES.items()]
-    return Starlette(routes=[*routes, Route("/huge-dom", huge)])
+    return Starlette(routes=[*routes, Route("/huge-dom", huge),
+                             Route("/rewrite-for", rewrite)])
 
 
 @contextlib.contextmanager

@@ -220,12 +220,14 @@ class Settings(BaseSettings):
         "Events are never dropped one by one.",
     )
     max_event_bytes_per_s: int = Field(
-        default=4_000_000, ge=0,
+        default=1_000_000, ge=0,
         description="A page whose incremental events come to more bytes a second (their "
-        "JSON; checkouts not counted) has its recording paused at once, as above: a page "
+        "JSON; checkouts not counted) has its recording paused at once, as above, and stays "
+        "paused while the page keeps it up (measured in the page at each pause's end): a page "
         "rewriting thousands of elements every frame stays under RRSTREAM_MAX_EVENTS_PER_S "
         "while every byte crosses the node's shared browser server, the streamer and the "
-        "recording. 4 MB/s is ~8x one session at 5,000 events/s. 0: no budget.",
+        "recording. 1 MB/s is ~2x one session at 5,000 events/s (bench.hostile: a flood "
+        "just under 4 MB/s cost a neighbour 4-8x its p99). 0: no budget.",
     )
     busy_renderer_nice: int = Field(
         default=10, ge=0, le=19,

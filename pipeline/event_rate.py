@@ -15,9 +15,12 @@ crosses the shared browser server, the session, the streamer and the recording. 
 the budget, recording pauses at once: coarser sampling would cost a checkout and thin
 nothing such a page emits.
 
-Pauses in a row grow (1, 2, 4, 8 s), each judged by the first window after it, so a page
-that keeps it up is recorded about one second in nine (over the byte budget less: a
-window is judged as soon as its bytes exceed a whole window's budget); a window under
+Pauses in a row grow (1, 2, 4, 8 s). The page's recorder measures the last second of each
+pause itself, running rrweb without sending anything (frontend/src/recorder.js `probe`): a
+page still over a limit then stays paused (`still_over`: the next, longer pause), so a
+flood that keeps it up crosses the node once, before its first pause, and never again;
+a resumed page is judged by the first window after the pause (over the byte budget as
+soon as its bytes exceed a whole window's budget). A window under
 half the limits, or `calm_s` (30 s) under them, starts them at 1 s again. Half, not
 under: a flood running right at the budget (bench/hostile.py's whole-DOM rewrite made
 3.8-6 MB/s against 4) had every other window just under it, so its pauses stayed at 1-2
@@ -122,12 +125,7 @@ class EventRate:
                 self.level += 1
                 self._next_at = now + self._settle_s
                 return RateDecision(RateAction.COARSER, self.level, per_s, bytes_per_s, over)
-            pause = min(PAUSE_S * 2 ** self._pauses, MAX_PAUSE_S)
-            self._pauses += 1
-            self._paused_at = now
-            self._since = now + pause
-            self._next_at = self._since  # judged by the window after it
-            return RateDecision(RateAction.PAUSE, self.level, per_s, bytes_per_s, over, pause)
+            return self._pause(now, per_s, bytes_per_s, over)
         if (per_s <= self._max * _RESET_SHARE and not (
                 self._max_bytes and bytes_per_s > self._max_bytes * _RESET_SHARE)) or (
                 now - self._paused_at >= self._calm_s):
@@ -138,6 +136,28 @@ class EventRate:
             self._next_at = now + self._settle_s
             return RateDecision(RateAction.FINER, self.level, per_s, bytes_per_s)
         return None
+
+
+    def still_over(self, per_s: float, bytes_per_s: float) -> RateDecision:
+        """The page's recorder measured, at the end of a pause, that the page is still over
+        a limit (it runs rrweb for a moment without sending anything: frontend/src/recorder.js
+        `probe`), and kept the recording paused: the next, longer pause. So a page that
+        keeps up a flood costs the node nothing of it after the first pause, instead of a
+        checkout and a window of the flood at every resume."""
+        over: Literal["events", "bytes"] = (
+            "bytes" if self._max_bytes and bytes_per_s > self._max_bytes else "events")
+        now = self._clock()
+        self._busy_at = now
+        return self._pause(now, per_s, bytes_per_s, over)
+
+    def _pause(self, now: float, per_s: float, bytes_per_s: float,
+               over: Literal["events", "bytes"]) -> RateDecision:
+        pause = min(PAUSE_S * 2 ** self._pauses, MAX_PAUSE_S)
+        self._pauses += 1
+        self._paused_at = now
+        self._since = now + pause
+        self._next_at = self._since  # judged by the window after it
+        return RateDecision(RateAction.PAUSE, self.level, per_s, bytes_per_s, over, pause)
 
 
 def sampling_levels(settings: Settings) -> list[dict[str, object]]:

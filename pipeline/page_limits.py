@@ -84,6 +84,18 @@ class PageLimits:
         decision = self._rate.count(events, nbytes)
         if decision is None:
             return None
+        return self._report(decision)
+
+    def still_over(self, per_s: float, bytes_per_s: float,
+                   page_time: float | None = None) -> RateDecision:
+        """The page's recorder measured, at a pause's end, that the page is still over a
+        limit (`per_s` events, `bytes_per_s` of them a second, at `page_time`, Unix s) and
+        stayed paused: the next, longer pause, in the warnings already."""
+        self._page_now = max(self._page_now,
+                             self._clock() if page_time is None else page_time)
+        return self._report(self._rate.still_over(per_s, bytes_per_s), still=True)
+
+    def _report(self, decision: RateDecision, still: bool = False) -> RateDecision:
         if decision.over == "bytes":
             over = (f"the page's events came to {decision.bytes_per_s / 1e6:,.1f} MB/s, over "
                     f"the budget of {self._max_bytes / 1e6:,.1f} MB/s "
@@ -97,9 +109,14 @@ class PageLimits:
         elif decision.action is RateAction.PAUSE:
             self.stretches_dropped += 1
             where = (" at the coarsest sampling" if decision.over == "events" else "")
-            message = (f"{over}{where}: recording paused for {decision.pause_s:g} s and "
-                       f"resumed with a new checkout ({self.stretches_dropped:,} such "
-                       "stretches left out so far)")
+            if still:
+                message = (f"as its pause ended, still so: {over}{where} (measured in the "
+                           f"page, nothing of it sent); paused again for {decision.pause_s:g} "
+                           f"s ({self.stretches_dropped:,} stretches left out so far)")
+            else:
+                message = (f"{over}{where}: recording paused for {decision.pause_s:g} s and "
+                           f"resumed with a new checkout ({self.stretches_dropped:,} such "
+                           "stretches left out so far)")
         else:
             message = (f"the page's event rate is back under the limits "
                        f"({decision.per_s:,.0f} events/s, {decision.bytes_per_s / 1e6:,.1f} "

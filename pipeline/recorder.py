@@ -44,6 +44,9 @@ _CRASH_SEND_S = 0.3
 # not held back below the byte budget that stops it (pipeline/event_rate.py).
 PIECE_CHARS = 2**20
 PIECE_GAP_MS = 10  # between pieces: a 30 MB snapshot in about half a second
+# The last stretch of a pause the page records without sending, to tell whether it is
+# still over a limit (frontend/src/recorder.js `probe`).
+PROBE_MS = 1000
 # What a page may send in pieces before they make a batch: a page's own script can call
 # the binding too, and pieces that never end must not grow without bound.
 _MAX_PIECED_CHARS = 256 * 2**20
@@ -79,6 +82,10 @@ def record_options(settings: Settings, spec: SessionSpec | None = None) -> dict[
         ),
         "maskInputOptions": {"password": settings.mask_passwords},
         "recordCrossOriginIframes": True,
+        # The page measures the end of each pause itself (pipeline/event_rate.py).
+        "maxEventsPerS": settings.max_events_per_s,
+        "maxEventBytesPerS": settings.max_event_bytes_per_s,
+        "probeMs": PROBE_MS,
         "canvasFps": settings.canvas_fps,
         "dataURLOptions": {"type": "image/webp", "quality": settings.canvas_quality},
         "scriptName": SCRIPT_NAME,
@@ -107,15 +114,33 @@ class RecorderState:
     failure: str | None  # the last error thrown inside the recorder
 
 
+@dataclass(slots=True, frozen=True)
+class StillOver:
+    """The page measured, at a pause's end, that it is still over a limit and stayed
+    paused: `!<events/s>|<bytes/s>|<page time, Unix ms>` from frontend/src/recorder.js."""
+
+    per_s: float
+    bytes_per_s: float
+    page_time: float  # Unix s
+
+    @classmethod
+    def parse(cls, message: str) -> StillOver:
+        per_s, bytes_per_s, page_ms = message[1:].split("|")
+        return cls(float(per_s), float(bytes_per_s), float(page_ms) / 1000.0)
+
+
 class PageRecorder:
-    """Records one page (and its frames) and calls `on_batch` for every batch, in order.
+    """Records one page (and its frames) and calls `on_batch` for every batch, in order,
+    and `on_still_over` when a paused page measured it is still over a limit.
 
     `on_batch` may be replaced at any time (the session drops batches while its stream
     is lost, and then waits for a checkout)."""
 
-    def __init__(self, script: str, on_batch: Callable[[PageBatch], None]) -> None:
+    def __init__(self, script: str, on_batch: Callable[[PageBatch], None],
+                 on_still_over: Callable[[StillOver], None] | None = None) -> None:
         self._script = script
         self.on_batch = on_batch
+        self._on_still_over = on_still_over
         self._cdp: CDPSession | None = None
         self._pieces = Pieces()
 
@@ -221,12 +246,25 @@ class PageRecorder:
         message = self._pieces.add(params.get("executionContextId"), payload)
         if message is None:
             return
+        if message.startswith("!"):
+            self._still_over(message)
+            return
         try:
             batch = PageBatch.parse(message)
         except ValueError:
             _log.warning("malformed batch from the page (%d chars) ignored", len(message))
             return
         self.on_batch(batch)
+
+
+    def _still_over(self, message: str) -> None:
+        try:
+            notice = StillOver.parse(message)
+        except ValueError:
+            _log.warning("malformed notice from the page (%d chars) ignored", len(message))
+            return
+        if self._on_still_over is not None:
+            self._on_still_over(notice)
 
 
 class Pieces:
@@ -268,5 +306,5 @@ class Pieces:
         _log.warning("a batch the page sent in %d pieces was dropped: %s", len(held), why)
 
 
-__all__ = ["BINDING_NAME", "PIECE_CHARS", "SCRIPT_NAME", "PageRecorder", "Pieces",
-           "RecorderState", "assets_dir", "init_script", "record_options"]
+__all__ = ["BINDING_NAME", "PIECE_CHARS", "PROBE_MS", "SCRIPT_NAME", "PageRecorder", "Pieces",
+           "RecorderState", "StillOver", "assets_dir", "init_script", "record_options"]

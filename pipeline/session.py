@@ -74,7 +74,7 @@ from pipeline.outbox import BatchSink, Outbox
 from pipeline.page_guard import Notice, PageGuard, guard_script
 from pipeline.page_limits import PageLimits
 from pipeline.protocol import PageBatch
-from pipeline.recorder import PageRecorder, init_script
+from pipeline.recorder import PageRecorder, StillOver, init_script
 from pipeline.snapshot_watch import SnapshotWatch
 from pipeline.steps import Step
 from pipeline.teardown import bounded, time_left
@@ -482,7 +482,7 @@ class BrowserSession:
         self._guard = PageGuard(guard_script(self._settings), self._on_notice)
         await self._guard.install(self._context)
         self._recorder = PageRecorder(init_script(self._settings, self._spec),
-                                      self._outbox.receiver)
+                                      self._outbox.receiver, self._still_over)
         await self._recorder.install(self._context)
 
     async def _open_page(self) -> None:
@@ -626,6 +626,12 @@ class BrowserSession:
                 self._large_batch(batch)
         decision = self._limits.counted(events, nbytes, newest / 1000.0 if newest else None)
         if decision is not None and self._recorder is not None and self._state in _LIVE:
+            self._spawn(self._limits.apply(decision, self._recorder), "event-rate")
+
+    def _still_over(self, notice: StillOver) -> None:
+        """The paused page is still over a limit (pipeline/event_rate.py `still_over`)."""
+        decision = self._limits.still_over(notice.per_s, notice.bytes_per_s, notice.page_time)
+        if self._recorder is not None and self._state in _LIVE:
             self._spawn(self._limits.apply(decision, self._recorder), "event-rate")
 
     def _large_batch(self, batch: PageBatch) -> None:

@@ -10,7 +10,11 @@
 // rrweb with `options.samplingLevels[level]` (a page emitting over
 // RRSTREAM_MAX_EVENTS_PER_S: coarser sampling from a new checkout), and `pause(ms)`
 // stops it for `ms` and then starts it again: a stretch left out whole, after which the
-// new FullSnapshot keeps the replay consistent (pipeline/event_rate.py decides).
+// new FullSnapshot keeps the replay consistent (pipeline/event_rate.py decides). The last
+// `probeMs` of a pause rrweb runs without sending anything (`probe`): a page still over
+// a limit stays paused and says so in a notice (`!events/s|bytes/s|Date.now()`), and the
+// session answers with the next, longer pause; so a page that keeps up a flood sends
+// nothing of it after its first pause, not a checkout and a window of it at each resume.
 //
 // Privacy options (a session's spec): `maskAllInputs`, `maskTextSelector` and
 // `blockSelector` go to rrweb as they are. A selector the page's engine rejects would
@@ -53,6 +57,12 @@ import { record } from "rrweb";
   let stopRrweb = null;
   let leaving = false;
   const undelivered = [];
+  const maxEventsPerS = options.maxEventsPerS ?? 0;
+  const maxEventBytesPerS = options.maxEventBytesPerS ?? 0;
+  const probeMs = options.probeMs ?? 1000;
+  let probe = null;  // while the end of a pause is measured: { events, chars, since, over }
+  let probeTimer = 0;
+  let pauseMs = 0;
 
   // A message over pieceChars (one huge event: a very large DOM's snapshot) goes in
   // pieces, "~<part>" ... "$<last part>", one piece every pieceGapMs: the node's shared
@@ -123,6 +133,10 @@ import { record } from "rrweb";
   }
 
   function emit(event) {
+    if (probe) {
+      measure(event);
+      return;
+    }
     // A checkout (Meta, then FullSnapshot) always starts a batch of its own.
     if (event.type === 4) {
       flush();
@@ -272,9 +286,82 @@ import { record } from "rrweb";
     }
     stopRrweb = null;
   }
+  const paused = () => resumeTimer !== 0 || probe !== null;
+
+  // The end of a pause: rrweb runs, and what it emits is only measured, as the session
+  // measures what it is sent (incremental events' JSON; checkouts not counted).
+  function startProbe() {
+    resumeTimer = 0;
+    if (!(maxEventsPerS || maxEventBytesPerS) || probeMs <= 0) {
+      resume();
+      return;
+    }
+    probe = { events: 0, chars: 0, since: performance.now(), over: false };
+    failure = null;
+    startRrweb();
+    if (!stopRrweb) {
+      probe = null;  // rrweb did not start (`failure` says why): nothing is recorded
+      return;
+    }
+    probeTimer = setTimeout(endProbe, probeMs);
+  }
+  function measure(event) {
+    if (probe.over || event.type === 4 || event.type === 2) return;
+    probe.events += 1;
+    probe.chars += JSON.stringify(event).length;
+    // Over a whole probe's allowance already: over, whatever comes next.
+    if ((maxEventBytesPerS && probe.chars > (maxEventBytesPerS * probeMs) / 1000)
+        || (maxEventsPerS && probe.events > (maxEventsPerS * probeMs) / 1000)) {
+      probe.over = true;
+      setTimeout(endProbe, 0);  // not inside rrweb's own callback
+    }
+  }
+  function endProbe() {
+    if (!probe) return;
+    clearTimeout(probeTimer);
+    probeTimer = 0;
+    const measured = probe;
+    probe = null;
+    stopNow();
+    const seconds = Math.max(performance.now() - measured.since, probeMs) / 1000;
+    const perS = measured.events / seconds;
+    const bytesPerS = measured.chars / seconds;
+    if (!((maxEventsPerS && perS > maxEventsPerS) || (maxEventBytesPerS && bytesPerS > maxEventBytesPerS))) {
+      resume();
+      return;
+    }
+    // Still over: paused on, nothing of it sent. The session answers with the next pause
+    // (its `pause` replaces this timer); without an answer, the same pause again.
+    deliver(`!${Math.round(perS)}|${Math.round(bytesPerS)}|${Date.now()}`);
+    resumeTimer = setTimeout(startProbe, Math.max(pauseMs - probeMs, probeMs));
+  }
+  function resume() {
+    failure = null;
+    startRrweb();  // a new checkout, sent
+  }
+  // A checkout asked for while paused (a reopened stream must start with one) is sent and
+  // the pause goes on: nothing follows it until the pause ends with the next checkout.
+  function picture() {
+    const measuring = probe;
+    probe = null;
+    try {
+      if (stopRrweb) {
+        record.takeFullSnapshot(true);
+      } else {
+        startRrweb();
+        stopNow();
+      }
+      return true;
+    } catch (error) {
+      return false;
+    } finally {
+      probe = measuring;
+    }
+  }
 
   window.__rrstreamRecorder = {
     checkout() {
+      if (paused()) return picture();
       try {
         record.takeFullSnapshot(true);
         return true;
@@ -283,9 +370,14 @@ import { record } from "rrweb";
       }
     },
     state() {
-      return { started: stopRrweb !== null, snapshots, failure, level, paused: resumeTimer !== 0 };
+      return { started: stopRrweb !== null && probe === null, snapshots, failure, level, paused: paused() };
     },
     restart() {
+      if (paused()) {
+        failure = null;
+        picture();  // the pause's end starts rrweb again
+        return this.state();
+      }
       stopNow();
       failure = null;
       startRrweb();
@@ -294,19 +386,21 @@ import { record } from "rrweb";
     degrade(newLevel) {
       level = Math.max(0, Math.min(samplingLevels.length - 1, newLevel | 0));
       rrwebOptions.sampling = samplingLevels[level];
-      if (resumeTimer) return this.state();  // the resume starts it with this sampling
+      if (paused()) return this.state();  // the pause's end starts it with this sampling
       return this.restart();
     },
     pause(ms) {
+      if (probe) {
+        clearTimeout(probeTimer);
+        probeTimer = 0;
+        probe = null;
+      }
       // What was recorded so far leaves first: the stretch left out starts after it.
       stopNow();
       flush();
       if (resumeTimer) clearTimeout(resumeTimer);
-      resumeTimer = setTimeout(() => {
-        resumeTimer = 0;
-        failure = null;
-        startRrweb();
-      }, ms);
+      pauseMs = ms;
+      resumeTimer = setTimeout(startProbe, Math.max(ms - probeMs, 0));
       return this.state();
     },
   };

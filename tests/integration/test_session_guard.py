@@ -120,7 +120,7 @@ async def test_a_page_over_the_event_limit_is_recorded_coarser_and_paused_not_th
     assert events[0]["type"] == 4
 
 
-async def test_a_page_over_the_byte_budget_is_paused_and_reported_not_thinned(
+async def test_a_page_over_the_byte_budget_is_paused_and_stays_paused_while_it_keeps_on(
         browser_host: BrowserHost, hostile_site: HostileSite) -> None:
     # Its whole body rewritten every frame: ~60 events/s, far under the event limit, but
     # hundreds of kilobytes each.
@@ -134,11 +134,38 @@ async def test_a_page_over_the_byte_budget_is_paused_and_reported_not_thinned(
         assert status.sampling_level == 0  # coarser sampling thins no mutation
         [message] = [w.message for w in status.warnings if w.kind is WarningKind.EVENT_RATE]
         assert "over the budget of 0.5 MB/s (RRSTREAM_MAX_EVENT_BYTES_PER_S)" in message
-        assert "recording paused for 1 s and resumed with a new checkout" in message
-        await until(lambda: sink.snapshots() >= 2, "recording resumed with a checkout")
+        assert "recording paused for 1 s" in message
+        sent = len(sink.batches)
+        # The page measures the end of each pause itself: still over, it stays paused, and
+        # nothing of the flood is sent any more (frontend/src/recorder.js `probe`).
+        await until(lambda: session.status().stretches_dropped >= 3,
+                    "the pause went on, longer", timeout_s=30)
+        [message] = [w.message for w in session.status().warnings
+                     if w.kind is WarningKind.EVENT_RATE]
+        assert "as its pause ended, still so: the page's events came to" in message
+        assert "(measured in the page, nothing of it sent); paused again for 4 s" in message
+        assert len(sink.batches) <= sent + 1, "at most what was in flight as it paused"
+        assert sink.snapshots() == 1
     finally:
         await session.stop()
     assert sink.batches[0].checkout
+
+
+async def test_a_paused_page_that_calms_down_is_recorded_again_from_a_checkout(
+        browser_host: BrowserHost, hostile_site: HostileSite) -> None:
+    settings = Settings(max_event_bytes_per_s=500_000)
+    session, sink = await started(
+        browser_host, SessionSpec(url=hostile_site.page("/rewrite-for?s=3")), settings)
+    try:
+        await until(lambda: session.status().stretches_dropped >= 1, "a stretch was left out",
+                    timeout_s=30)
+        await until(lambda: any('"calm"' in b.text for b in sink.batches if b.checkout),
+                    "recording resumed with a checkout of the calm page", timeout_s=30)
+        last = sink.batches[-1].last_ts
+        await until(lambda: sink.batches[-1].last_ts > last, "its ticks recorded after it")
+    finally:
+        await session.stop()
+    assert sink.snapshots() >= 2
 
 
 async def test_a_renderer_that_keeps_a_core_busy_runs_at_a_lower_priority_until_it_goes(

@@ -178,3 +178,27 @@ def test_sampling_levels_start_with_the_configured_one_and_get_coarser() -> None
     assert levels[-1]["mousemove"] is False
     with pytest.raises(ValueError):
         EventRate(1_000, 0)
+
+
+def test_a_page_still_over_as_its_pause_ends_stays_paused_longer() -> None:
+    clock = Clock()
+    rate = EventRate(50_000, 3, clock, max_bytes_per_s=1_000_000)
+    [first] = decide(rate, clock, 60, 1.0, bytes_per_s=6_000_000)
+    assert (first.action, first.pause_s) == (RateAction.PAUSE, PAUSE_S)
+    pauses = [first.pause_s]
+    for _ in range(5):  # the page measured each pause's end itself: still over
+        clock.now += pauses[-1]
+        again = rate.still_over(60, 6_000_000)
+        assert (again.action, again.over, again.level) == (RateAction.PAUSE, "bytes", 0)
+        pauses.append(again.pause_s)
+    assert pauses == [1, 2, 4, 8, MAX_PAUSE_S, MAX_PAUSE_S]
+    # What comes before the last pause ends was in flight: not judged.
+    clock.now += 1.0
+    assert rate.count(6, 1_000_000_000) is None
+
+
+def test_a_page_still_over_the_event_limit_says_so() -> None:
+    clock = Clock()
+    rate = EventRate(1_000, 3, clock, max_bytes_per_s=1_000_000)
+    assert rate.still_over(5_000, 10_000).over == "events"
+    assert rate.still_over(5_000, 2_000_000).over == "bytes"

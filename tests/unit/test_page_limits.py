@@ -64,16 +64,21 @@ async def test_a_page_over_the_limit_is_told_to_record_coarser_then_to_pause() -
     assert len(pauses) == 1 and pauses[0].count == 2
 
 
+async def flood(limits: PageLimits, clock: Clock, recorder: FakeRecorder) -> None:
+    """A second and a bit of 60 events/s, 12 MB/s, each decision carried out."""
+    for _ in range(11):
+        clock.now += 0.1
+        decision = limits.counted(6, 1_200_000)
+        if decision is not None:
+            await limits.apply(decision, recorder)
+
+
 async def test_a_page_over_the_byte_budget_is_paused_and_says_so_in_mb() -> None:
     clock = Clock()
     warnings = WarningLog()
     limits = PageLimits(50_000, 3, warnings, clock, max_event_bytes_per_s=4_000_000)
     recorder = FakeRecorder()
-    for _ in range(11):
-        clock.now += 0.1
-        decision = limits.counted(6, 1_200_000)  # 60 events/s, 12 MB/s
-        if decision is not None:
-            await limits.apply(decision, recorder)
+    await flood(limits, clock, recorder)
     assert recorder.calls == [("pause", PAUSE_S)]
     assert limits.sampling_level == 0 and limits.stretches_dropped == 1
     [warning] = warnings.list()
@@ -128,3 +133,21 @@ def test_a_report_from_the_page_is_checked_and_bounded() -> None:
     big = parse_notices('{"counts": {"popup": 99999999999999}, "last": {"popup": "' +
                         "x" * 10_000 + '"}, "url": 7}')
     assert big[0].count == 1_000_000_000 and len(big[0].what) == 300 and big[0].url is None
+
+
+async def test_a_page_still_over_as_its_pause_ends_is_paused_again_and_says_so() -> None:
+    clock = Clock()
+    warnings = WarningLog()
+    limits = PageLimits(50_000, 3, warnings, clock, max_event_bytes_per_s=4_000_000)
+    recorder = FakeRecorder()
+    await flood(limits, clock, recorder)
+    clock.now += 1.0
+    await limits.apply(limits.still_over(60, 9_500_000, clock.now), recorder)
+    assert recorder.calls == [("pause", PAUSE_S), ("pause", 2 * PAUSE_S)]
+    assert limits.stretches_dropped == 2
+    [warning] = warnings.list()  # one warning for the pauses, the newest words
+    assert warning.count == 2
+    assert warning.message == (
+        "as its pause ended, still so: the page's events came to 9.5 MB/s, over the budget "
+        "of 4.0 MB/s (RRSTREAM_MAX_EVENT_BYTES_PER_S) (measured in the page, nothing of it "
+        "sent); paused again for 2 s (2 stretches left out so far)")
