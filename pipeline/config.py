@@ -126,6 +126,12 @@ class Settings(BaseSettings):
         description="Browsers kept launched ahead of need (each holds a slot), so a new "
         "session only opens a page.",
     )
+    warm_refill_delay_s: float = Field(
+        default=4.0, ge=0,
+        description="After a session takes a warm browser, the next one is made this much "
+        "later, so that the two starts do not stall the node's other sessions at once "
+        "(pipeline/spares.py).",
+    )
     on_node_loss: Literal["restart", "fail"] = Field(
         default="restart",
         description="A session whose node died: start it again elsewhere, or mark it failed.",

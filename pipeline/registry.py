@@ -164,7 +164,8 @@ class SessionRegistry:
         self._entries: dict[str, _Entry] = {}
         self._line = asyncio.Lock()  # sessions waiting for a slot, first come first placed
         self._spares = WarmSpares(settings.warm_browsers, self._make_spare, self._room,
-                                  self._release_spare)
+                                  self._release_spare,
+                                  refill_delay_s=settings.warm_refill_delay_s)
         self._idle = IdleTimeouts(settings.idle_timeout_s)
         self._tasks: set[asyncio.Task[None]] = set()
         self._started: asyncio.Task[None] | None = None

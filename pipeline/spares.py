@@ -1,6 +1,11 @@
 """WarmSpares: session actors placed and connected to their node's Chromium ahead of need.
 
 A new session that takes a spare only opens its page (~0.6 s instead of ~1.7 s cold).
+The next spare is made `refill_delay_s` after a take (RRSTREAM_WARM_REFILL_DELAY_S, 4 s),
+not at once: the taken spare's first page and the next spare's start (a session actor
+placed, its Playwright driver, a context in the node's shared Chromium) at the same
+moment stalled the node's other sessions for 100-130 ms (bench/README.md, the start
+stall); apart, 40-90.
 A spare holds a browser slot, so spares are only made while there is room: no session
 waits for a slot, and the pool has one free beyond the live sessions and the spares.
 How a spare is made and let go is the registry's (`make`, `release`); when to make one
@@ -32,8 +37,11 @@ class Spare:
 
 class WarmSpares:
     def __init__(self, want: int, make: Callable[[], Awaitable[Spare]],
-                 room: Callable[[], bool], release: Callable[[Spare], None]) -> None:
+                 room: Callable[[], bool], release: Callable[[Spare], None],
+                 refill_delay_s: float = 0.0) -> None:
         self._want = want
+        self._refill_delay_s = refill_delay_s
+        self._taken = False  # a spare was taken since the last fill began
         self._make = make
         self._room = room
         self._release = release
@@ -52,7 +60,10 @@ class WarmSpares:
 
     def take(self) -> Spare | None:
         """The oldest ready spare, or None; a replacement is made when there is room."""
-        return self._ready.pop(0) if self._ready else None
+        if not self._ready:
+            return None
+        self._taken = True
+        return self._ready.pop(0)
 
     def refill(self) -> None:
         """Makes spares up to `want`, one at a time, while there is room."""
@@ -85,6 +96,9 @@ class WarmSpares:
         return ready
 
     async def _fill(self) -> None:
+        if self._taken and self._refill_delay_s:
+            await asyncio.sleep(self._refill_delay_s)  # the taken one's page opens first
+        self._taken = False
         while len(self._ready) < self._want and self._room():
             self._making += 1
             try:

@@ -87,7 +87,9 @@ async def world() -> AsyncIterator[World]:
 
 async def make_world(slots: dict[str, int] | None = None, **settings: Any) -> World:
     placement = FakePlacement(slots or {"node-a": 2})
-    world = World(Settings(warm_browsers=settings.pop("warm_browsers", 0), **settings),
+    world = World(Settings(warm_browsers=settings.pop("warm_browsers", 0),
+                           warm_refill_delay_s=settings.pop("warm_refill_delay_s", 0),
+                           **settings),
                   placement, FakeNodeFactory(placement), MemoryRecordStore())
     world.registry()
     _WORLDS.append(world)
@@ -135,6 +137,19 @@ async def test_a_warm_spare_becomes_the_next_session_and_is_replaced_when_there_
     await running(registry, other.id)
     await asyncio.sleep(0.05)
     assert not registry._spares.ready and registry._spares.held == 0
+
+
+async def test_the_next_spare_is_made_a_while_after_one_is_taken_not_at_once() -> None:
+    world = await make_world({"node-a": 3}, warm_browsers=1, warm_refill_delay_s=0.3)
+    registry = world.registries[-1]
+    await registry.keep_warm()
+    await until(lambda: len(registry._spares.ready) == 1)  # the first: at once
+    record = await registry.create(SPEC)
+    await running(registry, record.id)
+    await asyncio.sleep(0.15)
+    assert registry._spares.held == 0, "nothing made while the taken one's page opens"
+    await until(lambda: len(registry._spares.ready) == 1)
+    assert registry._spares.ready[0].id != record.id
 
 
 async def test_a_session_that_records_nothing_never_takes_a_warm_spare() -> None:
