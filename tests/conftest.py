@@ -89,6 +89,9 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
                         ended_retention_s=120, viewer_queue_frames=64,
                         viewer_window_bytes=256 * 1024, hello_timeout_s=2.0,
                         recordings_url=str(tmp_path_factory.mktemp("recordings")),
+                        # Tests start sessions back to back: with the refill delay each
+                        # would start cold (tests/unit/test_registry.py tests the delay).
+                        warm_refill_delay_s=0,
                         # Every test's client is 127.0.0.1: the per-client limits are
                         # tested on a stack of their own (test_security.py).
                         **UNLIMITED)
