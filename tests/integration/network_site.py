@@ -116,6 +116,22 @@ pc.createOffer().then((offer) => pc.setLocalDescription(offer));
 setTimeout(show, 5000);
 </script>""")
 
+    def webrtc_turn(request: Request) -> Response:
+        # A peer connection that may only relay through a TURN server over TCP: the one
+        # WebRTC path a proxy can carry (its UDP is off with the block on).
+        turn = (f"turn:{request.query_params['host']}:{int(request.query_params['port'])}"
+                "?transport=tcp")
+        return _html("webrtc over turn", f"""<p id="candidates">pending</p>
+<script>
+const pc = new RTCPeerConnection({{iceServers: [{{urls: "{turn}", username: "u",
+  credential: "p"}}], iceTransportPolicy: "relay"}});
+pc.createDataChannel("probe");
+const show = () => {{ document.getElementById("candidates").textContent = "gathered"; }};
+pc.onicegatheringstatechange = () => {{ if (pc.iceGatheringState === "complete") show(); }};
+pc.createOffer().then((offer) => pc.setLocalDescription(offer));
+setTimeout(show, 5000);
+</script>""")
+
     def framed(_: Request) -> Response:
         # A cross-site frame (other.test in public.test) whose subresources redirect
         # inside: the page's own Fetch session does not see the frame's requests.
@@ -146,7 +162,7 @@ fetch("{to}/frame-fetch").then(r => r.status + " " + r.statusText, e => "refused
     app = Starlette(routes=[
         Route("/page", page), Route("/sockets", sockets), Route("/to-inside", to_inside),
         Route("/worker-sockets", worker_sockets), Route("/socket-worker.js", socket_worker),
-        Route("/webrtc", webrtc), Route("/framed", framed),
+        Route("/webrtc", webrtc), Route("/webrtc-turn", webrtc_turn), Route("/framed", framed),
         Route("/redirecting-frame", redirecting_frame),
         Route("/plain", lambda _: _html("plain", '<p id="marker">plain</p>')),
         WebSocketRoute("/ws", echo), Route("/{path:path}", anything),

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import threading
 from collections.abc import AsyncIterator, Iterator
 
 import pytest
@@ -204,6 +205,67 @@ async def test_webrtc_reaches_a_stun_server_without_the_block(site: NetworkSite)
     finally:
         await open_host.close()
     assert "host" in shown and heard > 0, (shown, heard)
+
+
+@contextlib.contextmanager
+def tcp_listener(address: str) -> Iterator[tuple[int, list[bytes]]]:
+    """A TCP server on `address` that keeps the first bytes of every connection."""
+    heard: list[bytes] = []
+    server = socket.create_server((address, 0))
+    server.settimeout(0.2)
+    done = threading.Event()
+
+    def accept() -> None:
+        while not done.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.settimeout(2.0)
+                try:
+                    heard.append(conn.recv(64))
+                except OSError:
+                    heard.append(b"")
+
+    thread = threading.Thread(target=accept, name="turn-listener", daemon=True)
+    thread.start()
+    try:
+        yield server.getsockname()[1], heard
+    finally:
+        done.set()
+        thread.join(2.0)
+        server.close()
+
+
+async def turn_probe(host: BrowserHost, site: NetworkSite, turn_host: str,
+                     listen_on: str) -> tuple[list[bytes], SessionStatus]:
+    """What a TURN server over TCP on `listen_on` heard from a page relaying through it
+    (named `turn_host`), and the session's status after."""
+    with tcp_listener(listen_on) as (port, heard):
+        session, _, _ = await run(host, SessionSpec(
+            url=site.public(f"/webrtc-turn?host={turn_host}&port={port}"),
+            steps=[{"action": "wait_for", "selector": "#candidates:not(:text('pending'))"}]))
+        try:
+            await asyncio.sleep(0.5)  # a connection in flight
+            return list(heard), session.status()
+        finally:
+            await session.stop()
+
+
+async def test_webrtc_over_turn_tcp_goes_through_the_egress_proxy_and_its_check(
+        host: BrowserHost, site: NetworkSite) -> None:
+    """TURN over TCP is carried by the session's egress proxy: to an allowed host it
+    reaches the TURN server (a STUN message: type 0x0003 Allocate); to an inside one the
+    proxy refuses it, reports it, and the server hears nothing."""
+    heard, status = await turn_probe(host, site, "public.test", PUBLIC_IP)
+    assert heard and all(first[:2] == b"\x00\x03" for first in heard), heard
+    assert status.blocked_requests == 0, status
+    heard, status = await turn_probe(host, site, "inside.test", INSIDE_IP)
+    assert heard == []
+    assert status.blocked_requests >= 1, status
+    blocked = [w.message for w in status.warnings if w.kind is WarningKind.BLOCKED_REQUEST]
+    assert any(LOOPBACK_WORDS in m for m in blocked), blocked
 
 
 async def test_allowed_hosts_let_an_inside_host_through(host: BrowserHost,
