@@ -13,6 +13,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 
+from pipeline.control import ControlLog
 from pipeline.errors import describe_error
 from pipeline.models import Checkpoint
 from pipeline.workflow import Workflow
@@ -22,14 +23,15 @@ _log = logging.getLogger(__name__)
 
 class CheckpointReporter:
     """`send(checkpoint)` is the supervisor's fire-and-forget report; `url()` the page's
-    URL to resume at."""
+    URL to resume at; `control` the session's control log, which the report carries."""
 
     def __init__(self, session_id: str, send: Callable[[Checkpoint], None] | None,
-                 url: Callable[[], str | None]) -> None:
+                 url: Callable[[], str | None], control: ControlLog | None = None) -> None:
         self.session_id = session_id
         self.send = send
         self.version = 0  # a resumed session goes on from its Checkpoint's
         self._url = url
+        self._control = control or ControlLog()
         self._pending = False
         self._sent: tuple[object, ...] | None = None
 
@@ -44,6 +46,11 @@ class CheckpointReporter:
             self._pending = True
             asyncio.get_running_loop().call_soon(self._report, workflow)
 
+    def now(self, workflow: Workflow) -> None:
+        """Reports at once: a control change reaches the supervisor before the call that
+        made it answers, so a replacement actor cannot miss it."""
+        self._report(workflow)
+
     def stop(self) -> None:
         """No more reports (the session ended)."""
         self.send = None
@@ -53,13 +60,17 @@ class CheckpointReporter:
         send, url = self.send, self._url()
         if send is None:
             return
-        key = (url, workflow.position, tuple((s.state, s.attempts) for s in workflow.statuses))
+        control = self._control
+        key = (url, workflow.position, tuple((s.state, s.attempts) for s in workflow.statuses),
+               workflow.paused, control.total)
         if key == self._sent:
             return
         self._sent = key
         self.version += 1
+        checkpoint = workflow.checkpoint(url, self.version)
+        checkpoint.control, checkpoint.control_dropped = control.list(), control.dropped
         try:
-            send(workflow.checkpoint(url, self.version))
+            send(checkpoint)
         except Exception as exc:
             _log.warning("session %s: reporting its checkpoint failed: %s", self.session_id,
                          describe_error(exc),

@@ -35,6 +35,7 @@ from pipeline.models import (
 )
 from pipeline.recording_index import IndexUpdate
 from pipeline.registry import PoolNode
+from pipeline.steps import Step
 from pipeline.streamer import StreamRef
 
 _log = logging.getLogger(__name__)
@@ -80,6 +81,15 @@ class RaySessionActor:
 
     async def status(self) -> SessionStatus:
         return await self._call("status")
+
+    async def pause(self, by: str) -> SessionStatus:
+        return await self._call("pause", by)
+
+    async def resume(self, by: str) -> SessionStatus:
+        return await self._call("resume", by)
+
+    async def add_steps(self, steps: list[Step], by: str) -> SessionStatus:
+        return await self._call("add_steps", steps, by)
 
     async def reconnect(self, stream: StreamRef) -> None:
         await self._call("reconnect", stream)

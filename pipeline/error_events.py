@@ -1,4 +1,5 @@
-"""ErrorEvents: what went wrong in a session, written into its recording.
+"""ErrorEvents: what went wrong in a session, written into its recording; and
+`custom_batch`, how the session writes any event of its own into its stream.
 
 A failed step, the session's own failure and an error the page threw each become an
 rrweb custom event (`{"type": 5, "data": {"tag": "rrstream.error", "payload": {"kind",
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import orjson
 
@@ -21,6 +22,15 @@ from pipeline.protocol import PageBatch
 ERROR_TAG = "rrstream.error"
 MAX_RECORDED = 100
 ErrorKind = Literal["step", "session", "page"]
+
+
+def custom_batch(tag: str, payload: dict[str, Any], ts: float,
+                 error: str | None = None) -> PageBatch:
+    """A batch of one rrweb custom event (type 5) the session makes itself, at page time
+    `ts` (ms since the epoch); `error` flags it as an error for the recording."""
+    event = orjson.dumps({"type": 5, "data": {"tag": tag, "payload": payload},
+                          "timestamp": ts}).decode()
+    return PageBatch(False, 1, ts, ts, f"[{event}]", error=error)
 
 
 class ErrorEvents:
@@ -35,10 +45,9 @@ class ErrorEvents:
         if self.recorded >= MAX_RECORDED:
             return
         self.recorded += 1
-        ts = self._clock() * 1000.0
-        event = orjson.dumps({"type": 5, "data": {"tag": ERROR_TAG, "payload": {
-            "kind": kind, "message": message[:2_000]}}, "timestamp": ts}).decode()
-        self._receiver()(PageBatch(False, 1, ts, ts, f"[{event}]", error=message))
+        payload = {"kind": kind, "message": message[:2_000]}
+        self._receiver()(custom_batch(ERROR_TAG, payload, self._clock() * 1000.0,
+                                      error=message))
 
 
-__all__ = ["ERROR_TAG", "MAX_RECORDED", "ErrorEvents", "ErrorKind"]
+__all__ = ["ERROR_TAG", "MAX_RECORDED", "ErrorEvents", "ErrorKind", "custom_batch"]

@@ -12,6 +12,7 @@ RRStreamError
  ├── AssetNotFound
  ├── PoolFull
  ├── InvalidTransition
+ ├── ControlRefused
  ├── BrowserNotFound
  ├── BrowserLaunchError
  ├── NavigationFailed
@@ -125,6 +126,15 @@ class InvalidTransition(RRStreamError):
         super().__init__(f"{component}: cannot go from '{current}' to '{requested}'")
 
 
+class ControlRefused(RRStreamError):
+    """A pause, resume or steps call the session cannot take in its state (or steps past
+    its limit); `reason` says why in words."""
+
+    def __init__(self, session_id: str, action: str, reason: str) -> None:
+        self.session_id, self.action, self.reason = session_id, action, reason
+        super().__init__(f"session {session_id} {reason}")
+
+
 class BrowserNotFound(RRStreamError):
     def __init__(self, searched: list[str]) -> None:
         self.searched = searched
@@ -216,6 +226,7 @@ __all__ = [
     "AssetNotFound",
     "BrowserLaunchError",
     "BrowserNotFound",
+    "ControlRefused",
     "InvalidTransition",
     "NavigationFailed",
     "PoolFull",

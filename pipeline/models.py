@@ -19,13 +19,14 @@ from pydantic import (
     model_validator,
 )
 
-from pipeline.steps import Step
+from pipeline.steps import MAX_STEPS, Step
 
 
 class SessionState(enum.StrEnum):
     PENDING = "pending"  # accepted, waiting for a browser slot
     STARTING = "starting"  # launching Chromium, opening the first page
     RUNNING = "running"  # running its workflow
+    PAUSED = "paused"  # its workflow is held between two steps; the page stays live
     IDLE = "idle"  # workflow done; the page stays live until stopped
     STOPPING = "stopping"
     STOPPED = "stopped"
@@ -40,11 +41,16 @@ class SessionState(enum.StrEnum):
 SESSION_TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
     SessionState.PENDING: frozenset({SessionState.STARTING, SessionState.STOPPING,
                                      SessionState.FAILED}),
-    SessionState.STARTING: frozenset({SessionState.RUNNING, SessionState.STOPPING,
-                                      SessionState.FAILED}),
-    SessionState.RUNNING: frozenset({SessionState.IDLE, SessionState.STOPPING,
-                                     SessionState.FAILED}),
-    SessionState.IDLE: frozenset({SessionState.STOPPING, SessionState.FAILED}),
+    # Straight to paused: a session restarted (a new actor) while it was paused.
+    SessionState.STARTING: frozenset({SessionState.RUNNING, SessionState.PAUSED,
+                                      SessionState.STOPPING, SessionState.FAILED}),
+    SessionState.RUNNING: frozenset({SessionState.IDLE, SessionState.PAUSED,
+                                     SessionState.STOPPING, SessionState.FAILED}),
+    SessionState.PAUSED: frozenset({SessionState.RUNNING, SessionState.STOPPING,
+                                    SessionState.FAILED}),
+    # Back to running: steps were added to a session whose workflow was done.
+    SessionState.IDLE: frozenset({SessionState.RUNNING, SessionState.STOPPING,
+                                  SessionState.FAILED}),
     SessionState.STOPPING: frozenset({SessionState.STOPPED, SessionState.FAILED}),
     SessionState.STOPPED: frozenset(),
     SessionState.FAILED: frozenset(),
@@ -100,8 +106,9 @@ class SessionSpec(BaseModel):
     url: AnyHttpUrl | None = Field(
         default=None, description="http(s) URL the session opens first (not with `demo`)."
     )
-    steps: list[Step] = Field(default_factory=list, max_length=1_000,
-                              description="Workflow steps, run in order after the first load.")
+    steps: list[Step] = Field(default_factory=list, max_length=MAX_STEPS,
+                              description="Workflow steps, run in order after the first load "
+                              f"(at most {MAX_STEPS}, with those added later).")
     name: str | None = Field(default=None, max_length=200)
     viewport: Viewport = Field(default_factory=Viewport)
     close_when_done: StrictBool = Field(
@@ -163,6 +170,42 @@ class StepStatus(BaseModel):
                           "runs again from its start.")
 
 
+class DrivenBy(enum.StrEnum):
+    """What drives a session's page."""
+
+    STEPS = "steps"  # its workflow: the steps it was given and those added to it
+    DRIVER = "driver"  # a program, over the driver protocol (issue 13, not yet)
+    PERSON = "person"  # a person in the viewer, with a control link (issue 13, not yet)
+
+
+class ControlAction(enum.StrEnum):
+    PAUSE = "pause"
+    RESUME = "resume"
+    STEPS = "steps"  # steps were added
+
+
+class ControlChange(BaseModel):
+    """One change of who or what drives a session, or how: in its status, and in its
+    recording as an rrweb custom event (`rrstream.control`)."""
+
+    action: ControlAction
+    by: str = Field(description="Who asked: `key:<id>` for an API key (its digest's first "
+                    "12 hex digits), `api` for a caller without one (auth off).")
+    at: float = Field(description="Unix time, seconds.")
+    steps: int | None = Field(default=None, description="How many steps were added "
+                              "(`steps` only).")
+
+
+class StepsRequest(BaseModel):
+    """What `POST /sessions/{id}/steps` takes."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps: list[Step] = Field(min_length=1, max_length=MAX_STEPS, description="Steps to "
+                              "run after the session's others, as `POST /sessions` takes "
+                              f"them; a session has at most {MAX_STEPS} in all.")
+
+
 class WarningKind(enum.StrEnum):
     """What a session recovered from, or let the page do without failing."""
 
@@ -201,6 +244,11 @@ class Checkpoint(BaseModel):
     steps: list[StepStatus] = Field(default_factory=list)
     version: int = Field(default=0, description="Grows with every report; the registry "
                          "keeps the highest it got.")
+    added: list[Step] = Field(default_factory=list, description="Steps added to the "
+                              "session (`POST /sessions/{id}/steps`), after its spec's.")
+    paused: bool = Field(default=False, description="Its workflow is paused.")
+    control: list[ControlChange] = Field(default_factory=list)
+    control_dropped: int = 0
 
 
 class SessionStatus(BaseModel):
@@ -256,6 +304,14 @@ class SessionStatus(BaseModel):
         default=0, description="Stylesheets, fonts and images (and stylesheet copies) its "
         "browser loaded that it handed to its node's asset cache, for the stream to name as "
         "`/assets/<sha256>`.")
+    driven_by: DrivenBy = Field(default=DrivenBy.STEPS, description="What drives the "
+                                "page: `steps` (its workflow); `driver` (a program) and "
+                                "`person` (a viewer with a control link) are to come.")
+    control: list[ControlChange] = Field(
+        default_factory=list, description="Pauses, resumes and added steps, oldest first "
+        "(the last 100).")
+    control_dropped: int = Field(default=0, description="Older control changes, no longer "
+                                 "listed.")
 
 
 class StreamStats(BaseModel):
@@ -416,6 +472,9 @@ class SessionInfo(BaseModel):
     canvas_bytes_per_s: float = 0.0
     assets_captured: int = 0
     record: bool = Field(default=True, description="False: nothing of the session is stored.")
+    driven_by: DrivenBy = DrivenBy.STEPS
+    control: list[ControlChange] = Field(default_factory=list)
+    control_dropped: int = 0
 
 
 @dataclass(slots=True)
@@ -440,6 +499,9 @@ class SessionRecord:
 __all__ = [
     "SESSION_TRANSITIONS",
     "Checkpoint",
+    "ControlAction",
+    "ControlChange",
+    "DrivenBy",
     "NodeSlots",
     "PoolStatus",
     "RecordingInfo",
@@ -454,6 +516,7 @@ __all__ = [
     "ViewerLinkRequest",
     "StepState",
     "StepStatus",
+    "StepsRequest",
     "StreamStats",
     "Viewport",
     "WarningKind",

@@ -22,11 +22,12 @@ import contextlib
 import logging
 import secrets
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from pipeline.config import Settings
+from pipeline.control import next_state
 from pipeline.errors import (
     ActorLost,
     PoolFull,
@@ -38,6 +39,7 @@ from pipeline.errors import (
 from pipeline.idle import IdleTimeouts
 from pipeline.models import (
     Checkpoint,
+    ControlAction,
     NodeSlots,
     PoolStatus,
     SessionRecord,
@@ -49,6 +51,7 @@ from pipeline.models import (
 from pipeline.nodes import NodeActors
 from pipeline.records import SAVE_EVERY_S, RecordBook, RecordStore
 from pipeline.spares import Spare, WarmSpares
+from pipeline.steps import Step
 from pipeline.streamer import StreamRef
 
 _log = logging.getLogger(__name__)
@@ -57,6 +60,8 @@ STOP_TIMEOUT_S = 4.6  # the session stops itself within 4 s; past this its actor
 _STREAM_TIMEOUT_S = 30.0  # a streamer that does not come back by then fails its sessions
 _IDLE_CHECK_EVERY_S = 5.0
 _METRICS_EVERY_S = 5.0
+# A session as `describe` tells it: its record, and the live status of both its actors.
+Described = tuple[SessionRecord, SessionStatus | None, StreamStats | None]
 
 
 class SessionActor(Protocol):
@@ -80,6 +85,12 @@ class SessionActor(Protocol):
     async def stop(self) -> SessionStatus: ...
 
     async def status(self) -> SessionStatus: ...
+
+    async def pause(self, by: str) -> SessionStatus: ...
+
+    async def resume(self, by: str) -> SessionStatus: ...
+
+    async def add_steps(self, steps: list[Step], by: str) -> SessionStatus: ...
 
     async def reconnect(self, stream: StreamRef) -> None:
         """Its stream was reopened (a new epoch): push there, starting at a checkout."""
@@ -553,8 +564,7 @@ class SessionRegistry:
                     raise StreamUnavailable(session_id, str(record.state), record.error)
                 await entry.changed.wait()
 
-    async def describe(self, session_id: str) -> tuple[SessionRecord, SessionStatus | None,
-                                                       StreamStats | None]:
+    async def describe(self, session_id: str) -> Described:
         """The record plus the live status of both actors (None where unreachable)."""
         await self.started()
         entry = self._entry(session_id)
@@ -577,8 +587,7 @@ class SessionRegistry:
         record.queue_position = self._queue_position(entry)
         return record, status, stats
 
-    async def describe_all(self) -> list[tuple[SessionRecord, SessionStatus | None,
-                                               StreamStats | None]]:
+    async def describe_all(self) -> list[Described]:
         await self.started()
         return list(await asyncio.gather(*(self.describe(i) for i in list(self._entries))))
 
@@ -641,6 +650,38 @@ class SessionRegistry:
         self._save(record)
         await self._records.flush()  # now: a registry restarted meanwhile must not undo it
         return record
+
+    # -- workflow control -----------------------------------------------------------------------
+
+    async def pause(self, session_id: str, by: str) -> Described:
+        """Pauses the session's workflow at its next step boundary (pipeline/session.py
+        `pause`); `by`: who asked. ControlRefused unless it is running. Answers as
+        `describe`."""
+        return await self._control(session_id, ControlAction.PAUSE,
+                                   lambda actor: actor.pause(by))
+
+    async def resume(self, session_id: str, by: str) -> Described:
+        return await self._control(session_id, ControlAction.RESUME,
+                                   lambda actor: actor.resume(by))
+
+    async def add_steps(self, session_id: str, steps: list[Step], by: str) -> Described:
+        return await self._control(session_id, ControlAction.STEPS,
+                                   lambda actor: actor.add_steps(steps, by))
+
+    async def _control(self, session_id: str, action: ControlAction,
+                       call: Callable[[SessionActor], Awaitable[SessionStatus]]) -> Described:
+        await self.started()
+        entry = self._entry(session_id)
+        record, actor = entry.record, entry.actor
+        if record.state.ended or entry.stopping or actor is None or not entry.connected:
+            # Only the session's own actor takes control calls: without one (waiting for a
+            # slot, or being replaced) it counts as pending.
+            state = (record.state if record.state.ended else SessionState.STOPPING
+                     if entry.stopping else SessionState.PENDING)
+            next_state(session_id, state, action)  # refuses: no such state takes any
+        assert actor is not None
+        self._take_status(entry, await call(actor))
+        return await self.describe(session_id)
 
     # -- stopping -----------------------------------------------------------------------------
 
@@ -747,12 +788,14 @@ class SessionRegistry:
                 if not watched and record.state is SessionState.RUNNING and entry.connected:
                     await self.describe(record.id)  # has its workflow finished?
                 own = record.spec.idle_timeout_s
-                if self._idle.expired(record.id, now, idle=record.state is SessionState.IDLE,
-                                      viewers=watched, own_timeout_s=own):
+                # Paused runs no step either: one nobody watches is stopped as an idle one.
+                idle = record.state in (SessionState.IDLE, SessionState.PAUSED)
+                if self._idle.expired(record.id, now, idle=idle, viewers=watched,
+                                      own_timeout_s=own):
                     _log.info("session %s stopped after %.0f s idle with no viewer", record.id,
                               self._idle.timeout_for(own), extra={"session_id": record.id})
                     self._spawn(self.stop(record.id), f"idle-stop:{record.id}")
 
 
-__all__ = ["STOP_TIMEOUT_S", "PoolNode", "RegistryReport", "SessionActor",
+__all__ = ["STOP_TIMEOUT_S", "Described", "PoolNode", "RegistryReport", "SessionActor",
            "SessionActors", "SessionRegistry"]

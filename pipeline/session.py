@@ -45,6 +45,7 @@ from pipeline.busy_watch import BusyWatch
 from pipeline.canvas_meter import CanvasMeter
 from pipeline.checkpoints import CheckpointReporter
 from pipeline.config import Settings
+from pipeline.control import ControlLog, control_batch, next_state
 from pipeline.crashes import CrashBudget, CrashKind
 from pipeline.egress_proxy import EgressProxy, ProxyState
 from pipeline.error_events import ErrorEvents
@@ -62,6 +63,8 @@ from pipeline.metrics import SessionMetrics
 from pipeline.models import (
     SESSION_TRANSITIONS,
     Checkpoint,
+    ControlAction,
+    DrivenBy,
     SessionSpec,
     SessionState,
     SessionStatus,
@@ -94,7 +97,7 @@ _FLUSH_S = 1.0  # the final pagehide flush; a page that does not answer is crash
 _ANSWER_S = 2.0  # a page asked to take a checkout now
 _HOST_RETRY_S = 10.0  # the node's browser host may be restarting (Ray restarts it)
 _CRASH_NOTICE_S = 2.0  # a step's error can come a moment before its page's crash event
-_LIVE = (SessionState.RUNNING, SessionState.IDLE)
+_LIVE = (SessionState.RUNNING, SessionState.PAUSED, SessionState.IDLE)
 _LARGE_BATCH_CHARS = 4 * 2**20  # a batch this big is reported (a `large_batch` warning)
 # Assets captured after the stream named their URLs are shown by a checkout this long
 # after the first of them: one checkout for a page's late images and fonts, two a second
@@ -194,9 +197,10 @@ class BrowserSession:
         self._egress = (EgressProxy(policy, self._network_guard.report)
                         if self._network_guard is not None else None)
         self._last_url: str | None = None  # the main frame's URL, or the one it failed to open
+        self._control = ControlLog()  # pauses, resumes and added steps: who, when
         self._checkpoints = CheckpointReporter(
             session_id, (lambda cp: supervisor.report(session_id, cp)) if supervisor else None,
-            lambda: self._last_url)
+            lambda: self._last_url, self._control)
         self._stopped = asyncio.Event()
 
     def set_sink(self, sink: BatchSink) -> None:
@@ -229,9 +233,10 @@ class BrowserSession:
         """Opens the first page of `spec`; the workflow then runs on its own.
 
         `resume` is where the session was when the actor running it died: the page opens
-        at `resume.url` (else the start URL), the steps before `resume.step` keep the
-        outcome they had, and the workflow runs on from `resume.step`. That step, which
-        was running, runs again from its start (its `attempts` show it). A demo session's
+        at `resume.url` (else the start URL), the steps added to it are added again, the
+        steps before `resume.step` keep the outcome they had, and the workflow runs on from
+        `resume.step` (or stays paused, if it was). That step, which was running, runs
+        again from its start (its `attempts` show it). A demo session's
         demo site is new, on new ports, so `resume.url` is moved to its origin.
 
         A first page that does not open is no failure: the session runs on, showing
@@ -259,8 +264,8 @@ class BrowserSession:
             self._log.error("session %s %s", self.session_id, self._error)
             await self._shutdown(SessionState.FAILED)
             return self.status()
-        self._move(SessionState.RUNNING)
-        self._log.info("session %s running at %s%s", self.session_id, self._last_url,
+        self._move(SessionState.PAUSED if self._workflow.paused else SessionState.RUNNING)
+        self._log.info("session %s %s at %s%s", self.session_id, self._state, self._last_url,
                        f", resuming at step {resume.step}" if resume is not None else "")
         self._checkpoints.changed(self._workflow, force=True)
         self._run_steps()
@@ -326,7 +331,63 @@ class BrowserSession:
             canvas_bytes=self._canvas.total,
             canvas_bytes_per_s=self._canvas.per_s(),
             assets_captured=self._assets.captured,
+            driven_by=DrivenBy.STEPS,
+            control=self._control.list(),
+            control_dropped=self._control.dropped,
         )
+
+    # -- workflow control -----------------------------------------------------------------
+
+    async def pause(self, by: str) -> SessionStatus:
+        """No step starts until `resume`; the one running finishes first. The page stays
+        live and recorded. `by`: who asked (in the status and the recording). Raises
+        ControlRefused unless the session is running."""
+        self._control_change(ControlAction.PAUSE, by)
+        return self.status()
+
+    async def resume(self, by: str) -> SessionStatus:
+        """The workflow runs on from its next step (the session is idle at once if it has
+        none left). Raises ControlRefused unless the session is paused."""
+        self._control_change(ControlAction.RESUME, by)
+        return self.status()
+
+    async def add_steps(self, steps: list[Step], by: str) -> SessionStatus:
+        """`steps` run after the others: at once if the session is idle (it runs again),
+        after `resume` if it is paused. Raises ControlRefused in any other state, or past
+        MAX_STEPS in all."""
+        self._control_change(ControlAction.STEPS, by, steps)
+        return self.status()
+
+    def _control_change(self, action: ControlAction, by: str,
+                        steps: list[Step] | None = None) -> None:
+        state = next_state(self.session_id, self._state, action)
+        if steps is not None:
+            self._workflow.append(steps)  # refused past MAX_STEPS: nothing changed then
+        elif action is ControlAction.PAUSE:
+            self._workflow.pause()
+        else:
+            self._workflow.resume()
+        change = self._control.add(action, by, len(steps) if steps is not None else None)
+        self._outbox.receiver(control_batch(change))
+        if state is not self._state:
+            self._move(state)
+        self._checkpoints.now(self._workflow)
+        self._log.info("session %s: %s by %s%s; now %s", self.session_id, action, by,
+                       f" ({change.steps} steps)" if change.steps is not None else "",
+                       self._state)
+        if state is SessionState.RUNNING:
+            self._drive()
+
+    def _drive(self) -> None:
+        """Runs the workflow on after a resume or added steps, unless a run is under way
+        (it takes them up itself) or the page is being reopened (which runs it after)."""
+        if any(t is not None and not t.done() for t in (self._running_steps,
+                                                         self._recovering)):
+            return
+        if self._workflow.done:
+            self._workflow_finished()
+        else:
+            self._run_steps()
 
     def node_id(self) -> str:
         import ray
@@ -369,7 +430,8 @@ class BrowserSession:
         if self._spec.demo:
             await self._start_demo_site()
         if resume is not None:
-            self._workflow.resume(resume)
+            self._workflow.restore(resume)
+            self._control.restore(resume.control, resume.control_dropped)
         self._outbox.start()
         await self._open_context()
         await self._open_page()

@@ -6,6 +6,8 @@ from typing import Annotated, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, StrictInt, TypeAdapter
 
+MAX_STEPS = 1_000  # a session's steps, those it was given and those added to it together
+
 
 class _Step(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -87,6 +89,7 @@ Step = Annotated[
 STEPS = TypeAdapter(list[Step])
 
 __all__ = [
+    "MAX_STEPS",
     "STEPS",
     "ClickStep",
     "FillStep",

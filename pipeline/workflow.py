@@ -2,7 +2,9 @@
 
 `Workflow` keeps the steps' statuses and position and is resumable: after a crash of the
 page (or of the session's actor, from the Checkpoint it reported) it runs on from the step
-that was running, which starts again from its beginning. `run_step` is the Playwright side.
+that was running, which starts again from its beginning. It can be paused (no step starts
+until it is resumed; the one running finishes) and take more steps while it runs, is
+paused or is done. `run_step` is the Playwright side.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from typing import Protocol
 
 from playwright.async_api import FrameLocator, Page
 
-from pipeline.errors import StepFailed, describe_error
+from pipeline.errors import ControlRefused, StepFailed, describe_error
 from pipeline.models import Checkpoint, StepState, StepStatus
 from pipeline.navigation import open_url
 from pipeline.steps import (
+    MAX_STEPS,
     ClickStep,
     FillStep,
     GotoStep,
@@ -54,7 +57,9 @@ class Workflow:
         self.session_id = session_id
         self.steps = list(steps)
         self.statuses = [StepStatus(index=i, action=s.action) for i, s in enumerate(steps)]
+        self.added: list[Step] = []  # appended after the first ones (in `steps` too)
         self.position = 0  # the step running or next; len(steps) once done
+        self.paused = False  # run() returns before the next step starts
         self._on_change = on_change
         self._step_delay_s = step_delay_s
 
@@ -62,10 +67,40 @@ class Workflow:
     def done(self) -> bool:
         return self.position >= len(self.steps)
 
-    def resume(self, checkpoint: Checkpoint) -> None:
-        """Continues where `checkpoint` says: the steps before its position keep the outcome
-        they had, the one at its position runs again from its start (its attempts go on
-        counting), and those after are pending."""
+    def pause(self) -> None:
+        """No step starts until resume(); the one running, if any, finishes first."""
+        self.paused = True
+        self._on_change()
+
+    def resume(self) -> None:
+        """Steps may start again (the caller runs run() again if it returned)."""
+        self.paused = False
+        self._on_change()
+
+    def append(self, steps: list[Step]) -> None:
+        """`steps` run after the others: next, if the workflow is done (a failed step
+        skipped the rest: the new ones run all the same). ControlRefused past MAX_STEPS."""
+        if len(self.steps) + len(steps) > MAX_STEPS:
+            raise ControlRefused(self.session_id, "steps", f"has {len(self.steps)} steps "
+                                 f"and may have at most {MAX_STEPS}: {len(steps)} more are "
+                                 "too many")
+        self._extend(steps)
+        self._on_change()
+
+    def _extend(self, steps: list[Step]) -> None:
+        first = len(self.steps)
+        self.steps.extend(steps)
+        self.added.extend(steps)
+        self.statuses.extend(StepStatus(index=first + i, action=s.action)
+                             for i, s in enumerate(steps))
+
+    def restore(self, checkpoint: Checkpoint) -> None:
+        """Continues where `checkpoint` says: with the steps it says were added, paused if
+        it was; the steps before its position keep the outcome they had, the one at its
+        position runs again from its start (its attempts go on counting), and those after
+        are pending."""
+        self._extend(checkpoint.added)
+        self.paused = checkpoint.paused
         self.position = max(0, min(checkpoint.step, len(self.steps)))
         for status, earlier in zip(self.statuses, checkpoint.steps, strict=False):
             if status.index < self.position and earlier.state in _SETTLED:
@@ -76,7 +111,8 @@ class Workflow:
 
     def checkpoint(self, url: str | None, version: int) -> Checkpoint:
         return Checkpoint(url=url, step=self.position, version=version,
-                          steps=[s.model_copy() for s in self.statuses])
+                          steps=[s.model_copy() for s in self.statuses],
+                          added=list(self.added), paused=self.paused)
 
     def interrupt(self) -> None:
         """The session is stopping: the running step is skipped, the rest stay pending."""
@@ -86,11 +122,12 @@ class Workflow:
             self._on_change()
 
     async def run(self, runner: StepRunner) -> None:
-        """Runs from the position to the end. A failed step marks the steps after it
-        skipped and raises StepFailed. Cancelling leaves the running step RUNNING (the
-        canceller says what becomes of it: interrupt() on stop, a rerun after a crash);
-        so does an error `runner` calls an interruption, and run() then returns early."""
-        while not self.done:
+        """Runs from the position to the end, or until paused: then it returns before the
+        next step. A failed step marks the steps after it skipped and raises StepFailed.
+        Cancelling leaves the running step RUNNING (the canceller says what becomes of it:
+        interrupt() on stop, a rerun after a crash); so does an error `runner` calls an
+        interruption, and run() then returns early."""
+        while not self.done and not self.paused:
             status, step = self.statuses[self.position], self.steps[self.position]
             status.state, status.started_at = StepState.RUNNING, time.time()
             status.ended_at = status.error = None

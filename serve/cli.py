@@ -37,7 +37,8 @@ def main(argv: list[str] | None = None) -> int:
     status.add_argument("--json", action="store_true", help="print the raw JSON")
     status.set_defaults(run=_status)
 
-    session = commands.add_parser("session", help="start, list, show, stop sessions")
+    session = commands.add_parser("session", help="start, list, show, pause, resume, add "
+                                  "steps to and stop sessions")
     _gateway_options(session)
     actions = session.add_subparsers(dest="action", required=True)
     start = actions.add_parser("start", help="start a session on URL")
@@ -46,10 +47,15 @@ def main(argv: list[str] | None = None) -> int:
     start.add_argument("--name")
     start.set_defaults(run=_session_start)
     actions.add_parser("list", help="list sessions").set_defaults(run=_session_list)
-    for name, run in (("show", _session_show), ("stop", _session_stop)):
+    for name, run in (("show", _session_show), ("stop", _session_stop),
+                      ("pause", _session_pause), ("resume", _session_resume)):
         sub = actions.add_parser(name, help=f"{name} one session")
         sub.add_argument("session_id")
         sub.set_defaults(run=run)
+    steps = actions.add_parser("steps", help="add workflow steps to a session")
+    steps.add_argument("session_id")
+    steps.add_argument("steps", type=Path, help="JSON file with a list of workflow steps")
+    steps.set_defaults(run=_session_steps)
     link = actions.add_parser("link", help="a viewer link to share (its token in the URL)")
     link.add_argument("session_id")
     link.add_argument("--ttl", type=int, default=3_600, help="seconds it works (default 3600)")
@@ -222,6 +228,19 @@ def _session_show(args: argparse.Namespace) -> int:
 
 def _session_stop(args: argparse.Namespace) -> int:
     return _call(args, lambda client: client.stop_session(args.session_id))
+
+
+def _session_pause(args: argparse.Namespace) -> int:
+    return _call(args, lambda client: client.pause_session(args.session_id))
+
+
+def _session_resume(args: argparse.Namespace) -> int:
+    return _call(args, lambda client: client.resume_session(args.session_id))
+
+
+def _session_steps(args: argparse.Namespace) -> int:
+    steps = json.loads(args.steps.read_text())
+    return _call(args, lambda client: client.add_steps(args.session_id, steps))
 
 
 def _session_link(args: argparse.Namespace) -> int:

@@ -17,8 +17,10 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 
 from pipeline.errors import (
+    ActorLost,
     AddressRefused,
     AssetNotFound,
+    ControlRefused,
     PoolFull,
     RecordingInProgress,
     RecordingNotFound,
@@ -32,7 +34,8 @@ from pipeline.errors import (
 )
 
 _log = logging.getLogger(__name__)
-RETRY_AFTER_S = {PoolFull: 5, RegistryUnavailable: 2, RecordingStoreError: 5}
+# ActorLost: a session's actor died under a call; its supervisor is replacing it.
+RETRY_AFTER_S = {PoolFull: 5, RegistryUnavailable: 2, RecordingStoreError: 5, ActorLost: 2}
 
 
 class ErrorBody(BaseModel):
@@ -94,11 +97,11 @@ def error_response(status: int, message: str, detail: Any = None,
 def _status_of(exc: RRStreamError) -> int:
     if isinstance(exc, SessionNotFound | RecordingNotFound | AssetNotFound):
         return 404
-    if isinstance(exc, RecordingInProgress | StreamUnavailable):
+    if isinstance(exc, RecordingInProgress | StreamUnavailable | ControlRefused):
         return 409
     if isinstance(exc, AddressRefused):
         return 422
-    if isinstance(exc, PoolFull | RegistryUnavailable | RecordingStoreError):
+    if isinstance(exc, PoolFull | RegistryUnavailable | RecordingStoreError | ActorLost):
         return 503
     return 500
 

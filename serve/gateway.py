@@ -53,6 +53,7 @@ from serve.recording_search import (
     SearchResult,
 )
 from serve.registry_client import RegistryClient
+from serve.session_control import SessionControl, mount_session_control
 from serve.start_urls import StartUrlCheck
 from serve.uvicorn_options import close_with_reason_on_shutdown, disable_permessage_deflate
 from serve.viewer_socket import ViewerSockets
@@ -92,6 +93,8 @@ async def api_caller(
 _KEYED = [Depends(api_caller)]  # routes that need an API key when auth is required
 mount_exports(app, dependencies=_KEYED)  # POST/GET /recordings/{id}/exports… (serve/exports.py)
 mount_assets(app)  # GET /assets/{sha256}, open like the viewer's files (serve/assets.py)
+# POST /sessions/{id}/pause, /resume, /steps (serve/session_control.py)
+mount_session_control(app, api_caller)
 
 
 _Text = Annotated[str | None, Query(min_length=1, max_length=200,
@@ -137,6 +140,7 @@ class Gateway:
         app.state.access = self._access
         self._registry = RegistryClient(get_or_create_registry(settings))
         self._start_urls = StartUrlCheck(settings)
+        app.state.session_control = SessionControl(self._registry, settings.public_url)
         self._recordings = Recordings(RecordingStore.shared_from_settings(settings),
                                       self._registry)
         app.state.assets = AssetService.over_ray(self._registry,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pipeline.models import SessionInfo, SessionRecord, SessionStatus, StreamStats
+from pipeline.models import DrivenBy, SessionInfo, SessionRecord, SessionStatus, StreamStats
 
 
 def viewer_url(base: str, session_id: str) -> str:
@@ -52,6 +52,9 @@ def session_info(record: SessionRecord, status: SessionStatus | None,
         canvas_bytes_per_s=status.canvas_bytes_per_s if status else 0.0,
         assets_captured=status.assets_captured if status else 0,
         record=record.spec.record,
+        driven_by=status.driven_by if status else DrivenBy.STEPS,
+        control=status.control if status else [],
+        control_dropped=status.control_dropped if status else 0,
         viewer_url=viewer_url(base, record.id),
         stream_url=stream_url(base, record.id),
     )

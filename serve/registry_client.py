@@ -24,6 +24,8 @@ from pipeline.models import (
     StreamStats,
 )
 from pipeline.recording_index import IndexUpdate
+from pipeline.registry import Described
+from pipeline.steps import Step
 from pipeline.streamer import StreamRef
 
 _T = TypeVar("_T")
@@ -67,6 +69,16 @@ class RegistryClient:
 
     async def stop(self, session_id: str) -> SessionRecord:
         return await self._ask(self._handle.stop.remote(session_id), WRITE_TIMEOUT_S)
+
+    async def pause(self, session_id: str, by: str) -> Described:
+        return await self._ask(self._handle.pause.remote(session_id, by), WRITE_TIMEOUT_S)
+
+    async def resume(self, session_id: str, by: str) -> Described:
+        return await self._ask(self._handle.resume.remote(session_id, by), WRITE_TIMEOUT_S)
+
+    async def add_steps(self, session_id: str, steps: list[Step], by: str) -> Described:
+        return await self._ask(self._handle.add_steps.remote(session_id, steps, by),
+                               WRITE_TIMEOUT_S)
 
     async def revoke_links(self, session_id: str) -> SessionRecord:
         return await self._ask(self._handle.revoke_links.remote(session_id), WRITE_TIMEOUT_S)

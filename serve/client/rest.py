@@ -92,6 +92,21 @@ class Client:
         """DELETE /sessions/{id}: stops it (stopping an ended session is fine)."""
         return await self._json("DELETE", f"/sessions/{_id(session_id)}")
 
+    async def pause_session(self, session_id: str) -> dict[str, Any]:
+        """POST /sessions/{id}/pause: no step starts until `resume_session` (the one running
+        finishes); the page stays live. ApiError 409 unless the session is running."""
+        return await self._json("POST", f"/sessions/{_id(session_id)}/pause")
+
+    async def resume_session(self, session_id: str) -> dict[str, Any]:
+        """POST /sessions/{id}/resume: the workflow runs on. ApiError 409 unless paused."""
+        return await self._json("POST", f"/sessions/{_id(session_id)}/resume")
+
+    async def add_steps(self, session_id: str, steps: list[dict[str, Any]]) -> dict[str, Any]:
+        """POST /sessions/{id}/steps: `steps` (as `create_session` takes them) run after the
+        session's others; at once if it is idle, after `resume_session` if it is paused."""
+        return await self._json("POST", f"/sessions/{_id(session_id)}/steps",
+                                json={"steps": steps})
+
     async def viewer_link(self, session_id: str, *, role: str = "view", ttl_s: int = 3_600,
                           label: str | None = None) -> dict[str, Any]:
         """POST /sessions/{id}/viewer-links: a link (`url`, `token`) that opens the session."""

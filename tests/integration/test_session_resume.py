@@ -4,13 +4,23 @@ the page at the checkpoint's URL, earlier steps as they were, the running one ag
 
 from __future__ import annotations
 
+import asyncio
 from urllib.parse import urlsplit
 
 from pipeline.browser_host import BrowserHost
 from pipeline.config import Settings
 from pipeline.demo_workflow import demo_steps
-from pipeline.models import Checkpoint, SessionSpec, SessionState, StepState, StepStatus
+from pipeline.models import (
+    Checkpoint,
+    ControlAction,
+    ControlChange,
+    SessionSpec,
+    SessionState,
+    StepState,
+    StepStatus,
+)
 from pipeline.session import BrowserSession
+from pipeline.steps import ClickStep, WaitStep
 from tests.integration.browser_procs import until
 from tests.integration.fault_site import FaultSite
 from tests.integration.sinks import ListSink
@@ -74,4 +84,38 @@ async def test_a_demo_session_resumes_on_its_new_demo_site(browser_host: Browser
     assert opened == f"http://{origin}/about.html?from=old#top", opened
     assert all(s.state is StepState.DONE for s in status.steps), status.steps
     assert [s.attempts for s in status.steps[home:]] == [2, 1, 1]
+    await session.stop()
+
+
+async def test_a_session_resumed_while_paused_stays_paused_with_its_added_steps(
+        browser_host: BrowserHost, fault_site: FaultSite) -> None:
+    """The Checkpoint of a paused session with steps added to it, as the registry keeps
+    it: the new actor opens the page paused, lists the added steps and the control log,
+    and runs the added steps once resumed."""
+    checkpoint = Checkpoint(
+        url=fault_site.page("/plain?name=paused"), step=1, version=9, paused=True,
+        steps=[StepStatus(index=0, action="wait", state=StepState.DONE, attempts=1),
+               StepStatus(index=1, action="click")],
+        added=[ClickStep(selector="#add")],
+        control=[ControlChange(action=ControlAction.PAUSE, by="api", at=1.0),
+                 ControlChange(action=ControlAction.STEPS, by="api", at=2.0, steps=1)])
+    supervisor, sink = Supervisor(), ListSink()
+    session = BrowserSession("paused", Settings(), sink, host=browser_host,
+                             supervisor=supervisor)
+    spec = SessionSpec(url=fault_site.page("/plain?name=start"), steps=[WaitStep(ms=10)])
+    status = await session.start(spec, resume=checkpoint)
+    assert status.state is SessionState.PAUSED, status
+    assert [s.state for s in status.steps] == [StepState.DONE, StepState.PENDING]
+    assert [c.action for c in status.control] == ["pause", "steps"]
+    await asyncio.sleep(0.5)
+    assert session.status().steps[1].state is StepState.PENDING, "nothing runs while paused"
+    resumed = await session.resume("key:0123456789ab")
+    assert resumed.state is SessionState.RUNNING
+    await until(lambda: session.status().state is SessionState.IDLE, "workflow done")
+    status = session.status()
+    assert status.steps[1].state is StepState.DONE
+    assert [(c.action, c.by) for c in status.control][-1] == ("resume", "key:0123456789ab")
+    assert not supervisor.checkpoints[-1].paused and supervisor.checkpoints[-1].added
+    tags = [e["data"]["tag"] for e in sink.events() if e["type"] == 5]
+    assert tags.count("rrstream.control") == 1, "the resume (earlier ones were the old actor's)"
     await session.stop()

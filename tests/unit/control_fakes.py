@@ -13,9 +13,12 @@ import asyncio
 import itertools
 from typing import Any
 
+from pipeline.control import next_state
 from pipeline.errors import ActorLost
 from pipeline.models import (
     Checkpoint,
+    ControlAction,
+    ControlChange,
     SessionRecord,
     SessionSpec,
     SessionState,
@@ -23,6 +26,7 @@ from pipeline.models import (
     StreamStats,
 )
 from pipeline.registry import PoolNode
+from pipeline.steps import Step
 from pipeline.streamer import StreamRef
 
 _instances = itertools.count(1)
@@ -38,6 +42,8 @@ class FakeSessionActor:
         self.killed = False
         self.dead = False
         self.hang_on_stop = False
+        self.added: list[Step] = []
+        self.control: list[ControlChange] = []
         self._stopped = asyncio.Event()
         self._died = asyncio.Event()
 
@@ -92,11 +98,28 @@ class FakeSessionActor:
 
     async def status(self) -> SessionStatus:
         self._alive()
-        return SessionStatus(state=self.state)
+        return SessionStatus(state=self.state, control=list(self.control))
 
     async def reconnect(self, stream: StreamRef) -> None:
         self._alive()
         self.streams.append(stream)
+
+    async def pause(self, by: str) -> SessionStatus:
+        return self._control(ControlAction.PAUSE, by)
+
+    async def resume(self, by: str) -> SessionStatus:
+        return self._control(ControlAction.RESUME, by)
+
+    async def add_steps(self, steps: list[Step], by: str) -> SessionStatus:
+        self.added.extend(steps)
+        return self._control(ControlAction.STEPS, by, len(steps))
+
+    def _control(self, action: ControlAction, by: str, steps: int | None = None) -> SessionStatus:
+        """As the real session decides (pipeline/control.py), without its workflow."""
+        self._alive()
+        self.state = next_state(self.session_id, self.state, action)
+        self.control.append(ControlChange(action=action, by=by, at=0.0, steps=steps))
+        return SessionStatus(state=self.state, control=list(self.control))
 
     def finish(self, state: SessionState = SessionState.IDLE) -> None:
         """The workflow moved on (to idle), as the real session's status would say."""

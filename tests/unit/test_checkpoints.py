@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from pipeline.checkpoints import CheckpointReporter
-from pipeline.models import Checkpoint
+from pipeline.control import ControlLog
+from pipeline.models import Checkpoint, ControlAction
 from pipeline.steps import WaitStep
 from pipeline.workflow import Workflow
 
@@ -52,3 +53,22 @@ async def test_a_failing_supervisor_is_logged_not_raised(caplog) -> None:
     await turn()
     assert "reporting its checkpoint failed" in caplog.text
     assert "the registry is restarting" in caplog.text
+
+
+async def test_control_changes_are_reported_at_once_with_the_log() -> None:
+    sent: list[Checkpoint] = []
+    log = ControlLog()
+    reporter = CheckpointReporter("s", sent.append, lambda: None, log)
+    workflow = Workflow("s", [WaitStep(ms=1)])
+    workflow.pause()
+    log.add(ControlAction.PAUSE, "key:abc")
+    reporter.now(workflow)
+    assert len(sent) == 1 and sent[0].paused and sent[0].control == log.list()
+    workflow.append([WaitStep(ms=2)])
+    log.add(ControlAction.STEPS, "api", steps=1)
+    reporter.now(workflow)
+    assert [len(c.added) for c in sent] == [0, 1]
+    assert [c.action for c in sent[1].control] == ["pause", "steps"]
+    reporter.changed(workflow)
+    await turn()
+    assert len(sent) == 2, "nothing changed since"

@@ -12,10 +12,11 @@ from typing import Any
 import pytest
 
 from pipeline.config import Settings
-from pipeline.errors import StreamUnavailable
+from pipeline.errors import ControlRefused, SessionNotFound, StreamUnavailable
 from pipeline.models import Checkpoint, SessionSpec, SessionState, StepStatus
 from pipeline.nodes import NodeActors
 from pipeline.registry import SessionRegistry
+from pipeline.steps import WaitStep
 from tests.unit.control_fakes import (
     FakeNodeFactory,
     FakePlacement,
@@ -462,3 +463,47 @@ async def test_records_the_store_refused_are_written_in_the_next_round() -> None
     assert set(store.saved) == {"a", "b"}
     assert await book.forget_oldest([first, second]) == ["a"]
     assert set(store.saved) == {"b"}
+
+
+async def test_control_calls_reach_the_session_actor_and_its_state_is_the_records() -> None:
+    world = await make_world({"node-a": 1})
+    registry = world.registries[-1]
+    record = await registry.create(SPEC)
+    await running(registry, record.id)
+    paused, status, _ = await registry.pause(record.id, "key:abc")
+    assert paused.state is SessionState.PAUSED and status is not None
+    assert [(c.action, c.by) for c in status.control] == [("pause", "key:abc")]
+    await registry.add_steps(record.id, [WaitStep(ms=5)], "api")
+    assert world.actor(record.id).added == [WaitStep(ms=5)]
+    resumed, _, _ = await registry.resume(record.id, "api")
+    assert resumed.state is SessionState.RUNNING
+    with pytest.raises(ControlRefused, match="is running: only a paused session can be"):
+        await registry.resume(record.id, "api")
+    with pytest.raises(SessionNotFound):
+        await registry.pause("nope", "api")
+
+
+async def test_control_calls_to_a_queued_or_ended_session_are_refused() -> None:
+    world = await make_world({"node-a": 1})
+    registry = world.registries[-1]
+    first = await registry.create(SPEC)
+    await running(registry, first.id)
+    queued = await registry.create(SPEC)
+    with pytest.raises(ControlRefused, match=f"session {queued.id} is pending: only a running"):
+        await registry.pause(queued.id, "api")
+    await registry.stop(first.id)
+    with pytest.raises(ControlRefused, match="is stopped: steps can be added to a running"):
+        await registry.add_steps(first.id, [WaitStep(ms=5)], "api")
+
+
+async def test_a_paused_session_without_viewers_is_stopped_after_the_idle_timeout() -> None:
+    clock = [1000.0]
+    world = await make_world({"node-a": 1}, idle_timeout_s=60)
+    registry = world.registries[-1]
+    registry._clock = lambda: clock[0]
+    record = await registry.create(SPEC)
+    await running(registry, record.id)
+    await registry.pause(record.id, "api")
+    await asyncio.sleep(0.1)
+    clock[0] += 61
+    await until(lambda: registry._entries[record.id].record.state.ended)
