@@ -79,8 +79,7 @@ class PageLimits:
         carries it out). The rate is measured on the page's clock: a node too busy to carry
         a flood as fast as the page makes it (its shared browser server, the session, the
         streamer all behind) still sees the page's own rate, not what got through."""
-        self._page_now = max(self._page_now,
-                             self._clock() if page_time is None else page_time)
+        self._advance(page_time)
         decision = self._rate.count(events, nbytes)
         if decision is None:
             return None
@@ -91,9 +90,12 @@ class PageLimits:
         """The page's recorder measured, at a pause's end, that the page is still over a
         limit (`per_s` events, `bytes_per_s` of them a second, at `page_time`, Unix s) and
         stayed paused: the next, longer pause, in the warnings already."""
+        self._advance(page_time)
+        return self._report(self._rate.still_over(per_s, bytes_per_s), still=True)
+
+    def _advance(self, page_time: float | None) -> None:
         self._page_now = max(self._page_now,
                              self._clock() if page_time is None else page_time)
-        return self._report(self._rate.still_over(per_s, bytes_per_s), still=True)
 
     def _report(self, decision: RateDecision, still: bool = False) -> RateDecision:
         if decision.over == "bytes":
