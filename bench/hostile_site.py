@@ -65,9 +65,13 @@ requestAnimationFrame(frame);
 </script>""")
 
 
-def huge_dom(nodes: int) -> str:
-    """`nodes` elements built while the page parses (~30 bytes each in the DOM text)."""
-    return _page("huge dom", f"""<div id="root"></div><script>
+def huge_dom(nodes: int, tick_ms: int = 0) -> str:
+    """`nodes` elements built while the page parses (~30 bytes each in the DOM text);
+    with `tick_ms`, a clock on it that changes that often (so rrweb's checkouts come)."""
+    tick = (f'<p id="tick">0</p><script>let ticks = 0; setInterval(() => '
+            f'{{ document.getElementById("tick").textContent = ++ticks; }}, {tick_ms});</script>'
+            if tick_ms > 0 else "")
+    return _page("huge dom", f"""{tick}<div id="root"></div><script>
 const root = document.getElementById("root");
 for (let i = 0; i < {nodes}; i++) {{
   const div = document.createElement("div");
@@ -209,7 +213,8 @@ def _app() -> Starlette:
 
     async def huge(request: Request) -> Response:
         nodes = min(int(request.query_params.get("nodes", "200000")), 500_000)
-        return HTMLResponse(huge_dom(nodes), headers=_NO_STORE)
+        tick_ms = max(0, int(request.query_params.get("tick_ms", "0")))
+        return HTMLResponse(huge_dom(nodes, tick_ms), headers=_NO_STORE)
 
     async def rewrite(request: Request) -> Response:
         seconds = min(float(request.query_params.get("s", "3")), 120.0)

@@ -192,7 +192,12 @@ class Settings(BaseSettings):
     )
 
     # Recording (the seed's rrweb options are the defaults)
-    checkout_every_ms: int = Field(default=5_000, ge=500)
+    checkout_every_ms: int = Field(
+        default=5_000, ge=500,
+        description="A changing page takes a checkout (a full snapshot, where late joiners "
+        "start) this often; one whose snapshot is large, less often: at most a quarter of "
+        "RRSTREAM_MAX_EVENT_BYTES_PER_S goes to these checkouts (frontend/src/recorder.js).",
+    )
     sampling_scroll_ms: int = Field(default=100, ge=0)
     sampling_media_ms: int = Field(default=400, ge=0)
     sampling_input: Literal["last", "all"] = "last"

@@ -73,7 +73,7 @@ def record_options(settings: Settings, spec: SessionSpec | None = None) -> dict[
         "maxBatchChars": settings.max_batch_chars,
         "pieceChars": PIECE_CHARS,
         "pieceGapMs": PIECE_GAP_MS,
-        "checkoutEveryNms": settings.checkout_every_ms,
+        "checkoutEveryMs": settings.checkout_every_ms,
         "sampling": levels[0],
         "samplingLevels": levels,
         **privacy,

@@ -16,6 +16,13 @@
 // session answers with the next, longer pause; so a page that keeps up a flood sends
 // nothing of it after its first pause, not a checkout and a window of it at each resume.
 //
+// Checkouts: rrweb's own `checkoutEveryNms` takes one at the first event past the interval;
+// here the same is done by this recorder (`checkoutDue`), so that a page whose snapshot
+// is large is checked out less often: with a byte budget (`maxEventBytesPerS`), at most
+// `checkoutShare` of it goes to periodic checkouts (a 4 MB snapshot under 1 MB/s: one
+// every 16 s, not every 5 s). Checkouts asked for (a reopened stream, a pause's end) are
+// taken when asked, whatever their size.
+//
 // Privacy options (a session's spec): `maskAllInputs`, `maskTextSelector` and
 // `blockSelector` go to rrweb as they are. A selector the page's engine rejects would
 // make rrweb record what it was meant to hide, so then nothing is recorded at all and
@@ -60,6 +67,10 @@ import { record } from "rrweb";
   const maxEventsPerS = options.maxEventsPerS ?? 0;
   const maxEventBytesPerS = options.maxEventBytesPerS ?? 0;
   const probeMs = options.probeMs ?? 1000;
+  const checkoutEveryMs = options.checkoutEveryMs ?? 5000;
+  const checkoutShare = options.checkoutShare ?? 0.25;
+  let lastCheckoutTs = 0;  // the newest FullSnapshot's timestamp
+  let snapshotChars = 0;  // and its JSON's length
   let probe = null;  // while the end of a pause is measured: { events, chars, since, over }
   let probeTimer = 0;
   let pauseMs = 0;
@@ -141,15 +152,27 @@ import { record } from "rrweb";
     if (event.type === 4) {
       flush();
       checkout = true;
-    } else if (event.type === 2) {
-      snapshots += 1;
     }
     const text = JSON.stringify(event);
+    if (event.type === 2) {
+      snapshots += 1;
+      lastCheckoutTs = event.timestamp;
+      snapshotChars = text.length;
+    }
     if (!parts.length) firstTs = event.timestamp;
     lastTs = event.timestamp;
     parts.push(text);
     chars += text.length;
     if (event.type === 3 && event.data && event.data.source === 9) canvasChars += text.length;
+    if (event.type === 3 && checkoutDue(event.timestamp)) {
+      // As rrweb does it: inside the emit of the event past the interval (rrweb locks
+      // its mutation buffers while it snapshots). The checkout flushes this batch first.
+      try {
+        record.takeFullSnapshot(true);
+      } catch (error) {
+        // Not recording any more (stopped in this task): the next start takes one.
+      }
+    }
     if (leaving) {
       flushAll();  // the document is going: no later task runs to send it
     } else if (chars >= maxBatchChars) {
@@ -159,6 +182,15 @@ import { record } from "rrweb";
       const idle = performance.now() - lastFlushAt >= flushMs;
       timer = setTimeout(flush, idle ? 0 : flushMs);
     }
+  }
+
+  function checkoutDue(timestamp) {
+    if (!lastCheckoutTs || !stopRrweb) return false;
+    let interval = checkoutEveryMs;
+    if (maxEventBytesPerS > 0 && checkoutShare > 0) {
+      interval = Math.max(interval, (snapshotChars / (maxEventBytesPerS * checkoutShare)) * 1000);
+    }
+    return timestamp - lastCheckoutTs > interval;
   }
 
   // rrweb borrows a pristine MutationObserver from a fresh iframe when the page's
@@ -208,7 +240,6 @@ import { record } from "rrweb";
     .map(withCanvas);
   const rrwebOptions = {
     emit,
-    checkoutEveryNms: options.checkoutEveryNms ?? 5000,
     sampling: samplingLevels[0],
     recordCanvas: canvasFps > 0,
     dataURLOptions: options.dataURLOptions ?? {},

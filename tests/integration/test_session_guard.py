@@ -168,6 +168,30 @@ async def test_a_paused_page_that_calms_down_is_recorded_again_from_a_checkout(
     assert sink.snapshots() >= 2
 
 
+@pytest.mark.parametrize("budget", [0, 400_000])
+async def test_a_large_page_is_checked_out_no_more_often_than_a_share_of_the_byte_budget(
+        browser_host: BrowserHost, hostile_site: HostileSite, budget: int) -> None:
+    # ~730 kB of snapshot that ticks every 100 ms; a checkout is due every 0.5 s. Under a
+    # 400 kB/s budget at most a quarter of it goes to checkouts: one every ~7.3 s.
+    settings = Settings(checkout_every_ms=500, max_event_bytes_per_s=budget)
+    session, sink = await started(
+        browser_host, SessionSpec(url=hostile_site.page("/huge-dom?nodes=5000&tick_ms=100")),
+        settings)
+    try:
+        await until(lambda: sink.snapshots() >= 1, "the first snapshot", timeout_s=30)
+        first = sink.batches[-1].last_ts
+        await until(lambda: sink.batches[-1].last_ts - first > 4_000, "4 s of ticks",
+                    timeout_s=30)
+        snapshots = sink.snapshots()
+    finally:
+        await session.stop()
+    if budget:
+        assert snapshots == 1, f"{snapshots} snapshots of a 730 kB page in 4 s"
+    else:
+        assert snapshots >= 3, f"only {snapshots}: a checkout is due every 0.5 s"
+    assert session.status().stretches_dropped == 0  # the ticks are far under the budget
+
+
 async def test_a_renderer_that_keeps_a_core_busy_runs_at_a_lower_priority_until_it_goes(
         browser_host: BrowserHost, hostile_site: HostileSite) -> None:
     # The canary page works a little all the time: another page at work, which the cap

@@ -94,9 +94,11 @@ async def test_a_page_opening_dialog_after_dialog_is_stopped(browser_host: Brows
 async def test_a_page_busy_in_slow_snapshots_is_stopped(browser_host: BrowserHost,
                                                         fault_site: FaultSite) -> None:
     # 150,000 nodes take rrweb ~2.5 s to snapshot here, and the page changes every 100 ms,
-    # so with a checkout every 500 ms it is snapshotting nearly all the time.
+    # so with a checkout every 500 ms it is snapshotting nearly all the time (without a byte
+    # budget: under one, a snapshot this large is taken far less often).
     sink = ListSink()
-    session = BrowserSession("huge", Settings(checkout_every_ms=500), sink, host=browser_host)
+    session = BrowserSession("huge", Settings(checkout_every_ms=500, max_event_bytes_per_s=0),
+                             sink, host=browser_host)
     status = await session.start(SessionSpec(url=fault_site.page("/huge?nodes=150000&tick")))
     assert status.state is SessionState.RUNNING, status
     await until(lambda: sink.snapshots() >= 2, "a periodic checkout", timeout_s=60)
