@@ -3,6 +3,11 @@
 Small batches of incremental events compress poorly on their own; a context
 that carries across the batches of a segment sees the repetition between them.
 The context restarts at every checkout, so a decoder can start at any segment.
+
+A payload encoded with `seal=True` (a canvas picture, which a newer picture of the same
+canvas supersedes) is one nothing after it refers to, so a live viewer may be sent a
+segment without it (docs/protocol.md, "Skipped pictures"). Only deflate-raw can seal: a
+full flush resets its dictionary. lz4-frame's linked blocks cannot forget their history.
 """
 
 from __future__ import annotations
@@ -16,8 +21,9 @@ import lz4.frame
 
 class SegmentEncoder(Protocol):
     name: str
+    can_seal: bool  # whether `encode(..., seal=True)` makes a payload that may be left out
 
-    def encode(self, data: bytes, *, segment_start: bool) -> bytes: ...
+    def encode(self, data: bytes, *, segment_start: bool, seal: bool = False) -> bytes: ...
 
 
 class SegmentDecoder(Protocol):
@@ -28,12 +34,13 @@ class Lz4FrameEncoder:
     """One LZ4 frame per segment, linked blocks, flushed after every batch."""
 
     name = "lz4-frame"
+    can_seal = False  # python-lz4 has no way to drop a linked frame's history mid-frame
 
     def __init__(self, compression_level: int = 0) -> None:
         self._level = compression_level
         self._compressor: lz4.frame.LZ4FrameCompressor | None = None
 
-    def encode(self, data: bytes, *, segment_start: bool) -> bytes:
+    def encode(self, data: bytes, *, segment_start: bool, seal: bool = False) -> bytes:
         if segment_start or self._compressor is None:
             self._compressor = lz4.frame.LZ4FrameCompressor(
                 block_size=lz4.frame.BLOCKSIZE_MAX64KB,
@@ -102,19 +109,23 @@ class DeflateRawEncoder:
     """A raw deflate stream per segment with a sync flush after every batch.
 
     Each batch's output ends on a byte boundary with everything decodable, and
-    browsers inflate it natively (DecompressionStream("deflate-raw")).
+    browsers inflate it natively (DecompressionStream("deflate-raw")). A sealed
+    batch ends with a full flush instead: the same byte boundary, and the
+    dictionary is emptied, so no later payload refers back into it (or past it).
     """
 
     name = "deflate-raw"
+    can_seal = True
 
     def __init__(self, level: int = 6) -> None:
         self._level = level
         self._compressor: zlib._Compress | None = None
 
-    def encode(self, data: bytes, *, segment_start: bool) -> bytes:
+    def encode(self, data: bytes, *, segment_start: bool, seal: bool = False) -> bytes:
         if segment_start or self._compressor is None:
             self._compressor = zlib.compressobj(self._level, zlib.DEFLATED, -15)
-        return self._compressor.compress(data) + self._compressor.flush(zlib.Z_SYNC_FLUSH)
+        flush = zlib.Z_FULL_FLUSH if seal else zlib.Z_SYNC_FLUSH
+        return self._compressor.compress(data) + self._compressor.flush(flush)
 
 
 class DeflateRawDecoder:

@@ -53,6 +53,10 @@ class GatewayMetrics:
             "rrstream_latency_ms", "Page event timestamp to the gateway sending its frame.",
             boundaries=LATENCY_BOUNDARIES_MS,
         )
+        self._skipped = Counter(
+            "rrstream_pictures_skipped_total",
+            "Canvas pictures sent to a viewer as skipped: a newer picture of the same canvas "
+            "superseded them while both waited in the viewer's queue.")
         self._next_sample = 0.0
 
     def viewers(self, count: int) -> None:
@@ -66,6 +70,9 @@ class GatewayMetrics:
             return
         self._next_sample = now + _LATENCY_SAMPLE_EVERY_S
         self._latency.observe(max(now * 1000.0 - event_ts_ms, 0.0))
+
+    def pictures_skipped(self, count: int) -> None:
+        self._skipped.inc(count)
 
 
 # What `rrstream_restarts_total{kind}` counts: each a part that died and was brought back.

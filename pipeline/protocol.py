@@ -18,6 +18,7 @@ PROTOCOL_VERSION = 1
 _HEADER = struct.Struct("<BBHIQQdddB")
 FLAG_SEGMENT_START = 0x01
 FLAG_RESET = 0x02
+FLAG_SKIPPED = 0x04  # superseded canvas pictures: no payload, nothing to decode
 
 
 class CloseCode(enum.IntEnum):
@@ -43,6 +44,10 @@ class Chunk:
     last_ts: float
     ingest_ts: float
     payload: bytes
+    # The canvas (rrweb node id) this chunk is a picture of, when its payload may be left
+    # out for a live viewer once a newer picture of that canvas is queued (a sealed
+    # payload: pipeline/codec.py); None for every other chunk.
+    picture_of: int | None = None
 
 
 class FrameHeader(NamedTuple):
@@ -67,9 +72,15 @@ class FrameHeader(NamedTuple):
     def reset(self) -> bool:
         return bool(self.flags & FLAG_RESET)
 
+    @property
+    def skipped(self) -> bool:
+        return bool(self.flags & FLAG_SKIPPED)
 
-def encode_frame(session_id: str, chunks: list[Chunk], *, reset: bool = False) -> bytes:
-    """Joins consecutive chunks of one segment into one binary frame."""
+
+def encode_frame(session_id: str, chunks: list[Chunk], *, reset: bool = False,
+                 skipped: bool = False) -> bytes:
+    """Joins consecutive chunks of one segment into one binary frame. `skipped`: the chunks
+    are superseded canvas pictures, sent as their sequence numbers only (FLAG_SKIPPED)."""
     if not chunks:
         raise ValueError("a frame needs at least one chunk")
     if any(c.segment_start for c in chunks[1:]):
@@ -82,11 +93,18 @@ def encode_frame(session_id: str, chunks: list[Chunk], *, reset: bool = False) -
         if not first.segment_start:
             raise ValueError("a reset frame must start a segment")
         flags |= FLAG_RESET
+    if skipped:
+        if any(c.picture_of is None for c in chunks):
+            raise ValueError("only canvas pictures may be skipped")
+        flags |= FLAG_SKIPPED
     sid = session_id.encode("ascii")
+    events = 0 if skipped else sum(c.event_count for c in chunks)
     header = _HEADER.pack(
-        PROTOCOL_VERSION, flags, _HEADER.size + len(sid), sum(c.event_count for c in chunks),
+        PROTOCOL_VERSION, flags, _HEADER.size + len(sid), events,
         first.seq, last.seq, first.first_ts, last.last_ts, last.ingest_ts, len(sid),
     )
+    if skipped:
+        return header + sid
     return b"".join([header, sid, *(c.payload for c in chunks)])
 
 
@@ -123,6 +141,10 @@ class Hello(_Message):
     acks: bool = Field(
         default=False, description="The client will send `ack`s: the server then keeps at most "
         "a window of unacknowledged bytes in flight to it."
+    )
+    skips: bool = Field(
+        default=False, description="The client understands SKIPPED frames: a canvas picture "
+        "that a newer one of the same canvas superseded while queued may be sent as one."
     )
 
 
@@ -186,6 +208,7 @@ __all__ = [
     "Ack",
     "FLAG_RESET",
     "FLAG_SEGMENT_START",
+    "FLAG_SKIPPED",
     "PROTOCOL_VERSION",
     "Chunk",
     "CloseCode",
@@ -220,11 +243,14 @@ class PageBatch:
     # The assets (their ids) the session's rewrite made the batch name instead of their
     # URLs (pipeline/asset_urls.py): its recording keeps a copy of each.
     assets: tuple[str, ...] = ()
+    # The canvas (rrweb node id) whose whole picture this batch is, and nothing else: the
+    # in-page batcher sends each picture in a batch of its own (frontend/src/recorder.js).
+    picture_of: int | None = None
 
     @classmethod
     def parse(cls, message: str) -> PageBatch:
-        """Reads `checkout|count|first_ts|last_ts|canvas_chars|[events]` as the in-page
-        batcher writes it."""
-        checkout, count, first_ts, last_ts, canvas, text = message.split("|", 5)
+        """Reads `checkout|count|first_ts|last_ts|canvas_chars|picture_of|[events]` as the
+        in-page batcher writes it (`picture_of` empty for a batch that is no picture)."""
+        checkout, count, first_ts, last_ts, canvas, picture, text = message.split("|", 6)
         return cls(checkout == "1", int(count), float(first_ts), float(last_ts), text,
-                   int(canvas))
+                   int(canvas), picture_of=int(picture) if picture else None)

@@ -93,16 +93,21 @@ class SessionStream:
             # The first batch ever starts a segment even if the page did not flag it,
             # so the codec context and every reader have a place to begin.
             start = batch.checkout or self._seq == self._first_seq - 1
+            # A canvas picture is sealed so that a live viewer may be sent the segment
+            # without it once a newer picture of the canvas supersedes it; never a
+            # segment's first batch, which every later payload needs.
+            picture = batch.picture_of if self._encoder.can_seal and not start else None
+            seal = picture is not None
             if len(batch.text) < _THREAD_CHARS:
                 data = batch.text.encode() + b"\n"
-                payload = self._encoder.encode(data, segment_start=start)
+                payload = self._encoder.encode(data, segment_start=start, seal=seal)
             else:
-                data, payload = await asyncio.to_thread(self._encode, batch.text, start)
+                data, payload = await asyncio.to_thread(self._encode, batch.text, start, seal)
                 if self._ended:
                     raise StreamUnavailable(self.session_id, "ended", "its stream was closed")
             self._seq += 1
             chunk = Chunk(self._seq, start, batch.event_count, batch.first_ts, batch.last_ts,
-                          now, payload)
+                          now, payload, picture)
             self._buffer.append(chunk)
             if self._recording is not None:
                 self._recording.append(chunk, batch.text)
@@ -133,9 +138,9 @@ class SessionStream:
                 self._log.info("the asset %s of session %s is no longer cached; its "
                                "recording goes without it", asset_id, self.session_id)
 
-    def _encode(self, text: str, segment_start: bool) -> tuple[bytes, bytes]:
+    def _encode(self, text: str, segment_start: bool, seal: bool) -> tuple[bytes, bytes]:
         data = text.encode() + b"\n"
-        return data, self._encoder.encode(data, segment_start=segment_start)
+        return data, self._encoder.encode(data, segment_start=segment_start, seal=seal)
 
     async def read(self, after_seq: int | None, timeout_s: float = 10.0,
                    reader: str | None = None, viewers: int = 0) -> ReadResult:

@@ -69,6 +69,8 @@ class GatewayReport(Protocol):
 
     def latency(self, event_ts_ms: float) -> None: ...
 
+    def pictures_skipped(self, count: int) -> None: ...
+
 
 async def refuse(websocket: WebSocket, code: CloseCode, reason: str) -> None:
     """Tells the client why (an `error` message), then closes with `code` and the reason."""
@@ -306,6 +308,8 @@ class ViewerSockets:
         self._metrics.viewers(self._viewers)
         if hello.acks:
             viewer.use_acks(self._settings.viewer_window_bytes)
+        if hello.skips:
+            viewer.skip_pictures()
         try:
             codec = await hub.stream.streamer.codec.remote(session_id)
             await websocket.send_text(Welcome(
@@ -360,10 +364,14 @@ class ViewerSockets:
                 )
             for index, frame in enumerate(delivery.frames):
                 reset = index == 0 and delivery.reset is not None and frame[0].segment_start
-                data = encode_frame(session_id, frame, reset=reset)
+                skipped = index in delivery.skipped
+                data = encode_frame(session_id, frame, reset=reset, skipped=skipped)
                 await websocket.send_bytes(data)
                 viewer.sent(frame[-1].seq, len(data))
-                self._metrics.latency(frame[-1].last_ts)
+                if skipped:
+                    self._metrics.pictures_skipped(len(frame))
+                else:
+                    self._metrics.latency(frame[-1].last_ts)
             now = loop.time()
             if now - last_status >= _STATUS_EVERY_S:
                 await websocket.send_text(hub.status_json)

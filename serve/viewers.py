@@ -29,9 +29,12 @@ _HUB_KEEP_SEGMENTS = 3
 
 @dataclass(slots=True)
 class Delivery:
-    """What a viewer's sender writes next: frames, each a run of one segment's chunks."""
+    """What a viewer's sender writes next: frames, each a run of one segment's chunks.
+    `skipped`: the indexes of the frames that are superseded canvas pictures (sent as
+    FLAG_SKIPPED frames: sequence numbers, no payload)."""
 
     frames: list[list[Chunk]] = field(default_factory=list)
+    skipped: set[int] = field(default_factory=set)
     reset: ResetReason | None = None
     end: End | None = None
 
@@ -47,6 +50,11 @@ class Viewer:
     A catch-up (what a viewer that resumes missed, e.g. while its replica was replaced)
     does not count against the bound: it is what the viewer asked for, and no longer than
     the stream keeps. Only what arrives beyond it can make the viewer slow.
+
+    A viewer that understands skipped frames (`skip_pictures`) is not sent a canvas
+    picture that a newer picture of the same canvas, in the same segment, superseded while
+    both were queued: only its sequence numbers go (a skipped frame), so the sequence stays
+    whole. Nothing else is ever left out, and nothing already taken by the sender.
     """
 
     def __init__(self, max_frames: int) -> None:
@@ -62,6 +70,10 @@ class Viewer:
         self.last_seq: int | None = None
         self.skips = 0
         self._last_delivery = 0.0
+        self._skip_pictures = False
+        self._pictures: dict[int, int] = {}  # canvas id -> seq of its newest queued picture
+        self._superseded: set[int] = set()  # seqs of queued pictures sent as skipped
+        self.pictures_skipped = 0
 
     @property
     def depth(self) -> int:
@@ -74,6 +86,10 @@ class Viewer:
 
     def use_acks(self, window_bytes: int) -> None:
         self._window = window_bytes
+
+    def skip_pictures(self) -> None:
+        """The viewer said in its hello that it understands skipped frames."""
+        self._skip_pictures = True
 
     def prime(self, chunks: list[Chunk], reset: ResetReason | None) -> None:
         """`reset`: why the viewer starts at a checkout; its first frame says so, even when
@@ -89,6 +105,14 @@ class Viewer:
                 continue  # already queued from a catch-up read
             self._pending.append(chunk)
             self.last_seq = chunk.seq
+            if chunk.segment_start:
+                self._pictures.clear()  # a new replay: its pictures supersede none before
+            elif self._skip_pictures and chunk.picture_of is not None:
+                older = self._pictures.get(chunk.picture_of)
+                if older is not None:
+                    self._superseded.add(older)
+                    self.pictures_skipped += 1
+                self._pictures[chunk.picture_of] = chunk.seq
         if catchup:
             self._catchup += len(self._pending) - queued
         if len(self._pending) > self._max + self._catchup:
@@ -100,6 +124,8 @@ class Viewer:
         """The stream started over (the session moved to another node): begin again at
         its checkout, whatever was queued."""
         self._pending.clear()
+        self._pictures.clear()
+        self._superseded.clear()
         self._catchup = 0
         self.last_seq = None
         self.prime(chunks, reason)
@@ -124,7 +150,7 @@ class Viewer:
         for index in range(len(self._pending) - 1, 0, -1):
             if self._pending[index].segment_start:
                 for _ in range(index):
-                    self._pending.popleft()
+                    self._superseded.discard(self._pending.popleft().seq)
                 self._catchup = max(0, self._catchup - index)
                 self._reset = "slow_viewer"
                 self.skips += 1
@@ -153,10 +179,18 @@ class Viewer:
         while self._pending and (room is None or room > 0 or not delivery.frames):
             chunk = self._pending.popleft()
             self._catchup = max(0, self._catchup - 1)
-            if chunk.segment_start or not delivery.frames:
+            skipped = chunk.seq in self._superseded
+            if skipped:
+                self._superseded.discard(chunk.seq)
+            elif chunk.picture_of is not None and self._pictures.get(chunk.picture_of) == chunk.seq:
+                del self._pictures[chunk.picture_of]  # taken: no longer to be superseded
+            last = len(delivery.frames) - 1
+            if chunk.segment_start or last < 0 or (last in delivery.skipped) != skipped:
                 delivery.frames.append([])
+                if skipped:
+                    delivery.skipped.add(last + 1)
             delivery.frames[-1].append(chunk)
-            if room is not None:
+            if room is not None and not skipped:
                 room -= len(chunk.payload)
         if delivery.frames:  # the reason goes with the frames it explains
             delivery.reset, self._reset = self._reset, None

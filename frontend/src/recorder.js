@@ -51,6 +51,7 @@ import { record } from "rrweb";
   let parts = [];
   let chars = 0;
   let canvasChars = 0;  // of canvas pictures, in this batch
+  let pictureOf = null;  // the canvas whose picture this batch is, alone (see picturedCanvas)
   let checkout = false;
   let firstTs = 0;
   let lastTs = 0;
@@ -134,10 +135,11 @@ import { record } from "rrweb";
     }
     if (!parts.length) return;
     // Header fields before the JSON so the receiver never parses events.
-    const message = `${checkout ? 1 : 0}|${parts.length}|${firstTs}|${lastTs}|${canvasChars}|[${parts.join(",")}]`;
+    const message = `${checkout ? 1 : 0}|${parts.length}|${firstTs}|${lastTs}|${canvasChars}|${pictureOf ?? ""}|[${parts.join(",")}]`;
     parts = [];
     chars = 0;
     canvasChars = 0;
+    pictureOf = null;
     checkout = false;
     lastFlushAt = performance.now();
     deliver(message);
@@ -148,11 +150,13 @@ import { record } from "rrweb";
       measure(event);
       return;
     }
-    // A checkout (Meta, then FullSnapshot) always starts a batch of its own.
-    if (event.type === 4) {
-      flush();
-      checkout = true;
-    }
+    // A checkout (Meta, then FullSnapshot) always starts a batch of its own, and a
+    // canvas's picture is a batch of its own: a newer picture of the canvas supersedes
+    // it, so a viewer that fell behind may be sent the newer one only (docs/protocol.md,
+    // "Skipped pictures"), which the header's canvas id allows without parsing events.
+    const picture = picturedCanvas(event);
+    if (event.type === 4 || picture !== null) flush();
+    if (event.type === 4) checkout = true;
     const text = JSON.stringify(event);
     if (event.type === 2) {
       snapshots += 1;
@@ -164,6 +168,7 @@ import { record } from "rrweb";
     parts.push(text);
     chars += text.length;
     if (event.type === 3 && event.data && event.data.source === 9) canvasChars += text.length;
+    if (picture !== null) pictureOf = picture;
     if (event.type === 3 && checkoutDue(event.timestamp)) {
       // As rrweb does it: inside the emit of the event past the interval (rrweb locks
       // its mutation buffers while it snapshots). The checkout flushes this batch first.
@@ -175,13 +180,24 @@ import { record } from "rrweb";
     }
     if (leaving) {
       flushAll();  // the document is going: no later task runs to send it
-    } else if (chars >= maxBatchChars) {
+    } else if (picture !== null || chars >= maxBatchChars) {
       flush();
     } else if (!timer) {
       // Idle page: send on the next task. Busy page: gather for flushMs.
       const idle = performance.now() - lastFlushAt >= flushMs;
       timer = setTimeout(flush, idle ? 0 : flushMs);
     }
+  }
+
+  // The canvas (rrweb node id) an event pictures whole, or null: rrweb's fps sampling
+  // sends a canvas as `clearRect` of all of it, then `drawImage` of one encoded picture.
+  function picturedCanvas(event) {
+    const data = event.type === 3 && event.data;
+    if (!data || data.source !== 9 || !Number.isInteger(data.id)) return null;
+    const commands = Array.isArray(data.commands) ? data.commands : [];
+    const whole = commands.length === 2 && commands[0] && commands[0].property === "clearRect"
+      && commands[1] && commands[1].property === "drawImage";
+    return whole ? data.id : null;
   }
 
   function checkoutDue(timestamp) {

@@ -60,13 +60,22 @@ class Frame:
         return self.header.last_seq - self.header.first_seq + 1
 
     @property
+    def skipped(self) -> bool:
+        """A SKIPPED frame: its batches were canvas pictures a newer one superseded; it
+        holds none of them (no lines, no events)."""
+        return self.header.skipped
+
+    @property
     def lines(self) -> list[bytes]:
         """One JSON array of rrweb events per batch, in sequence order."""
         return self._text().split(b"\n")[:-1]
 
     @property
     def batches(self) -> list[tuple[int, bytes]]:
-        """(sequence number, batch text) for every batch of the frame."""
+        """(sequence number, batch text) for every batch of the frame; none for a skipped
+        frame."""
+        if self.skipped:
+            return []
         return list(zip(range(self.header.first_seq, self.header.last_seq + 1), self.lines,
                         strict=True))
 
@@ -129,6 +138,8 @@ class StreamDecoder:
         span = f"frame {header.first_seq}..{header.last_seq}"
         if header.last_seq < header.first_seq:
             raise BadFrame(f"{span}: its last batch comes before its first")
+        if header.skipped and (header.segment_start or header.reset or payload):
+            raise BadFrame(f"{span} is skipped but starts a segment or has a payload")
         if header.reset or starts_over:
             if not header.segment_start:
                 raise BadFrame(f"{span} starts over but does not start a segment")
@@ -136,7 +147,9 @@ class StreamDecoder:
             raise SequenceGap(None if self.last_seq is None else self.last_seq + 1,
                               header.first_seq)
         text = None
-        if self._segment is not None:
+        if self._segment is not None and header.skipped:
+            text = b""  # superseded pictures: their payloads never entered the stream
+        elif self._segment is not None:
             try:
                 text = self._segment.decode(payload, segment_start=header.segment_start)
             except (ValueError, zlib.error, lz4.block.LZ4BlockError) as exc:

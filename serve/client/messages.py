@@ -35,10 +35,11 @@ FINAL_CLOSE_CODES = frozenset({CloseCode.SESSION_ENDED, CloseCode.BAD_HELLO,
 CLIENT_RECONNECTS = 4000
 
 
-def hello(resume_after: int | None, *, acks: bool, token: str | None = None) -> str:
+def hello(resume_after: int | None, *, acks: bool, token: str | None = None,
+          skips: bool = False) -> str:
     """The first message on every connection."""
     return Hello(protocol=PROTOCOL_VERSION, resume_after=resume_after, token=token,
-                 acks=acks).model_dump_json()
+                 acks=acks, skips=skips).model_dump_json()
 
 
 def ack(seq: int) -> str:

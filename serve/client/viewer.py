@@ -85,6 +85,7 @@ class ViewerStats:
     events: int = 0  # from the frame headers
     bytes: int = 0  # binary messages as received
     reset_frames: int = 0
+    skipped_frames: int = 0  # of superseded canvas pictures (FLAG_SKIPPED)
     bad_frames: int = 0
     statuses: int = 0
     acks_sent: int = 0
@@ -110,7 +111,10 @@ class Viewer:
 
     Kept for the caller: every frame (`frames`, unless `keep_frames=False`), every control
     message (`controls`), `welcomes`, `resets`, `gaps`, `reconnects`, `stats`, and the close
-    code and reason of the last close. `decode=False` reads headers only.
+    code and reason of the last close. `decode=False` reads headers only. With `skips`
+    (the default) it tells the server it understands skipped frames: a canvas picture that
+    a newer one of the same canvas superseded in the server's queue comes as its sequence
+    numbers only (`Frame.skipped`, `stats.skipped_frames`); without, every picture comes.
     """
 
     def __init__(self, url: str, *, acks: bool = True, reconnect: bool = False,
@@ -122,9 +126,10 @@ class Viewer:
                  on_message: Callable[[ControlMessage], None] | None = None,
                  compression: str | None = "deflate", max_queue: int | None = 16,
                  open_timeout_s: float = 10.0, ack_every_s: float = 0.5,
-                 ack_bytes: int = 1024 * 1024) -> None:
+                 ack_bytes: int = 1024 * 1024, skips: bool = True) -> None:
         self.url = url
         self.acks = acks
+        self.skips = skips
         self.idle_timeout_s = idle_timeout_s
         self.ack_every_s = ack_every_s
         self.ack_bytes = ack_bytes
@@ -217,7 +222,8 @@ class Viewer:
         self._conn = conn
         resume_after = self.last_seq if self._resume else None
         try:
-            await conn._handshake(hello(resume_after, acks=self.acks, token=self._token),
+            await conn._handshake(hello(resume_after, acks=self.acks, token=self._token,
+                                        skips=self.skips),
                                   self.idle_timeout_s or _HANDSHAKE_IDLE_S)
         except StreamClosed as closed:
             self.error = f"{self.url}: {closed}"
@@ -398,6 +404,7 @@ class Viewer:
                 frame.reset_reason = announced.reason
         stats = self.stats
         stats.frames += 1
+        stats.skipped_frames += header.skipped
         stats.batches += header.last_seq - header.first_seq + 1
         stats.events += header.event_count
         stats.bytes += frame.size

@@ -51,6 +51,9 @@ class NoMetrics:
     def latency(self, event_ts_ms: float) -> None:
         pass
 
+    def pictures_skipped(self, count: int) -> None:
+        pass
+
 
 def hello(token: str | None = None) -> dict[str, Any]:
     return {"type": "hello", "protocol": 1, "token": token, "acks": True}

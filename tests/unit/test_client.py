@@ -167,7 +167,7 @@ async def test_hello_welcome_and_both_codecs_decode(codec: str) -> None:
         await viewer.run()
 
     assert gw.hellos == [{"type": "hello", "protocol": 1, "resume_after": None, "token": None,
-                          "acks": True}]
+                          "acks": True, "skips": True}]
     assert viewer.welcome == Welcome(session_id=SID, codec=codec, resume="reset", state="running")
     assert [type(m).__name__ for m in viewer.controls] == ["Status", "Welcome", "Reset", "End"]
     assert applied(viewer) == list(range(1, 11)) and viewer.last_seq == 10
@@ -180,6 +180,46 @@ async def test_hello_welcome_and_both_codecs_decode(codec: str) -> None:
     assert (viewer.end, viewer.close_code, viewer.close_reason) == (
         End(reason="stopped", state="stopped"), 1000, "session stopped")
     assert viewer.state is ViewerState.CLOSED and viewer.gaps == [] and not viewer.reconnects
+
+
+async def test_a_skipped_frame_advances_the_sequence_and_decodes_nothing() -> None:
+    stream = SessionStream(SID, Settings(codec="deflate-raw"))
+
+    def picture(i: int) -> PageBatch:
+        text = f'[{{"type":3,"data":{{"source":9,"id":5,"webp":"{"QUJD" * 50}{i}"}}}}]'
+        return PageBatch(False, 1, float(i), float(i), text, len(text) - 2, picture_of=5)
+
+    await stream.push([page_batch(0, True), picture(1), page_batch(2, False), picture(3),
+                       picture(4), page_batch(5, False)])
+    chunks = (await stream.read(0, 0)).chunks
+
+    async def script(ws: ServerConnection, hello: dict[str, Any], gw: Gateway) -> None:
+        await welcome(ws, "deflate-raw")
+        await ws.send(Reset(reason="join", seq=1).model_dump_json())
+        await ws.send(encode_frame(SID, chunks[:3], reset=True))
+        await ws.send(encode_frame(SID, chunks[3:4], skipped=True))  # 4: superseded by 5
+        await ws.send(encode_frame(SID, chunks[4:]))
+        await end_stream(ws)
+
+    async with running(Gateway(script)) as gw:
+        viewer = Viewer(gw.url, on_gap="raise")
+        await viewer.run()
+    assert gw.hellos[0]["skips"] is True
+    assert [f.skipped for f in viewer.frames] == [False, True, False]
+    assert applied(viewer) == [1, 2, 3, 5, 6] and viewer.last_seq == 6
+    assert viewer.stats.skipped_frames == 1 and viewer.stats.batches == 6
+    assert [e["data"].get("webp", "")[-1:] for e in viewer.events()[2:]] == ["1", "", "4", ""]
+    assert viewer.frames[1].events == [] and viewer.gaps == []
+
+
+async def test_a_viewer_can_decline_skipped_frames() -> None:
+    async def script(ws: ServerConnection, hello: dict[str, Any], gw: Gateway) -> None:
+        await welcome(ws, "deflate-raw")
+        await end_stream(ws)
+
+    async with running(Gateway(script)) as gw:
+        await Viewer(gw.url, skips=False).run()
+    assert gw.hellos[0]["skips"] is False
 
 
 async def test_acks_go_out_after_half_a_second_or_a_mebibyte() -> None:

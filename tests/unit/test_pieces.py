@@ -41,7 +41,7 @@ def test_a_paused_pages_notice_is_told_not_taken_for_a_batch() -> None:
     recorder._binding_called({"name": BINDING_NAME, "executionContextId": 1,
                               "payload": "!61|6100000|1796300000500"})
     recorder._binding_called({"name": BINDING_NAME, "executionContextId": 1,
-                              "payload": "0|1|1|1|0|[{}]"})
+                              "payload": "0|1|1|1|0||[{}]"})
     recorder._binding_called({"name": BINDING_NAME, "executionContextId": 1,
                               "payload": "!not a notice"})
     assert notices == [StillOver(61.0, 6_100_000.0, 1_796_300_000.5)]

@@ -63,13 +63,25 @@ def test_decode_rejects_short_and_foreign_frames() -> None:
 
 
 def test_page_batch_parse_leaves_the_json_alone() -> None:
-    batch = PageBatch.parse('1|2|1700.5|1701|0|[{"type":4,"data":{"href":"a|b"}},{"type":2}]')
-    assert batch.checkout and batch.event_count == 2
+    batch = PageBatch.parse('1|2|1700.5|1701|0||[{"type":4,"data":{"href":"a|b"}},{"type":2}]')
+    assert batch.checkout and batch.event_count == 2 and batch.picture_of is None
     assert (batch.first_ts, batch.last_ts, batch.canvas_chars) == (1700.5, 1701.0, 0)
     assert batch.text == '[{"type":4,"data":{"href":"a|b"}},{"type":2}]'
     canvas = '{"type":3,"data":{"source":9,"id":5}}'
-    batch = PageBatch.parse(f"0|1|2|2|{len(canvas)}|[{canvas}]")
+    batch = PageBatch.parse(f"0|1|2|2|{len(canvas)}|5|[{canvas}]")
     assert not batch.checkout and batch.canvas_chars == len(canvas) and batch.text == f"[{canvas}]"
+    assert batch.picture_of == 5
+
+
+def test_a_skipped_frame_has_sequence_numbers_and_no_payload() -> None:
+    pictures = [Chunk(s, False, 1, 10.0 + s, 11.0 + s, 20.0 + s, b"webp", picture_of=4)
+                for s in (5, 6)]
+    header, payload = decode_frame(encode_frame("s", pictures, skipped=True))
+    assert header.skipped and not header.segment_start and not header.reset
+    assert (header.first_seq, header.last_seq, header.event_count, payload) == (5, 6, 0, b"")
+    assert not decode_frame(encode_frame("s", pictures))[0].skipped
+    with pytest.raises(ValueError, match="only canvas pictures"):
+        encode_frame("s", [*pictures, chunk(7)], skipped=True)
 
 
 def test_page_batch_parse_refuses_garbage() -> None:

@@ -75,3 +75,25 @@ async def test_a_huge_batch_is_compressed_aside_while_other_streams_go_on() -> N
              for c in chunks]
     assert lines == [batch(0).text + "\n", huge.text + "\n", batch(2).text + "\n"]
     assert [c.segment_start for c in chunks] == [True, True, False]
+
+
+async def test_canvas_pictures_are_sealed_only_where_they_can_be_left_out() -> None:
+    def picture(i: int, canvas: int) -> PageBatch:
+        text = f'[{{"type":3,"data":{{"source":9,"id":{canvas},"i":{i}}}}}]'
+        return PageBatch(False, 1, float(i), float(i), text, len(text) - 2, picture_of=canvas)
+
+    stream = SessionStream("s", Settings(codec="deflate-raw"))
+    await stream.push([picture(1, 3), batch(2), picture(3, 3), batch(4, True), picture(5, 3)])
+    chunks = (await stream.read(0, 0)).chunks
+    # The first batch starts the segment: no picture of it may be left out.
+    assert [c.picture_of for c in chunks] == [None, None, 3, None, 3]
+    # The segment decodes without its second picture: nothing after a picture refers to it.
+    decoder = make_decoder("deflate-raw")
+    kept = [c for c in chunks if c.seq != 3]
+    text = b"".join(decoder.decode(c.payload, segment_start=c.segment_start) for c in kept)
+    assert [line.decode() for line in text.splitlines()] == [
+        picture(1, 3).text, batch(2).text, batch(4).text, picture(5, 3).text]
+
+    lz4 = SessionStream("s", Settings(codec="lz4-frame"))
+    await lz4.push([batch(1, True), picture(2, 3), picture(3, 3)])
+    assert [c.picture_of for c in (await lz4.read(0, 0)).chunks] == [None, None, None]

@@ -127,3 +127,77 @@ async def test_a_viewer_joining_an_empty_stream_gets_its_reset_with_the_first_fr
     assert [[c.seq for c in f] for f in delivery.frames] == [[1, 2]]
     viewer.offer(chunks(3, 3, set()))
     assert (await viewer.next(0.1)).reset is None
+
+
+def picture(seq: int, canvas: int) -> Chunk:
+    return Chunk(seq, False, 1, 0.0, 0.0, 0.0, b"webp", picture_of=canvas)
+
+
+def runs(delivery: object) -> list[tuple[list[int], bool]]:
+    """Each frame's sequence numbers, and whether it goes as skipped."""
+    return [([c.seq for c in f], i in delivery.skipped)  # type: ignore[attr-defined]
+            for i, f in enumerate(delivery.frames)]  # type: ignore[attr-defined]
+
+
+async def test_a_queued_picture_is_superseded_by_a_newer_one_of_the_same_canvas() -> None:
+    viewer = Viewer(max_frames=100)
+    viewer.skip_pictures()
+    viewer.offer([*chunks(1, 2, {1}), picture(3, 7), picture(4, 8), *chunks(5, 5, set()),
+                  picture(6, 7), picture(7, 7), *chunks(8, 8, set())])
+    delivery = await viewer.next(0.1)
+    # 3 and 6 are older pictures of canvas 7; canvas 8's only picture and every other
+    # chunk go whole, and the sequence has no gap.
+    assert runs(delivery) == [([1, 2], False), ([3], True), ([4, 5], False), ([6], True),
+                              ([7, 8], False)]
+    assert viewer.pictures_skipped == 2
+
+
+async def test_a_picture_already_sent_is_never_superseded() -> None:
+    viewer = Viewer(max_frames=100)
+    viewer.skip_pictures()
+    viewer.offer([*chunks(1, 1, {1}), picture(2, 7)])
+    assert runs(await viewer.next(0.1)) == [([1, 2], False)]
+    viewer.offer([picture(3, 7), picture(4, 7)])
+    assert runs(await viewer.next(0.1)) == [([3], True), ([4], False)]
+    assert viewer.pictures_skipped == 1
+
+
+async def test_pictures_supersede_none_across_a_checkout() -> None:
+    viewer = Viewer(max_frames=100)
+    viewer.skip_pictures()
+    viewer.offer([*chunks(1, 1, {1}), picture(2, 7), *chunks(3, 3, {3}), picture(4, 7)])
+    assert runs(await viewer.next(0.1)) == [([1, 2], False), ([3, 4], False)]
+
+
+async def test_consecutive_superseded_pictures_go_as_one_skipped_frame() -> None:
+    viewer = Viewer(max_frames=100)
+    viewer.skip_pictures()
+    viewer.offer([*chunks(1, 1, {1}), picture(2, 7), picture(3, 8), picture(4, 7),
+                  picture(5, 8)])
+    assert runs(await viewer.next(0.1)) == [([1], False), ([2, 3], True), ([4, 5], False)]
+
+
+async def test_a_viewer_that_did_not_ask_for_skips_gets_every_picture() -> None:
+    viewer = Viewer(max_frames=100)
+    viewer.offer([*chunks(1, 1, {1}), picture(2, 7), picture(3, 7), picture(4, 7)])
+    assert runs(await viewer.next(0.1)) == [([1, 2, 3, 4], False)]
+    assert viewer.pictures_skipped == 0
+
+
+async def test_a_skipped_picture_takes_no_room_in_the_window() -> None:
+    viewer = Viewer(max_frames=100)
+    viewer.use_acks(window_bytes=10)
+    viewer.skip_pictures()
+    viewer.offer([*chunks(1, 1, {1}), *(picture(s, 7) for s in range(2, 6))])
+    # Chunks of 1 and 4 bytes: 2..4 are superseded and weigh nothing, 5 crosses the window.
+    assert runs(await viewer.next(0.1)) == [([1], False), ([2, 3, 4], True), ([5], False)]
+
+
+async def test_a_slow_viewer_moved_to_a_checkout_forgets_what_it_superseded() -> None:
+    viewer = Viewer(max_frames=4)
+    viewer.skip_pictures()
+    viewer.offer([*chunks(1, 1, {1}), picture(2, 7), picture(3, 7), *chunks(4, 6, set()),
+                  *chunks(7, 7, {7}), picture(8, 7), picture(9, 7)])
+    delivery = await viewer.next(0.1)
+    assert delivery.reset == "slow_viewer"
+    assert runs(delivery) == [([7], False), ([8], True), ([9], False)]
