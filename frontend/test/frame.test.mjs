@@ -1,6 +1,7 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import { FLAG_RESET, FLAG_SEGMENT_START, FrameError, parseFrame } from "../src/viewer/frame.js";
+import { readFileSync } from "node:fs";
+import { FLAG_RESET, FLAG_SEGMENT_START, FLAG_SKIPPED, FrameError, parseFrame } from "../src/viewer/frame.js";
 import { frames } from "./fixtures.mjs";
 
 test("header fields match what pipeline.protocol encoded", () => {
@@ -76,4 +77,13 @@ test("rejects short frames, other versions and bad header lengths", () => {
   assert.throws(() => parseFrame(bad), /header length/);
   new DataView(bad.buffer).setUint16(2, bad.length + 1, true);
   assert.throws(() => parseFrame(bad), /header length/);
+});
+
+test("a skipped frame says so and has no payload", () => {
+  const bytes = readFileSync(new URL("./fixtures/skipped/frame-01.bin", import.meta.url));
+  const frame = parseFrame(bytes);
+  assert.equal(frame.flags, FLAG_SKIPPED);
+  assert.ok(frame.skipped && !frame.segmentStart && !frame.reset);
+  assert.equal(frame.eventCount, 0);
+  assert.equal(frame.payload.byteLength, 0);
 });

@@ -42,6 +42,7 @@ from pipeline.protocol import Chunk, decode_frame, encode_frame
 
 OUT = Path(__file__).resolve().parent / "fixtures"
 DEFLATE_OUT = OUT / "deflate-raw"
+SKIPPED_OUT = OUT / "skipped"
 SESSION_ID = "fixture-7f3a9c"
 FIRST_SEQ = 2**33 + 1  # above 2**32: the viewer must read the full uint64
 BLOCK = 64 * 1024
@@ -275,7 +276,70 @@ def write_codec(out: Path, frames: list[tuple[list[Batch], bool]], encoder: Segm
     return bytes(text)
 
 
+def write_skipped(out: Path) -> None:
+    """A deflate-raw segment with sealed canvas pictures (pipeline/codec.py), framed as the
+    gateway frames it for a viewer that fell behind: the pictures a newer one of their
+    canvas superseded go as SKIPPED frames, left out of the deflate stream."""
+    rng = random.Random(12)
+    page = Page(rng, 1_700_000_100_000.0)
+    encoder = DeflateRawEncoder()
+    out.mkdir(parents=True, exist_ok=True)
+    for old in out.glob("frame-*.bin"):
+        old.unlink()
+    seq = FIRST_SEQ - 1
+
+    def chunk(events: list[dict], segment_start: bool = False,
+              picture_of: int | None = None) -> tuple[Chunk, bytes]:
+        nonlocal seq
+        seq += 1
+        data = batch_bytes(events)
+        payload = encoder.encode(data, segment_start=segment_start, seal=picture_of is not None)
+        ts = [e["timestamp"] for e in events]
+        return Chunk(seq, segment_start, len(events), ts[0], ts[-1], ts[-1] + 3.0, payload,
+                     picture_of), data
+
+    def picture(canvas: int) -> list[dict]:
+        webp = base64.b64encode(rng.randbytes(600)).decode()
+        return [{"type": 3, "timestamp": page.tick(500), "data": {
+            "source": 9, "id": canvas, "type": 0, "commands": [
+                {"property": "clearRect", "args": [0, 0, 300, 150]},
+                {"property": "drawImage", "args": [{"rr_type": "ImageBitmap", "args": [
+                    {"rr_type": "Blob", "data": [{"rr_type": "ArrayBuffer", "base64": webp}],
+                     "type": "image/webp"}]}, 0, 0]}]}}]
+
+    # (chunks, skipped) per frame: canvas 7's first and second pictures are superseded by
+    # its third; canvas 8's only picture goes whole.
+    plan = [([chunk(page.checkout(30, "https://example.test/canvas"), True),
+              chunk([page.incremental()])], False),
+            ([chunk(picture(7), picture_of=7)], True),
+            ([chunk([page.incremental()])], False),
+            ([chunk(picture(7), picture_of=7)], True),
+            ([chunk(picture(8), picture_of=8), chunk([page.incremental()])], False),
+            ([chunk(picture(7), picture_of=7), chunk([page.incremental()])], False)]
+    manifest = []
+    for index, (chunks, skipped) in enumerate(plan):
+        frame = encode_frame(SESSION_ID, [c for c, _ in chunks], reset=index == 0,
+                             skipped=skipped)
+        name = f"frame-{index:02d}.bin"
+        (out / name).write_bytes(frame)
+        header, _ = decode_frame(frame)
+        manifest.append({"file": name, "first_seq": header.first_seq,
+                         "last_seq": header.last_seq, "skipped": skipped,
+                         "lines": [] if skipped else [d.decode() for _, d in chunks]})
+    # The Python decoder agrees: what is not skipped decodes, byte for byte.
+    decoder = DeflateRawDecoder()
+    for index, (chunks, skipped) in enumerate(plan):
+        if not skipped:
+            text = decoder.decode(b"".join(c.payload for c, _ in chunks),
+                                  segment_start=index == 0)
+            assert text == b"".join(d for _, d in chunks)
+    (out / "manifest.json").write_text(json.dumps(
+        {"session_id": SESSION_ID, "codec": "deflate-raw", "frames": manifest}, indent=1) + "\n")
+    print(f"skipped: {len(manifest)} frames")
+
+
 def main() -> None:
+    write_skipped(SKIPPED_OUT)
     frames = make_batches()
     text = write_codec(OUT, frames, Lz4FrameEncoder(), Lz4FrameDecoder())
     assert write_codec(DEFLATE_OUT, frames, DeflateRawEncoder(), DeflateRawDecoder()) == text

@@ -1,4 +1,5 @@
 import assert from "node:assert/strict";
+import { readFileSync } from "node:fs";
 import { test } from "node:test";
 import { BatchDecoder } from "../src/viewer/batches.js";
 import { parseFrame } from "../src/viewer/frame.js";
@@ -293,4 +294,48 @@ test("the test hook shows the mode and the recording player", () => {
   state.playback = { phase: "ready", error: null, view };
   assert.deepEqual(hook.playback, { phase: "ready", error: null, state: "paused", currentTime: 5, totalTime: 10 });
   assert.equal(hook.iframeDocument(), "replayed");
+});
+
+// Frames make_fixtures.py wrote as the gateway sends them to a viewer that fell behind
+// on a canvas page: superseded pictures as SKIPPED frames, left out of the deflate stream.
+function loadSkipped() {
+  const dir = new URL("./fixtures/skipped/", import.meta.url);
+  const manifest = JSON.parse(readFileSync(new URL("manifest.json", dir), "utf8"));
+  return manifest.frames.map((entry) => {
+    const bytes = readFileSync(new URL(entry.file, dir));
+    return { ...entry, buffer: bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength) };
+  });
+}
+
+test("deflate-raw: a skipped frame advances the sequence, decodes nothing, and is acked", async () => {
+  const skipped = loadSkipped();
+  const { stream, player, connection } = setup("deflate-raw");
+  const problems = [];
+  stream.addEventListener("problem", (e) => problems.push(e.detail.message));
+  const live = [];
+  stream.addEventListener("frame", (e) => live.push([e.detail.frame.skipped, e.detail.events]));
+  for (const f of skipped) connection.deliver(f);
+  await stream.idle();
+  assert.deepEqual(problems, []);
+  assert.equal(connection.reconnects.length, 0);
+  const expected = skipped.flatMap((f) => f.lines.flatMap((line) => JSON.parse(line)));
+  assert.deepEqual(player.events, expected, "every batch but the superseded pictures");
+  assert.equal(player.events.filter((e) => e.data?.source === 9).length, 2);
+  assert.deepEqual(live.map(([s]) => s), skipped.map((f) => f.skipped));
+  assert.deepEqual(connection.acks.map((a) => a.seq), skipped.map((f) => f.last_seq));
+  const c = stream.counters;
+  assert.equal(c.lastSeq, skipped.at(-1).last_seq);
+  assert.equal(c.picturesSkipped, 2);
+});
+
+test("a skipped frame that starts a segment or carries a payload starts over", async () => {
+  const skipped = loadSkipped();
+  const { stream, connection } = setup("deflate-raw");
+  connection.deliver(skipped[0]);
+  const bad = new Uint8Array(skipped[1].buffer.byteLength + 1);
+  bad.set(new Uint8Array(skipped[1].buffer));
+  connection.options.onFrame(bad.buffer);
+  await stream.idle();
+  assert.equal(connection.reconnects.length, 1);
+  assert.match(connection.reconnects[0].reason, /skipped/);
 });

@@ -167,7 +167,7 @@ export class Connection {
     socket.binaryType = "arraybuffer";
     this.#socket = socket;
     socket.onopen = () => {
-      socket.send(JSON.stringify({ type: "hello", protocol: PROTOCOL, resume_after: this.#resumeAfter(), token: this.#token, acks: true }));
+      socket.send(JSON.stringify({ type: "hello", protocol: PROTOCOL, resume_after: this.#resumeAfter(), token: this.#token, acks: true, skips: true }));
       this.#armWatchdog(this.#welcomeTimeoutMs, "no welcome from the server");
     };
     socket.onmessage = (event) => this.#onMessage(event.data);

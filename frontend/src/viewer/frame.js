@@ -4,6 +4,8 @@
 export const PROTOCOL_VERSION = 1;
 export const FLAG_SEGMENT_START = 0x01;
 export const FLAG_RESET = 0x02;
+// Superseded canvas pictures: the sequence numbers only, nothing to decode.
+export const FLAG_SKIPPED = 0x04;
 
 // Fixed part of the header, before the session id.
 const FIXED_LENGTH = 49;
@@ -16,7 +18,7 @@ export class FrameError extends Error {
  * Splits a binary frame into its header fields and compressed payload.
  * @param {ArrayBuffer|Uint8Array} data
  * @returns {{version: number, flags: number, segmentStart: boolean, reset: boolean,
- *   headerLength: number, eventCount: number, firstSeq: number, lastSeq: number,
+ *   skipped: boolean, headerLength: number, eventCount: number, firstSeq: number, lastSeq: number,
  *   firstTs: number, lastTs: number, ingestTs: number, sessionId: string,
  *   byteLength: number, payload: Uint8Array}}
  */
@@ -37,6 +39,7 @@ export function parseFrame(data) {
     flags,
     segmentStart: (flags & FLAG_SEGMENT_START) !== 0,
     reset: (flags & FLAG_RESET) !== 0,
+    skipped: (flags & FLAG_SKIPPED) !== 0,
     headerLength,
     eventCount: view.getUint32(4, true),
     // Sequence numbers stay far below 2**53, where Number is exact.

@@ -10,7 +10,8 @@ import { parseFrame } from "./frame.js";
 /**
  * Events (EventTarget):
  * - "frame"   detail {frame, events, live}: a frame was applied; `live`: it was sent as
- *             its batches happened, not as the checkout or catch-up of a (re)join
+ *             its batches happened, not as the checkout or catch-up of a (re)join (a
+ *             skipped frame, of superseded canvas pictures, is never live: it is old)
  * - "message" detail: a control message (welcome, status, reset, end, error)
  * - "state"   detail {state, detail}: the connection state changed
  * - "problem" detail {message}: something was dropped or restarted
@@ -21,7 +22,7 @@ export class LiveStream extends EventTarget {
   #decoder = new BatchDecoder();
   #connection;
   #log;
-  #counters = { lastSeq: null, eventsApplied: 0, framesReceived: 0, bytesReceived: 0, resets: 0, segmentsStarted: 0, welcomes: 0, resume: null };
+  #counters = { lastSeq: null, eventsApplied: 0, framesReceived: 0, bytesReceived: 0, resets: 0, segmentsStarted: 0, welcomes: 0, resume: null, picturesSkipped: 0 };
   // Frames wait here, in arrival order, for the one decode at a time. `accepted`
   // is the last sequence number queued: what a resume asks for, and what the
   // next frame must continue. A startOver() or close() bumps `epoch`, which
@@ -113,6 +114,10 @@ export class LiveStream extends EventTarget {
       return;
     }
     const accepted = this.#accepted;
+    if (frame.skipped && (frame.segmentStart || frame.payload.byteLength > 0)) {
+      this.#startOver(`bad frame ${frame.firstSeq}..${frame.lastSeq}: skipped, yet it starts a segment or has a payload`);
+      return;
+    }
     if (!frame.segmentStart) {
       // A segment start carries its own context; anything else must continue ours.
       if (accepted !== null && frame.lastSeq <= accepted) {
@@ -126,7 +131,7 @@ export class LiveStream extends EventTarget {
     }
     this.#accepted = frame.lastSeq;
     // The decoder is taken now: a codec change (a new welcome) applies to later frames only.
-    const live = this.#caughtUp && !frame.reset;
+    const live = this.#caughtUp && !frame.reset && !frame.skipped;
     this.#queue.push({ frame, decoder: this.#decoder, epoch: this.#epoch, live });
     // #drain() awaits before it can finish, so it cannot clear #draining before this sets it.
     this.#draining ??= this.#drain();
@@ -136,9 +141,10 @@ export class LiveStream extends EventTarget {
     try {
       while (this.#queue.length > 0) {
         const job = this.#queue.shift();
-        let batches;
+        let batches = [];
         try {
-          batches = await job.decoder.decode(job.frame);
+          // A skipped frame's pictures never entered the deflate stream: nothing to decode.
+          if (!job.frame.skipped) batches = await job.decoder.decode(job.frame);
         } catch (error) {
           if (job.epoch === this.#epoch) this.#startOver(`cannot decode frame ${job.frame.firstSeq}: ${error.message}`);
           continue;
@@ -157,7 +163,8 @@ export class LiveStream extends EventTarget {
   }
 
   #apply(frame, batches, live) {
-    this.#checkCounts(frame, batches);
+    if (frame.skipped) this.#counters.picturesSkipped += frame.lastSeq - frame.firstSeq + 1;
+    else this.#checkCounts(frame, batches);
     if (frame.reset) this.#counters.resets += 1;
     if (frame.segmentStart) {
       this.#counters.segmentsStarted += 1;
