@@ -4,8 +4,8 @@ them going.
 Runs as the Ray actor `session:<id>` holding a `browser` slot. The class is plain Python;
 its only links to other actors are a `BatchSink`, a `SharedBrowser` and a `Supervisor`,
 so it runs without Ray too. It is the coordinator: it owns the session's state, its
-status, its tasks and its stream, starts and stops the parts below in order, and wires
-them to each other; each part does one job:
+status and its tasks, starts and stops the parts below in order, and wires them to each
+other; each part does one job:
 - pipeline/session_browser.py: the Chromium connection (its own, or its node's shared
   one), the context and the page, opened, reopened and closed;
 - pipeline/page_watch.py: what the page does that the status and warnings report, and
@@ -13,7 +13,9 @@ them to each other; each part does one job:
 - pipeline/batch_meter.py: what each push handed on, against the event limits;
 - pipeline/workflow_driver.py: the steps run on the page, and the REST API's pause,
   resume and added steps;
-- pipeline/crash_recovery.py: a crashed page or browser reopened, within the budget.
+- pipeline/crash_recovery.py: a crashed page or browser reopened, within the budget;
+- pipeline/stream_link.py: the outbox to the stream, a lost stream waited for or failed,
+  the final drain.
 
 What it survives, and how (each is in its status and, as a warning, in its history):
 - its browser or renderer crashing: the page is reopened at its URL and the running step
