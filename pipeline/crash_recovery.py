@@ -16,9 +16,9 @@ from typing import Any
 
 from pipeline.crashes import CrashBudget, CrashKind
 from pipeline.errors import describe_error, unwrap
+from pipeline.logs import Log
 from pipeline.metrics import SessionMetrics
 from pipeline.models import WarningKind
-from pipeline.session_browser import Log
 from pipeline.warning_log import WarningLog
 
 

@@ -22,10 +22,11 @@ from playwright.async_api import Error as PlaywrightError
 from pipeline.busy_watch import BusyWatch
 from pipeline.error_events import ErrorEvents
 from pipeline.errors import NavigationFailed, RRStreamError, describe_error
+from pipeline.logs import Log
 from pipeline.models import WarningKind
 from pipeline.navigation import timed_out
 from pipeline.network_policy import Refusal
-from pipeline.session_browser import Log, SessionBrowser
+from pipeline.session_browser import SessionBrowser
 from pipeline.snapshot_watch import SnapshotWatch
 from pipeline.teardown import bounded
 from pipeline.warning_log import WarningLog

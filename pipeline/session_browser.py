@@ -39,6 +39,7 @@ from pipeline.errors import (
     describe_error,
     unwrap,
 )
+from pipeline.logs import Log
 from pipeline.models import SessionSpec
 from pipeline.navigation import open_url
 from pipeline.network_guard import NetworkGuard
@@ -50,9 +51,6 @@ from pipeline.teardown import bounded, time_left
 _HOST_RETRY_S = 10.0  # the node's browser host may be restarting (Ray restarts it)
 _FLUSH_S = 1.0  # the final pagehide flush; a page that does not answer is crashed
 _ANSWER_S = 2.0  # a crashed page asked to close
-
-Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
-
 
 class SharedBrowser(Protocol):
     """A node's shared Chromium (the BrowserHost actor in production)."""

@@ -19,10 +19,11 @@ from playwright.async_api import Error as PlaywrightError
 
 from pipeline.asset_capture import AssetSink
 from pipeline.errors import RRStreamError, describe_error, unwrap
+from pipeline.logs import Log
 from pipeline.models import WarningKind
 from pipeline.outbox import BatchSink, Outbox
 from pipeline.protocol import PageBatch
-from pipeline.session_browser import Log, SessionBrowser
+from pipeline.session_browser import SessionBrowser
 from pipeline.teardown import bounded, time_left
 from pipeline.warning_log import WarningLog
 

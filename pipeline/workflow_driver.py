@@ -20,10 +20,11 @@ from pipeline.checkpoints import CheckpointReporter
 from pipeline.control import ControlLog, control_batch, next_state
 from pipeline.error_events import ErrorEvents
 from pipeline.errors import NavigationFailed, RRStreamError, StepFailed
+from pipeline.logs import Log
 from pipeline.models import Checkpoint, ControlAction, SessionState
 from pipeline.navigation import page_gone
 from pipeline.protocol import PageBatch
-from pipeline.session_browser import Log, SessionBrowser
+from pipeline.session_browser import SessionBrowser
 from pipeline.steps import Step
 from pipeline.workflow import Workflow, run_step
 
