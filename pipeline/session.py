@@ -64,7 +64,6 @@ from pipeline.models import (
     SESSION_TRANSITIONS,
     Checkpoint,
     ControlAction,
-    DrivenBy,
     SessionSpec,
     SessionState,
     SessionStatus,
@@ -76,10 +75,11 @@ from pipeline.network_policy import AddressPolicy, Refusal, settings_policy
 from pipeline.outbox import BatchSink, Outbox
 from pipeline.page_guard import Notice, PageGuard, guard_script
 from pipeline.page_limits import PageLimits
-from pipeline.protocol import PageBatch
+from pipeline.protocol import InputEvent, PageBatch
 from pipeline.recorder import PageRecorder, StillOver, init_script
 from pipeline.snapshot_watch import SnapshotWatch
 from pipeline.steps import Step
+from pipeline.takeover import SessionHooks, Takeover
 from pipeline.teardown import bounded, time_left
 from pipeline.warning_log import WarningLog
 from pipeline.workflow import Workflow, run_step
@@ -198,6 +198,10 @@ class BrowserSession:
                         if self._network_guard is not None else None)
         self._last_url: str | None = None  # the main frame's URL, or the one it failed to open
         self._control = ControlLog()  # pauses, resumes and added steps: who, when
+        # A person in control from a viewer (pipeline/takeover.py).
+        self._takeover = Takeover(session_id, SessionHooks(
+            lambda: self._state, self._control_change, lambda: self._page, self._spawn),
+            self._log)
         self._checkpoints = CheckpointReporter(
             session_id, (lambda cp: supervisor.report(session_id, cp)) if supervisor else None,
             lambda: self._last_url, self._control)
@@ -331,7 +335,8 @@ class BrowserSession:
             canvas_bytes=self._canvas.total,
             canvas_bytes_per_s=self._canvas.per_s(),
             assets_captured=self._assets.captured,
-            driven_by=DrivenBy.STEPS,
+            driven_by=self._takeover.driven_by,
+            controller=self._takeover.holder_label,
             control=self._control.list(),
             control_dropped=self._control.dropped,
         )
@@ -358,16 +363,41 @@ class BrowserSession:
         self._control_change(ControlAction.STEPS, by, steps)
         return self.status()
 
+    # -- a person in control from a viewer (pipeline/takeover.py) ---------------------------
+
+    async def take_control(self, holder_id: str, label: str, expires_at: float) -> SessionStatus:
+        """`holder_id` (the gateway's name for a control link's socket) takes control of the
+        page until `expires_at` at most; a running workflow pauses at its next step boundary.
+        TakeoverRefused while another holds it; ControlRefused in a state that takes none."""
+        await self._takeover.take(holder_id, label, expires_at)
+        return self.status()
+
+    async def renew_control(self, holder_id: str) -> None:
+        """The holder's socket is still open: its lease runs on (TakeoverRefused if it lost
+        control meanwhile)."""
+        self._takeover.renew(holder_id)
+
+    async def control_input(self, holder_id: str, events: list[InputEvent]) -> None:
+        """Input for the page from the person in control, delivered in order."""
+        self._takeover.deliver(holder_id, events)
+
+    async def hand_back(self, holder_id: str, reason: str | None = None) -> SessionStatus:
+        """Control goes back to the workflow, which resumes if the take paused it."""
+        await self._takeover.hand_back(holder_id, reason)
+        return self.status()
+
     def _control_change(self, action: ControlAction, by: str,
-                        steps: list[Step] | None = None) -> None:
+                        steps: list[Step] | None = None, reason: str | None = None) -> None:
         state = next_state(self.session_id, self._state, action)
+        self._takeover.allows(action, self._state)
         if steps is not None:
             self._workflow.append(steps)  # refused past MAX_STEPS: nothing changed then
-        elif action is ControlAction.PAUSE:
-            self._workflow.pause()
-        else:
+        elif state is SessionState.PAUSED:
+            self._workflow.pause()  # a pause, or a take of a running workflow
+        elif action is ControlAction.RESUME:
             self._workflow.resume()
-        change = self._control.add(action, by, len(steps) if steps is not None else None)
+        change = self._control.add(action, by, len(steps) if steps is not None else None,
+                                   reason)
         self._outbox.receiver(control_batch(change))
         if state is not self._state:
             self._move(state)
