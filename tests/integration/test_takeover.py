@@ -110,7 +110,8 @@ async def test_input_reaches_the_page_a_second_controller_is_refused_and_hand_ba
             await first.send_input(KeyInput(action="down", key=char),
                                    KeyInput(action="up", key=char))
         await _wait(lambda: _has(second, "clicked 1"), what="the click, seen by the second")
-        await _wait(lambda: _has(second, "hi there"), what="the text, seen by the second")
+        await _wait(lambda: _has(second, "the page has: hi there"),
+                    what="the text in the real page, seen by the second")
         # Every keystroke was recorded (rrweb input events, source 5), not the final value.
         typed = {e["data"].get("text") for e in second.events()
                  if e.get("type") == 3 and e["data"].get("source") == 5}
