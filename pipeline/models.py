@@ -417,8 +417,9 @@ class ViewerLinkRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     role: Literal["view", "control"] = Field(
-        default="view", description="`view` watches; `control` is reserved for driving the "
-        "browser (it may watch too).")
+        default="view", description="`view` watches; `control` watches and may take "
+        "control of the page from the viewer (protocol 1.1, its label shown as who is in "
+        "control).")
     ttl_s: StrictInt = Field(default=3_600, ge=1, description="Seconds the link works; for a "
                        "session at most its max duration plus the ended-session retention.")
     label: str | None = Field(default=None, max_length=200,
