@@ -71,7 +71,9 @@ async def test_a_person_takes_over_clicks_and_types_and_hands_back(
         api: Any, takeover_site: Any, browser: Browser) -> None:
     created = (await api.post("/sessions", json={
         "url": f"{takeover_site.url}/index.html",
-        "steps": [{"action": "wait", "ms": 3000}, {"action": "click", "selector": "#next"}],
+        # Long enough for both viewers to open and the take to come during it, on a busy
+        # machine too; the workflow then pauses at its end.
+        "steps": [{"action": "wait", "ms": 10_000}, {"action": "click", "selector": "#next"}],
     })).json()
     sid = created["id"]
     await wait_for_state(api, sid, {"running"})
@@ -131,7 +133,7 @@ async def test_a_person_takes_over_clicks_and_types_and_hands_back(
     await controller.click("#take-control")  # now "Hand back"
     await controller.wait_for_function("window.rrstreamViewer.control?.you === false",
                                        timeout=10_000)
-    await wait_for_replayed(watcher, "workflow went on", timeout_s=15)
+    await wait_for_replayed(watcher, "workflow went on", timeout_s=20)
     info = (await api.get(f"/sessions/{sid}")).json()
     assert info["driven_by"] == "steps" and info["controller"] is None
     assert [c["action"] for c in info["control"]][-3:] == ["take", "hand_back", "resume"]

@@ -78,7 +78,7 @@ async def test_an_expired_control_link_is_refused(client: Client, api: Any,
 async def test_input_reaches_the_page_a_second_controller_is_refused_and_hand_back_resumes(
         client: Client, api: Any, takeover_site: Any) -> None:
     session = await _session(client, takeover_site, steps=[
-        {"action": "wait", "ms": 2500},
+        {"action": "wait", "ms": 6000},  # the take comes during it, on a busy machine too
         {"action": "click", "selector": "#next"},
     ])
     sid = session["id"]
@@ -116,7 +116,12 @@ async def test_input_reaches_the_page_a_second_controller_is_refused_and_hand_ba
         typed = {e["data"].get("text") for e in second.events()
                  if e.get("type") == 3 and e["data"].get("source") == 5}
         assert {"h", "hi", "hi t", "hi the"} <= typed, typed
-        await asyncio.sleep(3.0)  # the first step is over: the workflow stays paused
+        async def first_step_over() -> bool:
+            steps = (await api.get(f"/sessions/{sid}")).json()["steps"]
+            return steps[0]["state"] not in ("pending", "running")
+
+        await _wait(first_step_over, what="the first step's end")
+        await asyncio.sleep(0.5)  # the workflow stays paused at the boundary
         info = (await api.get(f"/sessions/{sid}")).json()
         assert info["state"] == "paused" and info["steps"][1]["state"] == "pending"
 
