@@ -47,7 +47,7 @@ from pipeline.protocol import (
     TakeControl,
 )
 from pipeline.takeover import RENEW_S
-from serve.viewer_tokens import ViewerClaims
+from serve.viewer_tokens import TokenRefused, ViewerClaims
 
 _log = logging.getLogger(__name__)
 MAX_LAG_S = 1.0  # input from a viewer further behind the stream than this is not sent
@@ -186,8 +186,8 @@ class ControlSocket:
             self._line = await self._lines.line(self.session_id)
             await self._line.take_control(self.holder_id, label, claims.expires_at)
         except TakeoverRefused as exc:
-            if exc.reason == "expired":
-                raise
+            if exc.reason == "expired":  # by the session's clock: closed 4401, as at hello
+                raise TokenRefused("expired", "the viewer token has expired") from None
             await self._send(ControlRefusal(reason="held", message=str(exc),
                                             holder=exc.holder).model_dump_json())
             return
