@@ -63,7 +63,6 @@ from pipeline.models import (
     SESSION_TRANSITIONS,
     Checkpoint,
     ControlAction,
-    DrivenBy,
     SessionSpec,
     SessionState,
     SessionStatus,
@@ -73,9 +72,11 @@ from pipeline.network_policy import AddressPolicy, settings_policy
 from pipeline.outbox import BatchSink
 from pipeline.page_limits import PageLimits
 from pipeline.page_watch import PageWatch
+from pipeline.protocol import InputEvent
 from pipeline.session_browser import SessionBrowser, SharedBrowser
 from pipeline.steps import Step
 from pipeline.stream_link import StreamLink
+from pipeline.takeover import SessionHooks, Takeover
 from pipeline.teardown import bounded, time_left
 from pipeline.warning_log import WarningLog
 from pipeline.workflow import Workflow
@@ -189,7 +190,12 @@ class BrowserSession:
             state=lambda: self._state, move=self._move, spawn=self._spawn,
             receiver=lambda: self._stream.outbox.receiver,
             recovering=lambda: self._recovery.recovering,
-            on_done=self._workflow_finished, on_error=self._step_failed)
+            on_done=self._workflow_finished, on_error=self._step_failed,
+            allows=lambda action, state: self._takeover.allows(action, state))
+        # A person in control from a viewer (pipeline/takeover.py).
+        self._takeover = Takeover(session_id, SessionHooks(
+            lambda: self._state, self._driver.change, lambda: self._browser.page,
+            self._spawn), self._log)
 
     def set_sink(self, sink: BatchSink) -> None:
         if self._state is not SessionState.PENDING:
@@ -309,7 +315,8 @@ class BrowserSession:
             canvas_bytes=self._canvas.total,
             canvas_bytes_per_s=self._canvas.per_s(),
             assets_captured=self._assets.captured,
-            driven_by=DrivenBy.STEPS,
+            driven_by=self._takeover.driven_by,
+            controller=self._takeover.holder_label,
             control=self._control.list(),
             control_dropped=self._control.dropped,
         )
@@ -334,6 +341,29 @@ class BrowserSession:
         after `resume` if it is paused. Raises ControlRefused in any other state, or past
         MAX_STEPS in all."""
         self._driver.change(ControlAction.STEPS, by, steps)
+        return self.status()
+
+    # -- a person in control from a viewer (pipeline/takeover.py) ---------------------------
+
+    async def take_control(self, holder_id: str, label: str, expires_at: float) -> SessionStatus:
+        """`holder_id` (the gateway's name for a control link's socket) takes control of the
+        page until `expires_at` at most; a running workflow pauses at its next step boundary.
+        TakeoverRefused while another holds it; ControlRefused in a state that takes none."""
+        await self._takeover.take(holder_id, label, expires_at)
+        return self.status()
+
+    async def renew_control(self, holder_id: str) -> None:
+        """The holder's socket is still open: its lease runs on (TakeoverRefused if it lost
+        control meanwhile)."""
+        self._takeover.renew(holder_id)
+
+    async def control_input(self, holder_id: str, events: list[InputEvent]) -> None:
+        """Input for the page from the person in control, delivered in order."""
+        self._takeover.deliver(holder_id, events)
+
+    async def hand_back(self, holder_id: str, reason: str | None = None) -> SessionStatus:
+        """Control goes back to the workflow, which resumes if the take paused it."""
+        await self._takeover.hand_back(holder_id, reason)
         return self.status()
 
     def node_id(self) -> str:

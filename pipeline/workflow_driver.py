@@ -1,5 +1,6 @@
-"""WorkflowDriver: runs a session's workflow on its page, and takes the REST API's control of
-it (pause, resume, added steps).
+"""WorkflowDriver: runs a session's workflow on its page, and takes the control changes of
+it: the REST API's pause, resume and added steps, and a viewer's take and hand-back
+(pipeline/takeover.py decides those).
 
 The Workflow (pipeline/workflow.py) keeps the steps and where they are; the driver keeps
 the one task running them, so that a resume or added steps start a run only when none is
@@ -45,7 +46,8 @@ class WorkflowDriver:
                  receiver: Callable[[], Callable[[PageBatch], None]],
                  recovering: Callable[[], bool],
                  on_done: Callable[[], None],
-                 on_error: Callable[[str], None]) -> None:
+                 on_error: Callable[[str], None],
+                 allows: Callable[[ControlAction, SessionState], None] | None = None) -> None:
         self.session_id = session_id
         self.workflow = Workflow(session_id, [])  # replaced by `replace` when it starts
         self._control = control
@@ -61,6 +63,7 @@ class WorkflowDriver:
         self._recovering = recovering
         self._on_done = on_done
         self._on_error = on_error
+        self._allows = allows  # raises when a person in control refuses the change
         self._running: asyncio.Task[None] | None = None
 
     def replace(self, steps: list[Step]) -> None:
@@ -82,17 +85,22 @@ class WorkflowDriver:
         if self._running is not None:
             self._running.cancel()
 
-    def change(self, action: ControlAction, by: str, steps: list[Step] | None = None) -> None:
-        """A pause, a resume or added steps (`steps`), asked for by `by`; ControlRefused if
-        the session's state allows none."""
+    def change(self, action: ControlAction, by: str, steps: list[Step] | None = None,
+               reason: str | None = None) -> None:
+        """A pause, a resume, added steps (`steps`), or a person's take or hand-back, asked
+        for by `by` (`reason`: why, if not asked); ControlRefused if the session's state
+        allows none, TakeoverRefused if the person in control does not."""
         state = next_state(self.session_id, self._state(), action)
+        if self._allows is not None:
+            self._allows(action, self._state())
         if steps is not None:
             self.workflow.append(steps)  # refused past MAX_STEPS: nothing changed then
-        elif action is ControlAction.PAUSE:
-            self.workflow.pause()
-        else:
+        elif state is SessionState.PAUSED:
+            self.workflow.pause()  # a pause, or a take of a running workflow
+        elif action is ControlAction.RESUME:
             self.workflow.resume()
-        change = self._control.add(action, by, len(steps) if steps is not None else None)
+        change = self._control.add(action, by, len(steps) if steps is not None else None,
+                                   reason)
         self._receiver()(control_batch(change))
         if state is not self._state():
             self._move(state)
