@@ -534,7 +534,7 @@ async def start_runs(running: RunningStack, plan: dict[str, Any], warm: int) -> 
 
 
 async def _open_timed(browser: Any, script: str, url: str) -> dict[str, float]:
-    """Opens a recorded page the way a session does (pipeline/session.py `_open_page`, then
+    """Opens a recorded page the way a session does (pipeline/session_browser.py `open_page`, then
     `goto`), timing each phase in ms, until the first FullSnapshot reaches the binding."""
     import orjson
 

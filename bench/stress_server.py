@@ -3,7 +3,8 @@
 It runs uvicorn on a thread with its own event loop, so it keeps serving while the
 benchmark's loop is busy decoding frames.
 
-- `GET /stress.html?rate=R&seconds=S&run=ID` and `GET /simple.html`: the pages.
+- `GET /stress.html?rate=R&seconds=S&run=ID`, `GET /simple.html` and `GET /takeover.html`
+  (bench/takeover.py): the pages.
 - `GET /busy.html[?hz=20]`: a live dashboard that mutates a few nodes 20 times a second
   (bench/compression.py records it).
 - `GET /go?run=ID`: held until the benchmark calls `release(ID)` (its viewer is
@@ -31,7 +32,7 @@ from starlette.routing import Route
 
 _HERE = Path(__file__).parent
 _PAGES = {"/stress.html": _HERE / "stress_page.html", "/simple.html": _HERE / "simple_page.html",
-          "/busy.html": _HERE / "busy_page.html"}
+          "/busy.html": _HERE / "busy_page.html", "/takeover.html": _HERE / "takeover_page.html"}
 _GO_TIMEOUT_S = 60.0
 _NO_STORE = {"Cache-Control": "no-store"}
 

@@ -28,11 +28,22 @@ _MOVES: dict[ControlAction, dict[SessionState, SessionState]] = {
     ControlAction.STEPS: {SessionState.RUNNING: SessionState.RUNNING,
                           SessionState.PAUSED: SessionState.PAUSED,
                           SessionState.IDLE: SessionState.RUNNING},
+    # A person takes control: a running workflow pauses at its next step boundary.
+    ControlAction.TAKE: {SessionState.RUNNING: SessionState.PAUSED,
+                         SessionState.PAUSED: SessionState.PAUSED,
+                         SessionState.IDLE: SessionState.IDLE},
+    # Handing back moves nothing by itself; the takeover resumes what its take paused.
+    ControlAction.HAND_BACK: {SessionState.RUNNING: SessionState.RUNNING,
+                              SessionState.PAUSED: SessionState.PAUSED,
+                              SessionState.IDLE: SessionState.IDLE},
 }
 _ONLY = {
     ControlAction.PAUSE: "only a running session can be paused",
     ControlAction.RESUME: "only a paused session can be resumed",
     ControlAction.STEPS: "steps can be added to a running, paused or idle session only",
+    ControlAction.TAKE: "only a running, paused or idle session can be taken control of",
+    ControlAction.HAND_BACK: "control can be handed back in a running, paused or idle "
+                             "session only",
 }
 
 
@@ -52,10 +63,12 @@ class ControlLog:
         self._clock = clock
         self.dropped = 0
 
-    def add(self, action: ControlAction, by: str, steps: int | None = None) -> ControlChange:
+    def add(self, action: ControlAction, by: str, steps: int | None = None,
+            reason: str | None = None) -> ControlChange:
         if len(self._changes) == self._changes.maxlen:
             self.dropped += 1
-        change = ControlChange(action=action, by=by, at=self._clock(), steps=steps)
+        change = ControlChange(action=action, by=by, at=self._clock(), steps=steps,
+                               reason=reason)
         self._changes.append(change)
         return change
 

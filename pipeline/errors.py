@@ -13,6 +13,7 @@ RRStreamError
  ├── PoolFull
  ├── InvalidTransition
  ├── ControlRefused
+ ├── TakeoverRefused
  ├── BrowserNotFound
  ├── BrowserLaunchError
  ├── NavigationFailed
@@ -135,6 +136,17 @@ class ControlRefused(RRStreamError):
         super().__init__(f"session {session_id} {reason}")
 
 
+class TakeoverRefused(RRStreamError):
+    """A person's take, input or hand-back the session does not take: `held` (someone else
+    is in control: `holder` names them), `not_held` (this controller is not, or no longer,
+    in control)."""
+
+    def __init__(self, session_id: str, reason: str, message: str,
+                 holder: str | None = None) -> None:
+        self.session_id, self.reason, self.holder = session_id, reason, holder
+        super().__init__(f"session {session_id}: {message}")
+
+
 class BrowserNotFound(RRStreamError):
     def __init__(self, searched: list[str]) -> None:
         self.searched = searched
@@ -238,6 +250,7 @@ __all__ = [
     "SessionNotFound",
     "StepFailed",
     "StreamUnavailable",
+    "TakeoverRefused",
     "describe_error",
     "unwrap",
 ]

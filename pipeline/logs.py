@@ -12,6 +12,8 @@ import os
 import orjson
 
 _FIELDS = ("session_id", "viewer", "seq")
+# What a part logs through: a session's parts get its adapter, which adds its session id.
+Log = logging.Logger | logging.LoggerAdapter[logging.Logger]
 
 
 class JsonFormatter(logging.Formatter):
@@ -44,4 +46,4 @@ def configure_logging(level: str | None = None) -> None:
         logger.propagate = False
 
 
-__all__ = ["JsonFormatter", "configure_logging"]
+__all__ = ["JsonFormatter", "Log", "configure_logging"]

@@ -175,13 +175,15 @@ class DrivenBy(enum.StrEnum):
 
     STEPS = "steps"  # its workflow: the steps it was given and those added to it
     DRIVER = "driver"  # a program, over the driver protocol (issue 13, not yet)
-    PERSON = "person"  # a person in the viewer, with a control link (issue 13, not yet)
+    PERSON = "person"  # a person in the viewer, with a control link (pipeline/takeover.py)
 
 
 class ControlAction(enum.StrEnum):
     PAUSE = "pause"
     RESUME = "resume"
     STEPS = "steps"  # steps were added
+    TAKE = "take"  # a person took control from a viewer (`by`: the control link's label)
+    HAND_BACK = "hand_back"  # ... and gave it back (or it went back by itself: `reason`)
 
 
 class ControlChange(BaseModel):
@@ -194,6 +196,9 @@ class ControlChange(BaseModel):
     at: float = Field(description="Unix time, seconds.")
     steps: int | None = Field(default=None, description="How many steps were added "
                               "(`steps` only).")
+    reason: str | None = Field(default=None, description="`hand_back` only: why control "
+                               "went back, when the person did not hand it back themselves "
+                               "(`expired`, `closed`, `lease`).")
 
 
 class StepsRequest(BaseModel):
@@ -305,11 +310,13 @@ class SessionStatus(BaseModel):
         "browser loaded that it handed to its node's asset cache, for the stream to name as "
         "`/assets/<sha256>`.")
     driven_by: DrivenBy = Field(default=DrivenBy.STEPS, description="What drives the "
-                                "page: `steps` (its workflow); `driver` (a program) and "
-                                "`person` (a viewer with a control link) are to come.")
+                                "page: `steps` (its workflow), `person` (a viewer with a "
+                                "control link took control); `driver` (a program) is to come.")
+    controller: str | None = Field(default=None, description="While a person is in control: "
+                                   "their control link's label.")
     control: list[ControlChange] = Field(
-        default_factory=list, description="Pauses, resumes and added steps, oldest first "
-        "(the last 100).")
+        default_factory=list, description="Pauses, resumes, added steps, takes and hand-backs, "
+        "oldest first (the last 100).")
     control_dropped: int = Field(default=0, description="Older control changes, no longer "
                                  "listed.")
 
@@ -410,8 +417,9 @@ class ViewerLinkRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     role: Literal["view", "control"] = Field(
-        default="view", description="`view` watches; `control` is reserved for driving the "
-        "browser (it may watch too).")
+        default="view", description="`view` watches; `control` watches and may take "
+        "control of the page from the viewer (protocol 1.1, its label shown as who is in "
+        "control).")
     ttl_s: StrictInt = Field(default=3_600, ge=1, description="Seconds the link works; for a "
                        "session at most its max duration plus the ended-session retention.")
     label: str | None = Field(default=None, max_length=200,
@@ -473,6 +481,7 @@ class SessionInfo(BaseModel):
     assets_captured: int = 0
     record: bool = Field(default=True, description="False: nothing of the session is stored.")
     driven_by: DrivenBy = DrivenBy.STEPS
+    controller: str | None = None
     control: list[ControlChange] = Field(default_factory=list)
     control_dropped: int = 0
 

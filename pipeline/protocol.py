@@ -1,7 +1,10 @@
 """Wire protocol v1 between the gateway and viewers (docs/protocol.md).
 
 Binary frames: a fixed little-endian header, the session id, then compressed
-batches. Text frames: JSON control messages, typed here.
+batches. Text frames: JSON control messages, typed here, and those of minor version 1.1
+(taking control of the page from a viewer: `take_control`, `hand_back`, `input`, and the
+server's `control`, `control_refused`, `input_refused`), sent only to clients whose hello
+asked for `minor: 1`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ from typing import Annotated, Literal, NamedTuple
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
 PROTOCOL_VERSION = 1
+# 1.1: a viewer with a control link takes control of the page (docs/protocol.md, "Taking
+# control"). A client that says nothing of a minor version gets 1.0, unchanged.
+PROTOCOL_MINOR = 1
 
 _HEADER = struct.Struct("<BBHIQQdddB")
 FLAG_SEGMENT_START = 0x01
@@ -142,6 +148,8 @@ class Hello(_Message):
         default=False, description="The client will send `ack`s: the server then keeps at most "
         "a window of unacknowledged bytes in flight to it."
     )
+    minor: int = Field(default=0, ge=0, description="The newest minor version the client "
+                       "speaks; 1 for the control messages of 1.1.")
     skips: bool = Field(
         default=False, description="The client understands SKIPPED frames: a canvas picture "
         "that a newer one of the same canvas superseded while queued may be sent as one."
@@ -158,6 +166,7 @@ class Ack(_Message):
 class Welcome(_Message):
     type: Literal["welcome"] = "welcome"
     protocol: int = PROTOCOL_VERSION
+    minor: int = PROTOCOL_MINOR  # the server's; the socket speaks min(this, hello's)
     session_id: str
     codec: str
     resume: Literal["continue", "reset"]
@@ -200,12 +209,129 @@ class Error(_Message):
     message: str
 
 
-ClientMessage = Annotated[Hello | Ack, Field(discriminator="type")]
-CLIENT_MESSAGE: TypeAdapter[Hello | Ack] = TypeAdapter(ClientMessage)
+# -- 1.1: taking control of the page from a viewer ---------------------------------------
+# Coordinates are CSS pixels of the recorded page's viewport (its top-left corner is 0, 0),
+# as the replay shows it: what Playwright's page.mouse takes.
+_COORD = 100_000.0
+MAX_INPUT_EVENTS = 64  # in one `input` message
+MouseButton = Literal["left", "middle", "right"]
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MouseInput(_Input):
+    kind: Literal["mouse"] = "mouse"
+    action: Literal["move", "down", "up", "click"]
+    x: float = Field(ge=-_COORD, le=_COORD)
+    y: float = Field(ge=-_COORD, le=_COORD)
+    button: MouseButton = "left"
+    clicks: int = Field(default=1, ge=1, le=3, description="1, 2 for a double click, 3.")
+
+
+class WheelInput(_Input):
+    kind: Literal["wheel"] = "wheel"
+    x: float = Field(ge=-_COORD, le=_COORD)
+    y: float = Field(ge=-_COORD, le=_COORD)
+    dx: float = Field(default=0.0, ge=-_COORD, le=_COORD)
+    dy: float = Field(default=0.0, ge=-_COORD, le=_COORD)
+
+
+class KeyInput(_Input):
+    kind: Literal["key"] = "key"
+    action: Literal["down", "up"]
+    key: str = Field(min_length=1, max_length=32, description="KeyboardEvent.key: `a`, `A`, "
+                     "`Enter`, `Shift`, `ArrowLeft`, ...")
+    code: str | None = Field(default=None, max_length=32, description="KeyboardEvent.code.")
+
+
+class TextInput(_Input):
+    kind: Literal["text"] = "text"
+    text: str = Field(min_length=1, max_length=1000, description="Text as typed at once "
+                      "(a composition's result, a paste): inserted, no key events.")
+
+
+InputEvent = Annotated[MouseInput | WheelInput | KeyInput | TextInput,
+                       Field(discriminator="kind")]
+
+
+class TakeControl(_Message):
+    type: Literal["take_control"] = "take_control"
+
+
+class HandBack(_Message):
+    type: Literal["hand_back"] = "hand_back"
+
+
+class Input(_Message):
+    """Input for the page from the viewer in control. `seq`: the newest batch the viewer had
+    applied when the person acted (what they saw)."""
+
+    type: Literal["input"] = "input"
+    seq: int | None = Field(default=None, ge=0)
+    events: list[InputEvent] = Field(min_length=1, max_length=MAX_INPUT_EVENTS)
+
+
+class ControlState(_Message):
+    """Who is in control of the page: sent to 1.1 clients after `welcome` and whenever it
+    changes. `holder` is the control link's label (None: the session drives itself)."""
+
+    type: Literal["control"] = "control"
+    holder: str | None = None
+    you: bool = False
+    can_take: bool = Field(default=False, description="This socket's token is a `control` "
+                           "link's.")
+    since: float | None = Field(default=None, description="Unix s, when it was taken.")
+    until: float | None = Field(default=None, description="Unix s: the control link's "
+                                "expiry, when control goes back by itself.")
+    reason: str | None = Field(default=None, description="Why it changed: `taken`, "
+                               "`handed_back`, `expired`, `closed` (the controller left), "
+                               "`lost` (the session's actor was replaced).")
+
+
+class ControlRefusal(_Message):
+    """`take_control` refused: `held` (someone else is in control: `holder`), `state` (the
+    session cannot be driven now: waiting, starting, stopping or ended)."""
+
+    type: Literal["control_refused"] = "control_refused"
+    reason: Literal["held", "state"]
+    message: str
+    holder: str | None = None
+
+
+class InputRefusal(_Message):
+    """Input not delivered: `behind` (the viewer had not seen the newest page, `lag_ms`
+    behind), `not_in_control`. Sent at most once a second."""
+
+    type: Literal["input_refused"] = "input_refused"
+    reason: Literal["behind", "not_in_control"]
+    message: str
+    lag_ms: float | None = None
+
+
+ClientMessage = Annotated[Hello | Ack | TakeControl | HandBack | Input,
+                          Field(discriminator="type")]
+CLIENT_MESSAGE: TypeAdapter[Hello | Ack | TakeControl | HandBack | Input] = TypeAdapter(
+    ClientMessage)
 
 __all__ = [
     "CLIENT_MESSAGE",
+    "MAX_INPUT_EVENTS",
+    "PROTOCOL_MINOR",
     "Ack",
+    "ControlRefusal",
+    "ControlState",
+    "HandBack",
+    "Input",
+    "InputEvent",
+    "InputRefusal",
+    "KeyInput",
+    "MouseButton",
+    "MouseInput",
+    "TakeControl",
+    "TextInput",
+    "WheelInput",
     "FLAG_RESET",
     "FLAG_SEGMENT_START",
     "FLAG_SKIPPED",

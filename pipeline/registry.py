@@ -668,18 +668,30 @@ class SessionRegistry:
         return await self._control(session_id, ControlAction.STEPS,
                                    lambda actor: actor.add_steps(steps, by))
 
-    async def _control(self, session_id: str, action: ControlAction,
-                       call: Callable[[SessionActor], Awaitable[SessionStatus]]) -> Described:
+    async def session_actor(self, session_id: str) -> str:
+        """The name of the session's actor, which a gateway calls directly while a person
+        is in control (pipeline/takeover.py: each input is one call, not two). ControlRefused
+        when it has none that takes control: waiting for a slot, being replaced, ended."""
         await self.started()
-        entry = self._entry(session_id)
+        return self._controllable(self._entry(session_id), ControlAction.TAKE).name
+
+    def _controllable(self, entry: _Entry, action: ControlAction) -> SessionActor:
+        """The entry's actor if it takes control calls; else ControlRefused for `action`."""
         record, actor = entry.record, entry.actor
         if record.state.ended or entry.stopping or actor is None or not entry.connected:
             # Only the session's own actor takes control calls: without one (waiting for a
             # slot, or being replaced) it counts as pending.
             state = (record.state if record.state.ended else SessionState.STOPPING
                      if entry.stopping else SessionState.PENDING)
-            next_state(session_id, state, action)  # refuses: no such state takes any
+            next_state(record.id, state, action)  # refuses: no such state takes any
         assert actor is not None
+        return actor
+
+    async def _control(self, session_id: str, action: ControlAction,
+                       call: Callable[[SessionActor], Awaitable[SessionStatus]]) -> Described:
+        await self.started()
+        entry = self._entry(session_id)
+        actor = self._controllable(entry, action)
         self._take_status(entry, await call(actor))
         return await self.describe(session_id)
 

@@ -147,6 +147,23 @@ class Access:
         return claims
 
 
+    def controller(self, token: str | None, session_id: str) -> ViewerClaims:
+        """The claims of a control link of `session_id`, which may take control of its
+        page: checked whether auth is required or not (with auth off watching needs no
+        token, driving the page does). TokenRefused (4401), NotForThis (4403)."""
+        if token is None:
+            raise NotForThis("taking control needs a control link (a viewer link with role "
+                             "control)")
+        claims = self.tokens.verify(token, time.time())
+        if claims.kind != "session" or claims.target != session_id:
+            raise NotForThis(f"the viewer token is for {claims.kind} {claims.target}, "
+                             f"not session {session_id}")
+        if claims.role != "control":
+            raise NotForThis(f"this viewer link's role is {claims.role}; taking control "
+                             "needs a control link")
+        return claims
+
+
 def still_valid(claims: ViewerClaims, generation: int) -> None:
     """Raises TokenRefused when the session's links were revoked after `claims` were minted."""
     if claims.kind == "session" and claims.generation < generation:

@@ -54,6 +54,7 @@ from serve.recording_search import (
 )
 from serve.registry_client import RegistryClient
 from serve.session_control import SessionControl, mount_session_control
+from serve.session_lines import RaySessionLines
 from serve.start_urls import StartUrlCheck
 from serve.uvicorn_options import close_with_reason_on_shutdown, disable_permessage_deflate
 from serve.viewer_socket import ViewerSockets
@@ -148,7 +149,8 @@ class Gateway:
         app.state.exports = ExportService.over_ray(self._registry, settings,
                                                    self._recordings.shared_store)
         self._sockets = ViewerSockets(settings, self._registry, GatewayMetrics(), self._access,
-                                      self._recordings)
+                                      self._recordings,
+                                      RaySessionLines(self._registry, settings.namespace))
         self._recording_search = RecordingSearch(self._recordings.index_update)
         self._assets = assets_dir(settings)
         if (self._assets / "index.html").exists():

@@ -80,6 +80,9 @@ class RegistryClient:
         return await self._ask(self._handle.add_steps.remote(session_id, steps, by),
                                WRITE_TIMEOUT_S)
 
+    async def session_actor(self, session_id: str) -> str:
+        return await self._ask(self._handle.session_actor.remote(session_id))
+
     async def revoke_links(self, session_id: str) -> SessionRecord:
         return await self._ask(self._handle.revoke_links.remote(session_id), WRITE_TIMEOUT_S)
 

@@ -40,14 +40,18 @@ from pipeline.protocol import (
     CloseCode,
     End,
     Error,
+    HandBack,
     Hello,
+    Input,
     Reset,
     Status,
+    TakeControl,
     Welcome,
     encode_frame,
 )
 from pipeline.streamer import StreamRef
 from serve.access import Access, NotForThis, still_valid
+from serve.control_socket import ControlSocket, SessionLines
 from serve.recording_reader import Recordings, frames
 from serve.replay import replay_frames
 from serve.viewer_tokens import TargetKind, TokenRefused, ViewerClaims
@@ -59,6 +63,9 @@ _STATUS_EVERY_S = 1.0
 # the Python client's pace). Far more is a broken or hostile client.
 MAX_MESSAGE_CHARS = 65_536
 MAX_MESSAGES_PER_S = 50
+# A viewer with a control link may drive the page (protocol 1.1): its input comes as it
+# happens, mouse moves at most once an animation frame.
+MAX_CONTROL_MESSAGES_PER_S = 250
 _REVOCATION_CHECK_S = 1.0
 
 
@@ -133,9 +140,12 @@ class MessageRate:
         return self._count > self._per_s
 
 
-async def _receive(websocket: WebSocket, on_ack: Callable[[int], None]) -> None:
-    """Reads acks until the client leaves (a handler that only sends would never notice)."""
-    rate = MessageRate()
+async def _receive(websocket: WebSocket, on_ack: Callable[[int], None],
+                   control: ControlSocket | None = None) -> None:
+    """Reads acks (and, from a 1.1 viewer, its control messages) until the client leaves
+    (a handler that only sends would never notice)."""
+    rate = MessageRate(MAX_CONTROL_MESSAGES_PER_S if control is not None and control.can_take
+                       else MAX_MESSAGES_PER_S)
     while True:
         message = await websocket.receive()
         if message["type"] == "websocket.disconnect":
@@ -154,10 +164,24 @@ async def _receive(websocket: WebSocket, on_ack: Callable[[int], None]) -> None:
             await refuse(websocket, CloseCode.BAD_HELLO,
                          f"bad message: {exc.errors()[0]['msg']}")
             return
-        if not isinstance(parsed, Ack):
-            await refuse(websocket, CloseCode.BAD_HELLO, "after hello only acks are accepted")
+        if isinstance(parsed, Ack):
+            on_ack(parsed.seq)
+            if control is not None:
+                control.acked = parsed.seq
+            continue
+        if control is None or not isinstance(parsed, TakeControl | HandBack | Input):
+            await refuse(websocket, CloseCode.BAD_HELLO, "after hello only acks are accepted"
+                         if control is None else "after hello only acks, take_control, "
+                         "hand_back and input are accepted")
             return
-        on_ack(parsed.seq)
+        try:
+            await control.on_message(parsed)
+        except TokenRefused as exc:
+            await refuse(websocket, CloseCode.UNAUTHORIZED, str(exc))
+            return
+        except NotForThis as exc:
+            await refuse(websocket, CloseCode.FORBIDDEN, str(exc))
+            return
 
 
 async def _until_first_done(*coros: Any) -> None:
@@ -198,10 +222,14 @@ class ViewerSockets:
     """The WebSocket side of one gateway replica."""
 
     def __init__(self, settings: Settings, registry: Any, metrics: GatewayReport,
-                 access: Access | None = None, recordings: Recordings | None = None) -> None:
+                 access: Access | None = None, recordings: Recordings | None = None,
+                 lines: SessionLines | None = None) -> None:
         """`registry`: a RegistryClient (serve/registry_client.py) or a fake of one;
-        `recordings`: where replays read from (through the registry if not given)."""
+        `recordings`: where replays read from (through the registry if not given);
+        `lines`: how a viewer in control reaches a session's actor (none: no one can take
+        control)."""
         self._settings = settings
+        self._lines = lines
         self._registry = registry
         self._recordings = recordings or Recordings(None, registry)
         self._access = access or Access(settings)
@@ -310,6 +338,8 @@ class ViewerSockets:
             viewer.use_acks(self._settings.viewer_window_bytes)
         if hello.skips:
             viewer.skip_pictures()
+        control = (self._control_socket(websocket, session_id, hub, hello)
+                   if hello.minor >= 1 else None)
         try:
             codec = await hub.stream.streamer.codec.remote(session_id)
             await websocket.send_text(Welcome(
@@ -317,14 +347,34 @@ class ViewerSockets:
                 state=hub.status.state,
             ).model_dump_json())
             await _until_first_done(
-                self._send(websocket, session_id, hub, viewer), _receive(websocket, viewer.ack),
+                self._send(websocket, session_id, hub, viewer),
+                _receive(websocket, viewer.ack, control),
                 *([_token_watch(websocket, claims, lambda: hub.link_generation)]
                   if claims is not None else []),
+                *([control.run()] if control is not None else []),
             )
         finally:
+            if control is not None:
+                await control.close()
             hub.detach(viewer)
             self._viewers -= 1
             self._metrics.viewers(self._viewers)
+
+    def _control_socket(self, websocket: WebSocket, session_id: str, hub: SessionHub,
+                        hello: Hello) -> ControlSocket:
+        """A 1.1 viewer's part in taking control; it may take it if its token is a control
+        link of this session (checked with auth off too: watching needs no token then,
+        driving the page does)."""
+        def check() -> ViewerClaims:
+            claims = self._access.controller(hello.token, session_id)
+            still_valid(claims, hub.link_generation)
+            return claims
+
+        try:
+            claims: ViewerClaims | None = check()
+        except (TokenRefused, NotForThis):
+            claims = None
+        return ControlSocket(session_id, websocket.send_text, hub, self._lines, claims, check)
 
     async def _session(self, websocket: WebSocket, session_id: str) -> SessionRecord | None:
         """The session's record, or None after refusing the socket (4404)."""

@@ -2,7 +2,7 @@
 
 Signed with itsdangerous (HMAC-SHA256) under RRSTREAM_TOKEN_SECRET, which every replica
 shares, so a token one replica minted opens a stream on any other. A token names its
-target, a role (`view`; `control` is reserved for driving the browser), an expiry and a
+target, a role (`view`; `control` also takes control of the page from the viewer), an expiry and a
 label, and the session's link generation when it was minted: revoking a session's links
 moves its generation on, and every older token is refused from then on.
 """

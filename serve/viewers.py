@@ -17,6 +17,7 @@ from pipeline.errors import RegistryUnavailable, StreamUnavailable, describe_err
 from pipeline.protocol import Chunk, End, ResetReason, Status
 from pipeline.stream import EPOCH_BITS
 from pipeline.streamer import StreamRef
+from serve.control_socket import ViewLag
 
 _log = logging.getLogger(__name__)
 _READ_TIMEOUT_S = 10.0
@@ -220,6 +221,10 @@ class SessionHub:
         self._idle_since = time.monotonic()
         self.status = Status(state="pending")
         self.link_generation = 0  # the session's, as of the last poll (revoked links)
+        # Who is in control of the page (a control link's label), as of the last poll or
+        # a take on this replica; when each run of batches came (serve/control_socket.py).
+        self.controller: str | None = None
+        self.arrivals = ViewLag()
         self.status_json = self.status.model_dump_json()  # sent to every viewer each second
         self._tasks = {
             asyncio.create_task(self._pull(), name=f"pull:{session_id}"),
@@ -322,6 +327,7 @@ class SessionHub:
                 self._buffer.append(chunk)
             if result.chunks:
                 after = result.chunks[-1].seq
+                self.arrivals.arrived(after, time.monotonic())
                 for arriving in self._joining:
                     arriving.extend(result.chunks)
                 for viewer in self._viewers:
@@ -382,6 +388,7 @@ class SessionHub:
             with contextlib.suppress(Exception):
                 record, status, stats = await self._registry.describe(self.session_id)
                 self.link_generation = record.link_generation
+                self.controller = status.controller if status else None
                 self.status = Status(
                     state=str(record.state),
                     url=(status.url if status else None),

@@ -8,7 +8,8 @@
 // one), `state()` says whether rrweb started and how many snapshots this document
 // took, and `restart()` starts rrweb again when it took none. `degrade(level)` restarts
 // rrweb with `options.samplingLevels[level]` (a page emitting over
-// RRSTREAM_MAX_EVENTS_PER_S: coarser sampling from a new checkout), and `pause(ms)`
+// RRSTREAM_MAX_EVENTS_PER_S: coarser sampling from a new checkout), `everyKeystroke(on)`
+// records inputs at every keystroke while a person is in control, and `pause(ms)`
 // stops it for `ms` and then starts it again: a stretch left out whole, after which the
 // new FullSnapshot keeps the replay consistent (pipeline/event_rate.py decides). The last
 // `probeMs` of a pause rrweb runs without sending anything (`probe`): a page still over
@@ -299,7 +300,11 @@ import { record } from "rrweb";
     }
     nativeObserverIn();
     try {
-      stopRrweb = record(rrwebOptions) || null;
+      // While a person is in control from a viewer (pipeline/takeover.py), every keystroke
+      // is recorded ("all": rrweb listens to `input`), so other viewers see the typing as
+      // it happens; otherwise the configured sampling ("last": at each `change`).
+      const sampling = window.__rrstreamKeystrokes ? { ...rrwebOptions.sampling, input: "all" } : rrwebOptions.sampling;
+      stopRrweb = record({ ...rrwebOptions, sampling }) || null;
     } finally {
       nativeObserverOut();
     }
@@ -434,6 +439,12 @@ import { record } from "rrweb";
       level = Math.max(0, Math.min(samplingLevels.length - 1, newLevel | 0));
       rrwebOptions.sampling = samplingLevels[level];
       if (paused()) return this.state();  // the pause's end starts it with this sampling
+      return this.restart();
+    },
+    // Records inputs at every keystroke (`on`) or as configured, from a new checkout.
+    everyKeystroke(on) {
+      window.__rrstreamKeystrokes = Boolean(on);
+      if (!stopRrweb || paused()) return this.state();  // its next start reads the flag
       return this.restart();
     },
     pause(ms) {

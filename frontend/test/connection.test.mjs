@@ -91,7 +91,7 @@ test("handshake: hello first, open on welcome, frames and messages pass through"
   assert.equal(connection.state, "connecting");
   assert.equal(socket().binaryType, "arraybuffer");
   socket().open();
-  assert.deepEqual(socket().sent, [{ type: "hello", protocol: 1, resume_after: null, token: null, acks: true, skips: true }]);
+  assert.deepEqual(socket().sent, [{ type: "hello", protocol: 1, minor: 1, resume_after: null, token: null, acks: true, skips: true }]);
   socket().json(welcome);
   assert.equal(connection.state, "open");
   const buffer = new ArrayBuffer(8);

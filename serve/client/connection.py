@@ -94,6 +94,13 @@ class Connection:
             if isinstance(item, Frame):
                 return item
 
+    async def send_text(self, text: str) -> None:
+        """Sends a control message (protocol 1.1: take_control, hand_back, input)."""
+        try:
+            await self._ws.send(text)
+        except ConnectionClosed as exc:
+            raise self._lost(exc) from None
+
     async def close(self, code: int = 1000, reason: str = "viewer left") -> None:
         """Closes the connection with a close handshake."""
         if self.closed is None:

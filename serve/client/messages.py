@@ -9,19 +9,28 @@ from typing import Annotated
 from pydantic import Field, TypeAdapter, ValidationError
 
 from pipeline.protocol import (
+    PROTOCOL_MINOR,
     PROTOCOL_VERSION,
     Ack,
     CloseCode,
+    ControlRefusal,
+    ControlState,
     End,
     Error,
+    HandBack,
     Hello,
+    Input,
+    InputEvent,
+    InputRefusal,
     Reset,
     Status,
+    TakeControl,
     Welcome,
 )
 from serve.client.errors import ProtocolError
 
-ControlMessage = Welcome | Status | Reset | End | Error
+ControlMessage = (Welcome | Status | Reset | End | Error | ControlState | ControlRefusal
+                  | InputRefusal)
 _CONTROL: TypeAdapter[ControlMessage] = TypeAdapter(
     Annotated[ControlMessage, Field(discriminator="type")])
 
@@ -36,10 +45,25 @@ CLIENT_RECONNECTS = 4000
 
 
 def hello(resume_after: int | None, *, acks: bool, token: str | None = None,
-          skips: bool = False) -> str:
-    """The first message on every connection."""
-    return Hello(protocol=PROTOCOL_VERSION, resume_after=resume_after, token=token,
-                 acks=acks, skips=skips).model_dump_json()
+          control: bool = False, skips: bool = False) -> str:
+    """The first message on every connection; `control` asks for protocol 1.1 (taking
+    control of the page)."""
+    message = Hello(protocol=PROTOCOL_VERSION, resume_after=resume_after, token=token,
+                    acks=acks, skips=skips, minor=PROTOCOL_MINOR if control else 0)
+    return message.model_dump_json(exclude=None if control else {"minor"})  # 1.0 as it was
+
+
+def take_control() -> str:
+    return TakeControl().model_dump_json()
+
+
+def hand_back() -> str:
+    return HandBack().model_dump_json()
+
+
+def input_message(events: list[InputEvent], seq: int | None) -> str:
+    """Input for the page (1.1); `seq`: the newest batch applied when the person acted."""
+    return Input(seq=seq, events=events).model_dump_json()
 
 
 def ack(seq: int) -> str:
@@ -57,5 +81,5 @@ def parse_control(text: str | bytes) -> ControlMessage:
                             f"{exc.errors()[0]['msg']}") from None
 
 
-__all__ = ["CLIENT_RECONNECTS", "FINAL_CLOSE_CODES", "ControlMessage", "ack", "hello",
-           "parse_control"]
+__all__ = ["CLIENT_RECONNECTS", "FINAL_CLOSE_CODES", "ControlMessage", "ack", "hand_back",
+           "hello", "input_message", "parse_control", "take_control"]

@@ -17,7 +17,17 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pipeline.protocol import End, Error, Reset, Status, Welcome
+from pipeline.protocol import (
+    ControlRefusal,
+    ControlState,
+    End,
+    Error,
+    InputEvent,
+    InputRefusal,
+    Reset,
+    Status,
+    Welcome,
+)
 from serve.client.connection import (
     ABNORMAL_CLOSE,
     Connection,
@@ -34,7 +44,15 @@ from serve.client.errors import (
     StreamClosed,
 )
 from serve.client.frames import Frame, StreamDecoder
-from serve.client.messages import CLIENT_RECONNECTS, FINAL_CLOSE_CODES, ControlMessage, hello
+from serve.client.messages import (
+    CLIENT_RECONNECTS,
+    FINAL_CLOSE_CODES,
+    ControlMessage,
+    hand_back,
+    hello,
+    input_message,
+    take_control,
+)
 
 _HANDSHAKE_IDLE_S = 20.0
 _STOP_GRACE_S = 2.0
@@ -126,8 +144,12 @@ class Viewer:
                  on_message: Callable[[ControlMessage], None] | None = None,
                  compression: str | None = "deflate", max_queue: int | None = 16,
                  open_timeout_s: float = 10.0, ack_every_s: float = 0.5,
-                 ack_bytes: int = 1024 * 1024, skips: bool = True) -> None:
+                 ack_bytes: int = 1024 * 1024, control: bool = False,
+                 skips: bool = True) -> None:
+        """`control`: speak protocol 1.1, hear who is in control (`control`) and, with a
+        control link's `token`, take it (`take_control`, `send_input`, `hand_back`)."""
         self.url = url
+        self._control = control
         self.acks = acks
         self.skips = skips
         self.idle_timeout_s = idle_timeout_s
@@ -157,6 +179,8 @@ class Viewer:
         self.stats = ViewerStats()
         self.status: Status | None = None
         self.end: End | None = None
+        self.control: ControlState | None = None  # who is in control, as last told (1.1)
+        self.refusals: list[ControlRefusal | InputRefusal] = []
         self.acked_seq: int | None = None
         self.close_code: int | None = None
         self.close_reason = ""
@@ -223,7 +247,7 @@ class Viewer:
         resume_after = self.last_seq if self._resume else None
         try:
             await conn._handshake(hello(resume_after, acks=self.acks, token=self._token,
-                                        skips=self.skips),
+                                        control=self._control, skips=self.skips),
                                   self.idle_timeout_s or _HANDSHAKE_IDLE_S)
         except StreamClosed as closed:
             self.error = f"{self.url}: {closed}"
@@ -232,6 +256,27 @@ class Viewer:
             conn.abort("the handshake failed")
             raise
         return conn
+
+    # -- taking control of the page (protocol 1.1) -----------------------------------------
+
+    async def take_control(self) -> None:
+        """Asks for control; the answer is a `control` (`self.control.you`) or a
+        `control_refused` (in `refusals`); a link that may not closes the socket (4403)."""
+        await self._open_connection().send_text(take_control())
+
+    async def hand_back(self) -> None:
+        await self._open_connection().send_text(hand_back())
+
+    async def send_input(self, *events: InputEvent, seq: int | None = None) -> None:
+        """Input for the page, in the recorded page's CSS pixels; `seq` (default: the last
+        batch applied) is what the person saw when they acted."""
+        await self._open_connection().send_text(
+            input_message(list(events), self.last_seq if seq is None else seq))
+
+    def _open_connection(self) -> Connection:
+        if self._conn is None:
+            raise ClientError("this viewer has no open connection")
+        return self._conn
 
     # -- the whole stream ------------------------------------------------------------------
 
@@ -376,6 +421,10 @@ class Viewer:
             self._announced = message
         elif isinstance(message, End):
             self.end = message
+        elif isinstance(message, ControlState):
+            self.control = message
+        elif isinstance(message, ControlRefusal | InputRefusal):
+            self.refusals.append(message)
         else:
             self.errors.append(message)
         if self._on_message is not None:

@@ -4,6 +4,8 @@
 import { backoffDelay } from "./backoff.js";
 
 export const PROTOCOL = 1;
+// 1.1: who is in control of the page, and taking it with a control link (docs/protocol.md).
+export const PROTOCOL_MINOR = 1;
 
 /** @enum {string} */
 export const ConnectionState = Object.freeze({
@@ -151,6 +153,14 @@ export class Connection {
     }
   }
 
+  /** Sends a control message (1.1: take_control, hand_back, input); false when not open. */
+  send(message) {
+    const socket = this.#socket;
+    if (!socket || socket.readyState !== 1 || this.#state !== ConnectionState.OPEN) return false;
+    socket.send(JSON.stringify(message));
+    return true;
+  }
+
   /** Opens the socket. */
   connect() {
     this.#stopped = false;
@@ -167,7 +177,7 @@ export class Connection {
     socket.binaryType = "arraybuffer";
     this.#socket = socket;
     socket.onopen = () => {
-      socket.send(JSON.stringify({ type: "hello", protocol: PROTOCOL, resume_after: this.#resumeAfter(), token: this.#token, acks: true, skips: true }));
+      socket.send(JSON.stringify({ type: "hello", protocol: PROTOCOL, minor: PROTOCOL_MINOR, resume_after: this.#resumeAfter(), token: this.#token, acks: true, skips: true }));
       this.#armWatchdog(this.#welcomeTimeoutMs, "no welcome from the server");
     };
     socket.onmessage = (event) => this.#onMessage(event.data);

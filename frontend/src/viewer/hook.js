@@ -21,6 +21,8 @@ export function installTestHook(current, target = window) {
       segmentsStarted: { enumerable: true, get: counter("segmentsStarted") },
       framesPending: { enumerable: true, get: () => current().stream?.pending ?? 0 },
       codec: { enumerable: true, get: () => current().stream?.codec ?? null },
+      // Who is in control of the page (1.1): {holder, you, canTake, refusal}.
+      control: { enumerable: true, get: () => current().takeover?.state ?? null },
       // none, live, realtime (a recording over the WebSocket), recording, rewound
       mode: { enumerable: true, get: () => current().mode ?? (current().stream ? "live" : "none") },
       // The recording player: {phase, error, state, currentTime, totalTime, speed,

@@ -4,6 +4,7 @@
 // stats panel, the header badge and the test hook.
 import { ApiError, apiKey, recordingEvents, searchRecording, viewerLink } from "./api.js";
 import { h } from "./dom.js";
+import { TakeoverControl } from "./control.js";
 import { installTestHook } from "./hook.js";
 import { KeyForm } from "./key-form.js";
 import { LivePlayer } from "./player.js";
@@ -38,6 +39,9 @@ const statsRoot = $("stats");
 const rewindButton = $("rewind");
 
 const player = new LivePlayer(liveStage, { bufferMs: BUFFER_MS, onChange: render });
+// Who is in control of the page; with a control link, Take control / Hand back.
+const takeover = new TakeoverControl($("control-bar"), liveStage, player,
+  (message) => stream?.connection.send(message) ?? false, () => stream?.counters.lastSeq ?? null);
 const stats = new StatsPanel(statsRoot);
 const sessions = new SessionList($("sessions"), { onSelect: (id) => choose(id), onLoad: onSessionsLoaded });
 const recordings = new RecordingList($("recordings"), { onSelect: (recording) => play(recording.id) });
@@ -87,7 +91,7 @@ if (linkToken) {
   tokens.set(linked, linkToken);
 }
 
-installTestHook(() => ({ stream, player, mode: mode(), playback }));
+installTestHook(() => ({ stream, player, mode: mode(), playback, takeover }));
 reconnectButton.addEventListener("click", () => stream?.reconnect());
 rewindButton.addEventListener("click", () => rewind());
 addEventListener("pagehide", () => {
@@ -140,6 +144,7 @@ function watch(id) {
   watching = id ? { id, recording: recordingId !== null } : null;
   stream?.close();
   stream = null;
+  takeover.reset();
   player.clear();
   replaying = recordingId !== null;
   stats.reset({ replay: replaying });
@@ -166,9 +171,13 @@ async function open(ticket) {
     const current = new LiveStream({ sessionId: id, player, token: tokens.get(key) ?? null,
                                      url: recording ? recordingStreamUrl(id) : undefined });
     const mine = (handler) => (event) => current === stream && handler(event.detail);
-    current.addEventListener("state", mine(() => render()));
+    current.addEventListener("state", mine(({ state }) => {
+      if (state !== "open") takeover.reset(); // a new socket holds nothing; it is told anew
+      render();
+    }));
     current.addEventListener("frame", mine(({ frame, events, live }) => stats.onFrame(frame, events, current.counters, live)));
     current.addEventListener("message", mine((msg) => {
+      takeover.onMessage(msg);
       stats.onMessage(msg);
       if (msg.type === "end" || msg.type === "error") render();
     }));
@@ -192,6 +201,7 @@ function play(id, { moment = null } = {}) {
   watching = null;
   stream?.close();
   stream = null;
+  takeover.reset();
   player.clear();
   replaying = false;
   stats.reset({ replay: true });

@@ -56,6 +56,11 @@ export class LivePlayer {
     return this.#active?.width ? { width: this.#active.width, height: this.#active.height } : null;
   }
 
+  /** The visible replayer's iframe (the replayed page, scaled by fit.js), or null. */
+  iframeElement() {
+    return this.#active?.replayer.iframe ?? null;
+  }
+
   /** The document rebuilt inside the visible replayer's iframe, or null. */
   iframeDocument() {
     return this.#active?.replayer.iframe?.contentDocument ?? null;
