@@ -50,7 +50,10 @@ def hello(resume_after: int | None, *, acks: bool, token: str | None = None,
     control of the page)."""
     message = Hello(protocol=PROTOCOL_VERSION, resume_after=resume_after, token=token,
                     acks=acks, skips=skips, minor=PROTOCOL_MINOR if control else 0)
-    return message.model_dump_json(exclude=None if control else {"minor"})  # 1.0 as it was
+    # Fields left at their default are left out: the hello of 1.0 as it was, which a
+    # gateway without them (its Hello forbids unknown fields) accepts.
+    left_out = {name for name, asked in (("minor", control), ("skips", skips)) if not asked}
+    return message.model_dump_json(exclude=left_out or None)
 
 
 def take_control() -> str:
